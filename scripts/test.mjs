@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// npm test: make sure memcached is there (install it when we are root with apt-get), then run
+// ava and end with one line "N passed, N failed" that CI reads.
+import { spawn, spawnSync } from 'node:child_process'
+
+function have(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0
+}
+
+if (!have('memcached')) {
+  const root = typeof process.getuid === 'function' && process.getuid() === 0
+  if (root && have('apt-get')) {
+    console.log('memcached is missing: installing it with apt-get')
+    const r = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached'], {
+      stdio: 'inherit',
+    })
+    if (r.status !== 0) process.exit(r.status ?? 1)
+  } else {
+    console.error(
+      'tied-session tests need a memcached binary on the PATH.\n' +
+        'Install it: sudo apt-get install memcached (Debian/Ubuntu), brew install memcached (macOS), apk add memcached (Alpine).',
+    )
+    process.exit(1)
+  }
+}
+
+const args = process.argv.slice(2)
+const child = spawn(process.execPath, ['node_modules/ava/entrypoints/cli.mjs', ...args], {
+  stdio: ['ignore', 'pipe', 'pipe'],
+  env: { ...process.env, FORCE_COLOR: process.env.FORCE_COLOR ?? (process.stdout.isTTY ? '1' : '0') },
+})
+let out = ''
+child.stdout.on('data', (d) => {
+  out += d
+  process.stdout.write(d)
+})
+child.stderr.on('data', (d) => {
+  out += d
+  process.stderr.write(d)
+})
+child.on('close', (code) => {
+  // eslint-disable-next-line no-control-regex
+  const plain = out.replace(/\u001b\[[0-9;]*m/g, '')
+  const count = (re) => plain.match(re)?.slice(1).reduce((a, b) => a + Number(b ?? 0), 0) ?? 0
+  const passed = count(/(\d+) tests? passed/)
+  const failed = count(/(\d+) tests? failed/) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/)
+  const bad = code !== 0 && failed === 0 ? 1 : failed
+  console.log(`${passed} passed, ${bad} failed`)
+  process.exit(code ?? 1)
+})

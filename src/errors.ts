@@ -1,0 +1,33 @@
+/** The stable codes a {@link SessionError} carries. */
+export type SessionErrorCode =
+  | 'ERR_SESSION_NOT_FOUND'
+  | 'ERR_INVALID_ID'
+  | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_CONFLICT'
+  | 'ERR_LOCKED'
+  | 'ERR_TOO_LARGE'
+  | 'ERR_CORRUPT'
+
+/**
+ * The one error class of tied-session: test `err.code`, never the message.
+ *
+ * @example
+ * try { await tieSession(id) } catch (err) {
+ *   if (err instanceof SessionError && err.code === 'ERR_SESSION_NOT_FOUND') return login()
+ *   throw err
+ * }
+ */
+export class SessionError extends Error {
+  override name = 'SessionError'
+  readonly code: SessionErrorCode
+
+  constructor(code: SessionErrorCode, message: string, options?: { cause?: unknown }) {
+    super(`tied-session: ${message}`, options)
+    this.code = code
+  }
+}
+
+/** True when `err` is a {@link SessionError}, optionally with the given code. */
+export function isSessionError(err: unknown, code?: SessionErrorCode): err is SessionError {
+  return err instanceof SessionError && (code === undefined || err.code === code)
+}

@@ -1,0 +1,62 @@
+/** One stored value and the version it was read at (opaque; compare only for equality). */
+export interface Entry {
+  value: string
+  version?: string
+}
+
+/** How a write treats an existing key, as memcached's storage commands do. */
+export type WriteMode = 'set' | 'add' | 'replace' | 'cas'
+
+/** Options of {@link Store.write}. */
+export interface WriteOptions {
+  /** Seconds until the key expires; 0 = never. */
+  ttl: number
+  /**
+   * `set` always stores; `add` only if the key is absent (else `exists`); `replace` only if
+   * present (else `not_found`); `cas` only if present (else `not_found`) and still at
+   * `version` (else `exists`).
+   */
+  mode: WriteMode
+  /** The version a `cas` write expects, from {@link Store.get}. */
+  version?: string
+}
+
+/** What a write did. */
+export type WriteResult = 'stored' | 'exists' | 'not_found'
+
+/** Options of {@link Store.lock}. */
+export interface LockOptions {
+  /** Seconds a lock survives a holder that never releases it. */
+  ttl: number
+  /** Milliseconds to wait for the lock before `ERR_LOCKED`. */
+  wait: number
+  signal?: AbortSignal
+}
+
+/**
+ * The contract every session store implements: a small key-value interface with versions.
+ * A store knows nothing of sessions, proxies or serializers; keys and values are strings.
+ * Failures are `SessionError`s: `ERR_STORE_UNAVAILABLE`, `ERR_INVALID_ID` (a key the store
+ * cannot hold), `ERR_TOO_LARGE` (a value over the store's limit).
+ */
+export interface Store {
+  /** The value and version of `key`, or undefined when absent or expired. `consistent` skips read caches. */
+  get(key: string, opts?: { consistent?: boolean }): Promise<Entry | undefined>
+  /** Writes `value` under `key` according to `opts.mode`. */
+  write(key: string, value: string, opts: WriteOptions): Promise<WriteResult>
+  /** Removes `key`; false when it was absent. */
+  delete(key: string): Promise<boolean>
+  /** Sets a new TTL (seconds, 0 = never) on `key`; false when it was absent. */
+  touch(key: string, ttl: number): Promise<boolean>
+  /** Takes an exclusive lock on `key`; resolves to the function that releases it. */
+  lock?(key: string, opts: LockOptions): Promise<() => Promise<void>>
+  /** The live keys that start with `prefix`, in no particular order. */
+  keys?(prefix?: string): AsyncIterable<string>
+  /** Ends every handle and timer of the store. */
+  close(): Promise<void>
+}
+
+/** Milliseconds since the epoch at which a TTL given now ends; Infinity for 0 (never). */
+export function expiryTime(ttl: number, now = Date.now()): number {
+  return ttl === 0 ? Number.POSITIVE_INFINITY : now + ttl * 1000
+}
