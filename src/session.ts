@@ -1,0 +1,351 @@
+/**
+ * One tied session: its id, the data under the proxy, the top-level keys changed since the
+ * last write, the version read from the store, and the flush that writes them back.
+ */
+import { SessionError } from './errors.js'
+import { newId } from './ids.js'
+import type { Serializer } from './serializers.js'
+import type { Store, WriteOptions } from './stores/store.js'
+import { ID_FIELD, track } from './tracker.js'
+
+type Data = Record<string, unknown>
+
+/** What a session needs to know about its store and options. */
+export interface SessionConfig {
+  store: Store
+  namespace: string
+  /** seconds, 0 = never */
+  ttl: number
+  serializer: Serializer
+  autoSave: boolean
+  onError: ((error: unknown, session: object) => void) | undefined
+}
+
+/** Compare-and-swap rounds before a save gives up with ERR_CONFLICT. */
+const MAX_TRIES = 10
+const ABSENT = '\u0000absent'
+
+/** The error for a session that is not (or no longer) in the store. */
+export function notFound(id: string, detail = 'it does not exist or has expired'): SessionError {
+  return new SessionError('ERR_SESSION_NOT_FOUND', `session ${id} not found: ${detail}; tie a new session (id undefined)`)
+}
+
+/** Parses stored text into session data, or ERR_CORRUPT. */
+export function parseData(serializer: Serializer, text: string, id: string): Data {
+  let data: unknown
+  try {
+    data = serializer.parse(text)
+  } catch (cause) {
+    throw new SessionError('ERR_CORRUPT', `session ${id} holds data the ${serializer.name} serializer cannot read; destroy it or fix the serializer`, { cause })
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new SessionError('ERR_CORRUPT', `session ${id} does not hold an object; destroy it`)
+  }
+  return data as Data
+}
+
+export class Session {
+  id: string
+  readonly proxy: object
+  private readonly data: Data
+  private version: string | undefined
+  /** false for a new updateOnly session until its first write */
+  private stored: boolean
+  private text: string | undefined
+  private readonly changed = new Set<string>()
+  /** keys whose raw value was handed out untracked, with the text they had at the last write */
+  private readonly exposed = new Map<string, string>()
+  private state: 'open' | 'untied' | 'destroyed' = 'open'
+  private timer: NodeJS.Immediate | undefined
+  private flushing: Promise<void> | undefined
+  private pendingError: unknown
+  private readonly releasers: Array<() => Promise<void>> = []
+
+  constructor(
+    readonly config: SessionConfig,
+    id: string,
+    data: Data,
+    loaded: { version: string | undefined; text: string | undefined; stored: boolean },
+  ) {
+    this.id = id
+    this.data = data
+    Object.defineProperty(data, ID_FIELD, { value: id, writable: true, enumerable: true, configurable: true })
+    this.version = loaded.version
+    this.text = loaded.text
+    this.stored = loaded.stored
+    this.proxy = track(data, {
+      copy: (value, path) => this.copy(value, path),
+      change: (key) => {
+        this.changed.add(key)
+        this.schedule()
+      },
+      expose: (key) => {
+        if (!this.exposed.has(key)) this.exposed.set(key, this.textOf(key))
+        this.schedule()
+      },
+      writable: () => {
+        if (this.state !== 'open') {
+          throw new TypeError(`tied-session: session ${this.id} is ${this.state}; tie it again to change it`)
+        }
+      },
+      dispose: () => this.untie(),
+    })
+  }
+
+  get key(): string {
+    return this.config.namespace + this.id
+  }
+
+  get open(): boolean {
+    return this.state === 'open'
+  }
+
+  /** Runs `release` when the session is untied or destroyed (locks, handles). */
+  onRelease(release: () => Promise<void>): void {
+    this.releasers.push(release)
+  }
+
+  /** Writes pending changes now; throws what went wrong, including a failed automatic flush. */
+  async save(): Promise<void> {
+    this.cancel()
+    let error: unknown
+    try {
+      await this.flush()
+    } catch (err) {
+      error = err
+    }
+    this.throwPending(error)
+  }
+
+  /** Writes pending changes and releases the session; later writes to it throw. */
+  async untie(): Promise<void> {
+    this.cancel()
+    if (this.state !== 'open') return
+    let error: unknown
+    try {
+      await this.flush()
+    } catch (err) {
+      error = err
+    }
+    this.state = 'untied'
+    await this.release()
+    this.throwPending(error)
+  }
+
+  /** Removes the session from the store now and releases it. */
+  async destroy(): Promise<void> {
+    this.cancel()
+    await this.settle()
+    this.changed.clear()
+    this.pendingError = undefined
+    try {
+      if (this.stored) await this.config.store.delete(this.key)
+      this.state = 'destroyed'
+    } finally {
+      if (this.state === 'destroyed') await this.release()
+    }
+  }
+
+  /** Reads the session again from the store (skipping read caches); unsaved changes are dropped. */
+  async reload(): Promise<void> {
+    this.cancel()
+    await this.settle()
+    if (!this.stored) {
+      this.replaceAll({})
+      this.changed.clear()
+      return
+    }
+    const entry = await this.config.store.get(this.key, { consistent: true })
+    if (entry === undefined) throw notFound(this.id)
+    this.replaceAll(parseData(this.config.serializer, entry.value, this.id))
+    this.version = entry.version
+    this.text = entry.value
+    this.changed.clear()
+  }
+
+  /** Moves the data to a new id (written at once unless never stored) and deletes the old one. */
+  async regenerate(): Promise<void> {
+    this.writable()
+    this.cancel()
+    await this.settle()
+    const oldKey = this.key
+    const oldId = this.id
+    if (!this.stored) {
+      this.setId(newId())
+      return
+    }
+    for (let attempt = 0; ; attempt++) {
+      const id = newId()
+      const data = { ...this.data, [ID_FIELD]: id }
+      this.validateExposed()
+      const text = this.config.serializer.stringify(data)
+      const result = await this.config.store.write(this.config.namespace + id, text, { ttl: this.config.ttl, mode: 'add' })
+      if (result === 'stored') {
+        this.setId(id)
+        this.text = text
+        this.version = undefined
+        this.changed.clear()
+        this.resetExposed()
+        break
+      }
+      if (attempt >= 4) throw new SessionError('ERR_CONFLICT', `could not book a new id for session ${oldId}`)
+    }
+    await this.config.store.delete(oldKey)
+  }
+
+  private writable(): void {
+    if (this.state !== 'open') throw new TypeError(`tied-session: session ${this.id} is ${this.state}`)
+  }
+
+  private setId(id: string): void {
+    this.id = id
+    this.data[ID_FIELD] = id
+  }
+
+  private copy(value: unknown, path: string): unknown {
+    const { serializer } = this.config
+    if (serializer.copy) return serializer.copy(value, path)
+    try {
+      return serializer.parse(serializer.stringify(value))
+    } catch (cause) {
+      throw new TypeError(`tied-session: cannot store the value at ${path} with the ${serializer.name} serializer`, { cause })
+    }
+  }
+
+  private textOf(key: string): string {
+    return Object.hasOwn(this.data, key) ? this.config.serializer.stringify(this.data[key]) : ABSENT
+  }
+
+  private schedule(): void {
+    if (!this.config.autoSave || this.timer !== undefined || this.state !== 'open') return
+    // the writes of one synchronous burst become one store write
+    this.timer = setImmediate(() => {
+      this.timer = undefined
+      this.flush().catch((err: unknown) => this.fail(err))
+    })
+  }
+
+  private cancel(): void {
+    if (this.timer !== undefined) clearImmediate(this.timer)
+    this.timer = undefined
+  }
+
+  private fail(error: unknown): void {
+    this.pendingError ??= error
+    try {
+      this.config.onError?.(error, this.proxy)
+    } catch {
+      // an onError that throws must not turn a kept error into an uncaught one
+    }
+  }
+
+  private throwPending(error: unknown): void {
+    const pending = this.pendingError
+    this.pendingError = undefined
+    if (pending !== undefined) throw pending
+    if (error !== undefined) throw error
+  }
+
+  private async settle(): Promise<void> {
+    while (this.flushing) await this.flushing.catch(() => undefined)
+  }
+
+  private async release(): Promise<void> {
+    const releasers = this.releasers.splice(0)
+    for (const release of releasers.reverse()) await release()
+  }
+
+  /** The top-level keys changed since the last write, including exposed values that differ now. */
+  private dirty(): Set<string> {
+    const dirty = new Set(this.changed)
+    for (const [key, text] of this.exposed) if (this.textOf(key) !== text) dirty.add(key)
+    return dirty
+  }
+
+  /** An exposed value was changed without passing a trap: check it now, naming the path. */
+  private validateExposed(): void {
+    for (const key of this.exposed.keys()) if (Object.hasOwn(this.data, key)) this.copy(this.data[key], key)
+  }
+
+  private resetExposed(): void {
+    for (const key of this.exposed.keys()) this.exposed.set(key, this.textOf(key))
+  }
+
+  private async flush(): Promise<void> {
+    await this.settle()
+    if (this.state !== 'open') return
+    const dirty = this.dirty()
+    if (dirty.size === 0) return
+    this.changed.clear()
+    this.flushing = this.write(dirty)
+    try {
+      await this.flushing
+    } catch (err) {
+      for (const key of dirty) this.changed.add(key)
+      throw err
+    } finally {
+      this.flushing = undefined
+    }
+  }
+
+  /**
+   * Writes the data with the version read at load (compare-and-swap). When another writer came
+   * first, re-reads from the store's principal, keeps their changes to other keys, re-applies
+   * ours and tries again, a bounded number of times.
+   */
+  private async write(dirty: Set<string>): Promise<void> {
+    const { store, ttl, serializer } = this.config
+    this.validateExposed()
+    for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
+      const text = serializer.stringify(this.data)
+      if (!this.stored || this.version !== undefined) {
+        const opts: WriteOptions = this.stored ? { ttl, mode: 'cas', version: this.version as string } : { ttl, mode: 'add' }
+        const result = await store.write(this.key, text, opts)
+        if (result === 'stored') {
+          this.stored = true
+          this.text = text
+          // memcached does not say the new cas value; the next save reads it again
+          this.version = undefined
+          this.resetExposed()
+          return
+        }
+        if (result === 'not_found') throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')
+      }
+      const entry = await store.get(this.key, { consistent: true })
+      if (entry === undefined) {
+        if (this.stored) throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')
+        continue
+      }
+      this.stored = true
+      this.version = entry.version
+      if (entry.value !== this.text) this.merge(entry.value, dirty)
+      this.text = entry.value
+    }
+    throw new SessionError('ERR_CONFLICT', `session ${this.id} kept changing under this save (${MAX_TRIES} tries); save again`)
+  }
+
+  /** Takes another writer's values for every key this session did not change. */
+  private merge(text: string, dirty: Set<string>): void {
+    const theirs = parseData(this.config.serializer, text, this.id)
+    const keys = new Set([...Object.keys(this.data), ...Object.keys(theirs)])
+    for (const key of keys) {
+      if (key === ID_FIELD || dirty.has(key) || this.changed.has(key)) continue
+      const exposedText = this.exposed.get(key)
+      if (exposedText !== undefined && exposedText !== this.textOf(key)) continue
+      if (!Object.hasOwn(theirs, key)) {
+        delete this.data[key]
+      } else if (!Object.hasOwn(this.data, key) || this.textOf(key) !== this.config.serializer.stringify(theirs[key])) {
+        Object.defineProperty(this.data, key, { value: theirs[key], writable: true, enumerable: true, configurable: true })
+      }
+      if (exposedText !== undefined) this.exposed.set(key, this.textOf(key))
+    }
+  }
+
+  private replaceAll(data: Data): void {
+    for (const key of Object.keys(this.data)) if (key !== ID_FIELD) delete this.data[key]
+    for (const key of Object.keys(data)) {
+      if (key !== ID_FIELD) Object.defineProperty(this.data, key, { value: data[key], writable: true, enumerable: true, configurable: true })
+    }
+    this.exposed.clear()
+  }
+}

@@ -1,0 +1,325 @@
+import { randomBytes } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { lock } from 'proper-lockfile'
+import { SessionError, isSessionError } from '../errors.js'
+import { expiryTime, type Entry, type Store, type WriteOptions, type WriteResult } from './store.js'
+
+/** Options of {@link fileStore}. */
+export interface FileStoreOptions {
+  /**
+   * The directory that holds one file per key; created (mode 0700) on first use.
+   * @default path.join(os.tmpdir(), 'tied-session-' + uid), one folder per OS user
+   */
+  directory?: string
+  /** Largest value accepted, in bytes (UTF-8). @default 1000000 */
+  maxValueBytes?: number
+}
+
+/** The file store: a {@link Store} that also names its directory and sweeps expired files. */
+export type FileStore = Store & {
+  /** The absolute directory the store writes to. */
+  readonly directory: string
+  /** Removes the files of expired keys; resolves to how many it removed. */
+  deleteExpired(): Promise<number>
+  /** The live keys that start with `prefix`, in no particular order; the file store always lists. */
+  keys(prefix?: string): AsyncIterable<string>
+}
+
+interface Item {
+  version: string
+  /** ms since the epoch; 0 = never */
+  expires: number
+  value: string
+}
+
+const SUFFIX = '.session'
+const PLAIN = /^[A-Za-z0-9_-]+$/
+/** Most file systems allow 255 bytes per name; the lock directory adds `.lock`. */
+const MAX_NAME_BYTES = 240
+/** A dead holder's lock is taken over after this long; a live holder refreshes it every half. */
+const STALE_MS = 4000
+/** Randomized backoff from 5 ms up to 100 ms per try: about 5 s in all before giving up. */
+const RETRIES = { retries: 55, factor: 1.5, minTimeout: 5, maxTimeout: 100, randomize: true }
+
+/** The file name of `key`: plain keys as they are, any other as `~` + base64url, never a path. */
+function fileName(key: string): string {
+  let stem = key
+  if (!PLAIN.test(key)) {
+    stem = '~' + Buffer.from(key, 'utf8').toString('base64url')
+    if (keyOf(stem + SUFFIX) !== key) {
+      throw new SessionError('ERR_INVALID_ID', `key ${JSON.stringify(key)} is not well-formed Unicode; use another key`)
+    }
+  }
+  const name = stem + SUFFIX
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
+    const message = `key "${key.slice(0, 40)}..." is too long for a file name (over ${MAX_NAME_BYTES} bytes); use a shorter key`
+    throw new SessionError('ERR_INVALID_ID', message)
+  }
+  return name
+}
+
+/** The key a file name stands for, or undefined for temp files, lock directories and strangers. */
+function keyOf(name: string): string | undefined {
+  if (!name.endsWith(SUFFIX)) return undefined
+  const stem = name.slice(0, -SUFFIX.length)
+  if (PLAIN.test(stem)) return stem
+  if (!stem.startsWith('~')) return undefined
+  const key = Buffer.from(stem.slice(1), 'base64url').toString('utf8')
+  // only the one spelling fileName() makes, so a key is never listed twice
+  return !PLAIN.test(key) && '~' + Buffer.from(key, 'utf8').toString('base64url') === stem ? key : undefined
+}
+
+function parse(key: string, file: string, text: string): Item {
+  const nl = text.indexOf('\n')
+  let head: { v?: unknown; e?: unknown } | null = null
+  try {
+    if (nl >= 0) head = JSON.parse(text.slice(0, nl)) as { v?: unknown; e?: unknown } | null
+  } catch {}
+  if (typeof head?.v !== 'string' || typeof head.e !== 'number') {
+    throw new SessionError('ERR_CORRUPT', `the file of key "${key}" (${file}) is not a tied-session file; delete the key`)
+  }
+  return { version: head.v, expires: head.e, value: text.slice(nl + 1) }
+}
+
+/** `item` unless it expired: an expired file reads as absent until deleteExpired() removes it. */
+const live = (item: Item | undefined) =>
+  item !== undefined && (item.expires === 0 || item.expires > Date.now()) ? item : undefined
+
+/**
+ * In a shared temp directory another user could have made our folder, or could write to it,
+ * and plant sessions; file names are session ids, so no one else may list them either.
+ */
+async function assertPrivate(dir: string): Promise<void> {
+  if (process.getuid === undefined) return // Windows: os.tmpdir() is already per user
+  const stat = await fs.lstat(dir)
+  if (!stat.isDirectory() || stat.uid !== process.getuid() || (stat.mode & 0o077) !== 0) {
+    const message = `${dir} is not a directory of this user (uid ${process.getuid()}) with mode 0700`
+    throw new SessionError('ERR_STORE_UNAVAILABLE', `${message}; remove it, or pass the directory option`)
+  }
+}
+
+/**
+ * A store in a directory, one file per key, that several processes on one host share:
+ * writes replace files atomically and take a proper-lockfile lock; expired keys read as
+ * absent, and `deleteExpired()` removes their files. Expiry reads `Date.now()`.
+ *
+ * @example
+ * const store = fileStore({ directory: '/var/lib/myapp/sessions' })
+ * const s = await tieSession(undefined, { store })
+ */
+export function fileStore(options: FileStoreOptions = {}): FileStore {
+  const { maxValueBytes = 1_000_000 } = options
+  if (options.directory !== undefined && (typeof options.directory !== 'string' || options.directory === '')) {
+    throw new TypeError('fileStore: directory must be a non-empty string')
+  }
+  if (!Number.isSafeInteger(maxValueBytes) || maxValueBytes <= 0) {
+    throw new TypeError('fileStore: maxValueBytes must be a positive integer (bytes)')
+  }
+  const isDefault = options.directory === undefined
+  const user = process.getuid?.() ?? os.userInfo().username
+  const directory = path.resolve(options.directory ?? path.join(os.tmpdir(), `tied-session-${user}`))
+  const pending = new Set<Promise<unknown>>()
+  let ready: Promise<void> | undefined
+
+  /** Creates the directory once; a failure is tried again next time, as the user may fix it. */
+  function prepare(): Promise<void> {
+    ready ??= (async () => {
+      await fs.mkdir(directory, { recursive: true, mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+        if (!isDefault || err.code !== 'EEXIST') throw err // assertPrivate() explains an EEXIST
+      })
+      if (isDefault) await assertPrivate(directory)
+    })().catch((err: unknown) => {
+      ready = undefined
+      throw err
+    })
+    return ready
+  }
+
+  /** Runs `fn` once the directory is there; a file-system failure becomes ERR_STORE_UNAVAILABLE. */
+  async function guard<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const attempt = () => prepare().then(fn)
+    const run = attempt().catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err
+      ready = undefined // the directory was removed (a temp cleaner, say): make it again, once
+      return attempt()
+    })
+    pending.add(run)
+    try {
+      return await run
+    } catch (cause) {
+      if (cause instanceof SessionError) throw cause
+      const code = (cause as NodeJS.ErrnoException).code ?? String(cause)
+      const message = `${what} failed in ${directory} (${code}); check that this user can write there`
+      throw new SessionError('ERR_STORE_UNAVAILABLE', message, { cause })
+    } finally {
+      pending.delete(run)
+    }
+  }
+
+  async function read(key: string, file: string): Promise<Item | undefined> {
+    try {
+      return parse(key, file, await fs.readFile(file, 'utf8'))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw err
+    }
+  }
+
+  /** Whether `key` has a live value; a corrupt file counts as there (get() says what is wrong with it). */
+  async function present(key: string, file: string): Promise<boolean> {
+    try {
+      return live(await read(key, file)) !== undefined
+    } catch (err) {
+      if (isSessionError(err, 'ERR_CORRUPT')) return true
+      throw err
+    }
+  }
+
+  /** Runs `fn` holding the lock of `file`; `held()` throws if the lock was lost meanwhile. */
+  async function locked<T>(key: string, file: string, fn: (held: () => void) => Promise<T>): Promise<T> {
+    let lost: Error | undefined
+    let release: () => Promise<void>
+    try {
+      // realpath: false, as the file may not exist yet; the lock is the directory `${file}.lock`
+      const onCompromised = (err: Error) => void (lost = err) // the default throws from a timer
+      release = await lock(file, { realpath: false, stale: STALE_MS, retries: RETRIES, onCompromised })
+    } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code !== 'ELOCKED') throw cause
+      const hint = `another writer holds ${file}.lock; a dead process's lock is taken over after ${STALE_MS / 1000} s`
+      const message = `could not lock key "${key}" within about 5 s (${hint}); try again`
+      throw new SessionError('ERR_STORE_UNAVAILABLE', message, { cause })
+    }
+    const held = () => {
+      if (lost === undefined) return
+      const message = `lost the lock of key "${key}" (this process stalled for over ${STALE_MS / 1000} s); try again`
+      throw new SessionError('ERR_STORE_UNAVAILABLE', message, { cause: lost })
+    }
+    try {
+      return await fn(held)
+    } finally {
+      await release().catch(() => {}) // a lock we could not remove goes stale on its own
+    }
+  }
+
+  /**
+   * Writes `item` to a temp file, fsyncs it and renames it over `file`: rename is atomic within
+   * one file system, so a reader sees the old file or the new one, never half of one.
+   */
+  async function put(file: string, item: Item, held: () => void): Promise<void> {
+    const tmp = path.join(directory, `.${randomBytes(8).toString('hex')}.tmp`) // keyOf() ignores it
+    try {
+      const handle = await fs.open(tmp, 'wx', 0o600)
+      try {
+        await handle.writeFile(JSON.stringify({ v: item.version, e: item.expires }) + '\n' + item.value)
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+      held()
+      await fs.rename(tmp, file)
+    } catch (err) {
+      await fs.rm(tmp, { force: true }).catch(() => {})
+      throw err
+    }
+  }
+
+  const pathOf = (key: string) => path.join(directory, fileName(key))
+  const expires = (ttl: number) => (ttl === 0 ? 0 : expiryTime(ttl))
+
+  async function entries(): Promise<Array<[key: string, file: string]>> {
+    const found: Array<[string, string]> = []
+    for (const name of await fs.readdir(directory)) {
+      const key = keyOf(name)
+      if (key !== undefined) found.push([key, path.join(directory, name)])
+    }
+    return found
+  }
+
+  return {
+    directory,
+
+    async get(key): Promise<Entry | undefined> {
+      const file = pathOf(key)
+      const item = live(await guard('get', () => read(key, file)))
+      return item && { value: item.value, version: item.version }
+    },
+
+    async write(key: string, value: string, opts: WriteOptions): Promise<WriteResult> {
+      const bytes = Buffer.byteLength(value)
+      if (bytes > maxValueBytes) {
+        const message = `value of ${bytes} bytes for "${key}" is over maxValueBytes (${maxValueBytes})`
+        throw new SessionError('ERR_TOO_LARGE', `${message}; store less, or raise maxValueBytes`)
+      }
+      const file = pathOf(key)
+      return guard('write', () =>
+        locked(key, file, async (held) => {
+          if (opts.mode !== 'set') {
+            const current = live(await read(key, file))
+            if (opts.mode === 'add' && current !== undefined) return 'exists'
+            if (opts.mode !== 'add' && current === undefined) return 'not_found'
+            if (opts.mode === 'cas' && current?.version !== opts.version) return 'exists'
+          }
+          await put(file, { version: randomBytes(8).toString('hex'), expires: expires(opts.ttl), value }, held)
+          return 'stored'
+        }),
+      )
+    },
+
+    async delete(key) {
+      const file = pathOf(key)
+      return guard('delete', () =>
+        locked(key, file, async () => {
+          const wasLive = await present(key, file)
+          await fs.rm(file, { force: true }) // expired or corrupt files too: deleting is the way out
+          return wasLive
+        }),
+      )
+    },
+
+    async touch(key, ttl) {
+      const file = pathOf(key)
+      return guard('touch', () =>
+        locked(key, file, async (held) => {
+          const item = live(await read(key, file))
+          if (item === undefined) return false
+          await put(file, { ...item, expires: expires(ttl) }, held) // same version: the value did not change
+          return true
+        }),
+      )
+    },
+
+    async *keys(prefix = '') {
+      for (const [key, file] of await guard('keys', entries)) {
+        if (key.startsWith(prefix) && (await guard('keys', () => present(key, file)))) yield key
+      }
+    },
+
+    deleteExpired: () =>
+      guard('deleteExpired', async () => {
+        const expired = async (key: string, file: string) => {
+          const item = await read(key, file).catch((err: unknown) => {
+            if (isSessionError(err, 'ERR_CORRUPT')) return undefined // left for a person to look at
+            throw err
+          })
+          return item !== undefined && live(item) === undefined
+        }
+        let removed = 0
+        for (const [key, file] of await entries()) {
+          if (!(await expired(key, file))) continue // most files are live: look before taking the lock
+          const gone = await locked(key, file, async () => {
+            if (!(await expired(key, file))) return false // rewritten meanwhile
+            await fs.rm(file, { force: true })
+            return true
+          })
+          if (gone) removed++
+        }
+        return removed
+      }),
+
+    async close() {
+      await Promise.allSettled([...pending])
+    },
+  }
+}

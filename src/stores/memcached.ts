@@ -1,0 +1,568 @@
+import net from 'node:net'
+import Memcached from 'memcached'
+import { SessionError } from '../errors.js'
+import { expiryTime, type Entry, type Store, type WriteOptions, type WriteResult } from './store.js'
+
+/** A callback of the `memcached` client: `(err, result)`; may be called synchronously, late, or never. */
+export type MemcachedCallback = (err: unknown, result?: unknown) => void
+
+/**
+ * What the store needs of an injected client. An instance of npm `memcached` 2.x has it all;
+ * anything else must call back like it: a miss is `(undefined, undefined)`, `gets` gives
+ * `{ [key]: value, cas }`, a refused `add`/`replace` is an error with `notStored: true`, a refused
+ * `cas`/`del`/`touch` is `false`. Values must come back as the strings written (flag 0).
+ */
+export interface MemcachedClient {
+  get(key: string, cb: MemcachedCallback): void
+  gets(key: string, cb: MemcachedCallback): void
+  set(key: string, value: string, lifetime: number, cb: MemcachedCallback): void
+  add(key: string, value: string, lifetime: number, cb: MemcachedCallback): void
+  replace(key: string, value: string, lifetime: number, cb: MemcachedCallback): void
+  cas(key: string, value: string, cas: string, lifetime: number, cb: MemcachedCallback): void
+  del(key: string, cb: MemcachedCallback): void
+  touch(key: string, lifetime: number, cb: MemcachedCallback): void
+  end(): void
+}
+
+/** Options of {@link memcachedStore}. */
+export interface MemcachedStoreOptions {
+  /** Principal servers, `host:port` (port 11211 if left out); several form a consistent-hashing pool. Every write goes here. */
+  servers?: string[] | string
+  /** Local servers, read first and kept as a cache of the principal. @default [] */
+  local?: string[] | string
+  /**
+   * Seconds a copy made into `local` on a read lives at most: the longest a local read can lag a
+   * write made through another host. Cut to the key's remaining life when this store wrote or
+   * touched it (memcached cannot tell a key's remaining life). @default 60
+   */
+  localTtl?: number
+  /** Milliseconds a call may take before it fails with `ERR_STORE_UNAVAILABLE`; also the connect timeout. @default 1000 */
+  requestTimeout?: number
+  /** Largest value, in bytes as stored (UTF-8, plus one byte per CR or LF, which the client escapes). Keep it under the server's item size (`-I`, 1 MiB) minus key and header. @default 1000000 */
+  maxValueBytes?: number
+  /** Sockets per server the client may open. @default 64 */
+  poolSize?: number
+  /**
+   * An already-configured principal client instead of `servers` (see {@link MemcachedClient}); the
+   * caller ends it. The store gives its calls deadlines, but its other traps stay the caller's
+   * (flag-2 items parsed in the socket handler, issue-log timers, `ping`): configure it as below.
+   */
+  client?: MemcachedClient
+  /** An already-configured local client instead of `local`; the caller ends it. */
+  localClient?: MemcachedClient
+}
+
+/** A memcached store: a {@link Store} that also tells its servers. */
+export type MemcachedStore = Store & { readonly servers: readonly string[]; readonly local: readonly string[] }
+
+const OPTION_NAMES = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes', 'poolSize', 'client', 'localClient']
+const CLIENT_METHODS = ['get', 'gets', 'set', 'add', 'replace', 'cas', 'del', 'touch', 'end'] as const
+/** memcached reads an exptime over 30 days as a Unix time. */
+const THIRTY_DAYS = 2_592_000
+/** After a connection error a server is refused this long: calls fail at once, and a restarted server serves again within it. */
+const RETRY_MS = 1000
+const NOT_STORED = Symbol('NOT_STORED')
+/** How many keys' expiry times a store remembers from its own writes and touches. */
+const EXPIRY_MEMORY = 10_000
+
+/** The parts of a `memcached@2.2.2` client (pinned) that the hardening below reads or replaces. */
+type ClientSocket = net.Socket & { metaData?: { callback?: MemcachedCallback }[]; bufferArray: string[]; serverAddress: string }
+interface Internals {
+  servers?: unknown
+  namespace?: unknown
+  HashRing?: { get(key: string): string }
+  issues: Record<string, { failed: boolean }>
+  connections?: Record<string, { pool: ClientSocket[] }>
+  connect(server: string, cb: (err: unknown, socket: ClientSocket | false) => void): void
+  connectionIssue(error: string, socket: Partial<ClientSocket>): void
+  rawDataReceived(socket: ClientSocket): void
+}
+
+interface Side {
+  client: MemcachedClient
+  /** Ends the client, or undefined for an injected one (the caller's to end). */
+  shutdown: (() => void) | undefined
+  servers: string[]
+  namespace: string
+  /** Per server: the first call on a cold pool; others wait for it, then share its socket. */
+  warming: Map<string, Promise<void>>
+}
+
+function hostPort(server: unknown, option: string): string {
+  const match = typeof server === 'string' ? /^([^\s:/]+)(?::(\d{1,5}))?$/.exec(server) : null
+  const port = Number(match?.[2] ?? 11211)
+  if (!match || port < 1 || port > 65535) {
+    throw new TypeError(`tied-session: memcachedStore option \`${option}\` takes "host:port" strings, got ${JSON.stringify(server)}`)
+  }
+  return `${match[1]}:${port}`
+}
+
+function serverList(value: unknown, option: string): string[] {
+  const list = typeof value === 'string' ? [value] : value
+  if (!Array.isArray(list)) throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be a "host:port" string or an array of them`)
+  return list.map((server) => hostPort(server, option))
+}
+
+function positiveInteger(value: unknown, option: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback
+  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > max) {
+    throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be an integer from 1 to ${max}, got ${String(value)}`)
+  }
+  return value as number
+}
+
+function injected(value: unknown, option: string): MemcachedClient {
+  const missing = CLIENT_METHODS.filter((m) => typeof (value as Record<string, unknown> | null)?.[m] !== 'function')
+  if (missing.length > 0) throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be a memcached client; it lacks ${missing.join(', ')}`)
+  return value as MemcachedClient
+}
+
+function resolveOptions(options: MemcachedStoreOptions) {
+  if (typeof options !== 'object' || options === null) throw new TypeError('tied-session: memcachedStore takes an options object')
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.includes(name)) throw new TypeError(`tied-session: unknown memcachedStore option \`${name}\` (known: ${OPTION_NAMES.join(', ')})`)
+  }
+  const { servers, local, client, localClient } = options
+  if ((servers === undefined) === (client === undefined)) throw new TypeError('tied-session: memcachedStore needs exactly one of `servers` and `client`')
+  if (local !== undefined && localClient !== undefined) throw new TypeError('tied-session: memcachedStore takes `local` or `localClient`, not both')
+  const principal = servers === undefined ? undefined : serverList(servers, 'servers')
+  if (principal?.length === 0) throw new TypeError('tied-session: memcachedStore option `servers` must name at least one server')
+  const requestTimeout = options.requestTimeout ?? 1000
+  if (typeof requestTimeout !== 'number' || !(requestTimeout > 0 && requestTimeout <= 2 ** 31 - 1)) {
+    throw new TypeError(`tied-session: memcachedStore option \`requestTimeout\` must be a positive number of milliseconds, got ${String(requestTimeout)}`)
+  }
+  return {
+    servers: principal,
+    local: local === undefined ? [] : serverList(local, 'local'),
+    localTtl: positiveInteger(options.localTtl, 'localTtl', 60, THIRTY_DAYS),
+    requestTimeout,
+    maxValueBytes: positiveInteger(options.maxValueBytes, 'maxValueBytes', 1_000_000),
+    poolSize: positiveInteger(options.poolSize, 'poolSize', 64),
+    client: client === undefined ? undefined : injected(client, 'client'),
+    localClient: localClient === undefined ? undefined : injected(localClient, 'localClient'),
+  }
+}
+type Config = ReturnType<typeof resolveOptions>
+
+/**
+ * A `memcached` client with its traps closed. It relies on internals of memcached@2.2.2 (pinned;
+ * unmaintained since 2016): `connect`, `connectionIssue`, `rawDataReceived`, sockets' `metaData`.
+ */
+function hardenedClient(servers: string[], config: Config): Side {
+  const client = new Memcached(servers, {
+    retries: 0, // else a refused connect is retried with backoff for 100 s before anyone hears of it
+    timeout: config.requestTimeout, // connect timeout only: the client has no per-command timeout
+    idle: 30_000,
+    poolSize: config.poolSize,
+    retry: RETRY_MS,
+    failures: 1e9, // both unused while connectionIssue is ours; `failures` would otherwise lead to `spawn ping`
+    keyCompression: false,
+    namespace: '',
+    maxValue: Math.max(1_048_576, config.maxValueBytes),
+  })
+  const internals = client as unknown as Internals
+  const base = Memcached.prototype as unknown as Internals
+  const refusals = new Map<string, NodeJS.Timeout>()
+  const watched = new WeakSet<ClientSocket>()
+  let closed = false
+
+  // Requests in flight on a socket that closes are never called back by the client: fail them now.
+  const failInFlight = (socket: ClientSocket, server: string) => {
+    for (const query of socket.metaData?.splice(0) ?? []) query.callback?.(new Error(`connection to ${server} closed`))
+  }
+  internals.connect = (server, callback) =>
+    base.connect.call(client, server, (err, socket) => {
+      if (socket && !watched.has(socket)) {
+        watched.add(socket)
+        socket.once('close', () => failInFlight(socket, server))
+        // An idle store never keeps the process alive; a call in flight does, by its deadline timer.
+        socket.unref()
+      }
+      if (closed && socket) socket.destroy() // a connect that completes after close()
+      callback(err, socket)
+    })
+  // The client's own issue log keeps timers that hold the process for up to 300 s, and after
+  // `failures` issues spawns `ping` (a crash where there is none). Ours only refuses the server for RETRY_MS.
+  internals.connectionIssue = (_error, socket) => {
+    socket.end?.()
+    const server = socket.serverAddress
+    if (server === undefined || closed || refusals.has(server)) return
+    internals.issues[server] = { failed: true }
+    const timer = setTimeout(() => {
+      refusals.delete(server)
+      delete internals.issues[server]
+    }, RETRY_MS)
+    refusals.set(server, timer.unref())
+  }
+  internals.rawDataReceived = (socket) => {
+    frameValues(socket.bufferArray)
+    base.rawDataReceived.call(client, socket)
+  }
+  const shutdown = () => {
+    closed = true
+    for (const timer of refusals.values()) clearTimeout(timer)
+    for (const manager of Object.values(internals.connections ?? {})) for (const socket of [...manager.pool]) socket.destroy()
+    client.end()
+  }
+  return { client: client as unknown as MemcachedClient, shutdown, servers, namespace: '', warming: new Map() }
+}
+
+/**
+ * Prepares raw reply lines before the client parses them. memcached frames a value by its byte
+ * count, but the client splits replies on CRLF: a value with a raw CRLF (written by another client)
+ * is joined back into one line. And the client JSON.parses flag-2 items inside its socket handler,
+ * with no try/catch, so another client's bad JSON would crash the process: every flagged item is
+ * relabelled flag 8, which the client turns into a number, and the store reports as ERR_CORRUPT.
+ */
+function frameValues(lines: string[]): void {
+  for (let i = 0; i < lines.length; i++) {
+    const head = lines[i]!.split(' ')
+    if (head[0] !== 'VALUE' || head.length < 4) continue
+    const bytes = Number(head[3])
+    let end = i + 1
+    let data = lines[end]
+    while (data !== undefined && Buffer.byteLength(data) < bytes && end + 1 < lines.length) data += '\r\n' + lines[++end]
+    if (data === undefined || Buffer.byteLength(data) < bytes) return // the rest of the value is still to come
+    lines.splice(i + 1, end - i, data)
+    if (head[2] !== '0') lines[i] = [head[0], head[1], '8', ...head.slice(3)].join(' ')
+    i++ // past the data line
+  }
+}
+
+function injectedSide(client: MemcachedClient): Side {
+  const { servers, namespace } = client as unknown as Partial<Internals>
+  return {
+    client,
+    shutdown: undefined,
+    servers: Array.isArray(servers) && servers.every((s) => typeof s === 'string') ? servers : [],
+    namespace: typeof namespace === 'string' ? namespace : '',
+    warming: new Map(),
+  }
+}
+
+/** The server a key goes to, as the client picks it (its hashring for a pool). */
+function serverOf(side: Side, key: string): string {
+  if (side.servers.length === 1) return side.servers[0]!
+  const ring = (side.client as unknown as Partial<Internals>).HashRing
+  return ring?.get(side.namespace + key) ?? (side.servers.join(', ') || 'the injected client')
+}
+
+/** True when the client has no open socket to `server` (a cold pool); false when it cannot tell. */
+function isCold(client: MemcachedClient, server: string): boolean {
+  const { connections } = client as unknown as Partial<Internals>
+  if (connections === undefined) return false
+  const pool = connections[/:\d+$/.test(server) ? server : `${server}:11211`]?.pool ?? []
+  return !pool.some((socket) => socket.readyState === 'open')
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+/**
+ * A store on memcached, as Apache::Session::Memorycached: writes go to the principal `servers`,
+ * reads try `local` first and copy principal hits into it. Keys are checked (1-250 bytes, no
+ * space or control byte) and values sized before anything is sent. Values are plain strings (flag 0).
+ *
+ * A read served by `local` has no `version`; a `cas` write without a version answers `exists`
+ * without I/O, so the caller re-reads with `{ consistent: true }` (the principal, with `gets`) and
+ * writes again at the principal's version: a stale local copy never makes a `cas` succeed.
+ *
+ * @example
+ * const store = memcachedStore({ servers: ['10.0.0.15:11211'], local: '127.0.0.1:11211' })
+ * await store.write('k', 'v', { ttl: 3600, mode: 'set' })
+ * await store.close()
+ */
+export function memcachedStore(options: MemcachedStoreOptions): MemcachedStore {
+  return createStore(resolveOptions(options), undefined)
+}
+
+function createStore(config: Config, onClose: (() => void) | undefined): MemcachedStore {
+  const { requestTimeout, maxValueBytes, localTtl } = config
+  const principal = config.client ? injectedSide(config.client) : hardenedClient(config.servers!, config)
+  const local = config.localClient
+    ? injectedSide(config.localClient)
+    : config.local.length > 0
+      ? hardenedClient(config.local, config)
+      : undefined
+  const sides = local ? [principal, local] : [principal]
+  /** Aborts of the calls in flight; close() fails them at once. */
+  const pending = new Set<(error: SessionError) => void>()
+  const dumps = new Set<net.Socket>()
+  /** Key -> when it expires (ms), as this store last wrote or touched it; oldest first. */
+  const expiries = new Map<string, number>()
+  let closed = false
+
+  const closedError = () => new SessionError('ERR_STORE_UNAVAILABLE', 'the memcached store is closed; create a new one')
+
+  /**
+   * Runs one client call with its own deadline: the memcached client never calls back when a
+   * socket dies or a server stalls, so every call carries a timer, and a late callback is ignored.
+   * Resolves the client's result, or NOT_STORED for a refused add/replace.
+   */
+  function call(side: Side, key: string, op: (cb: MemcachedCallback) => void): Promise<unknown> {
+    if (closed) return Promise.reject(closedError())
+    const server = serverOf(side, key)
+    return new Promise((resolve, reject) => {
+      let done = false
+      let warmed: (() => void) | undefined
+      const settle = () => {
+        done = true
+        clearTimeout(timer)
+        pending.delete(abort)
+        warmed?.()
+      }
+      const cb: MemcachedCallback = (err, result) => {
+        if (done) return
+        settle()
+        const first: unknown = Array.isArray(err) ? err[0] : err
+        if ((first as { notStored?: unknown } | undefined)?.notStored === true) resolve(NOT_STORED)
+        else if (first) reject(new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} failed: ${message(first)}; check that it runs and is reachable`, { cause: first }))
+        else resolve(result)
+      }
+      const abort = (error: SessionError) => {
+        if (done) return
+        settle()
+        // Replies are matched to requests in order per socket: one that will never come makes the socket useless.
+        const pool = (side.client as unknown as Partial<Internals>).connections?.[server]?.pool ?? []
+        for (const socket of pool) if (socket.metaData?.some((query) => query.callback === cb)) socket.destroy()
+        reject(error)
+      }
+      const timer = setTimeout(() => {
+        abort(new SessionError('ERR_STORE_UNAVAILABLE', `no answer from memcached ${server} in ${requestTimeout} ms; check that it runs and is reachable`))
+      }, requestTimeout)
+      pending.add(abort)
+      // A burst on a cold pool would open a socket per call and overflow it ("The connection pool
+      // is full" refuses the whole server): the first call connects, the others wait for it.
+      const start = (): void => {
+        if (done) return
+        const gate = side.warming.get(server)
+        if (gate !== undefined) return void gate.then(start)
+        if (isCold(side.client, server)) {
+          const warm = new Promise<void>((release) => (warmed = release))
+          side.warming.set(server, warm)
+          void warm.then(() => side.warming.get(server) === warm && side.warming.delete(server))
+        }
+        try {
+          op(cb)
+        } catch (err) {
+          cb(err)
+        }
+      }
+      start()
+    })
+  }
+
+  function checkKey(key: string): void {
+    if (typeof key !== 'string') throw new TypeError(`tied-session: a store key must be a string, got ${typeof key}`)
+    for (const side of sides) {
+      const full = Buffer.from(side.namespace + key)
+      let reason = ''
+      if (full.length === 0 || full.length > 250) reason = `it is ${full.length} bytes; memcached takes 1 to 250`
+      else if (full.some((byte) => byte <= 0x20 || byte === 0x7f) || /\s/u.test(key)) reason = 'memcached keys hold no space, line break or control character'
+      // The client puts the key into the command with String#replace, which expands these patterns.
+      else if (/\$[$&'`]/.test(key)) reason = 'the memcached client garbles "$$", "$&", "$\'" and "$`" in keys'
+      // The client returns `gets` as { [key]: value, cas }, so these keys lose their value.
+      else if (full.toString() === 'cas' || full.toString() === '__proto__') reason = 'the memcached client cannot read it back with gets'
+      if (reason) throw new SessionError('ERR_INVALID_ID', `${JSON.stringify(key)} cannot be a memcached key: ${reason}`)
+    }
+  }
+
+  function checkWrite(key: string, value: string, opts: WriteOptions): void {
+    if (typeof value !== 'string') throw new TypeError(`tied-session: the value for "${key}" must be a string, got ${typeof value}`)
+    if (!['set', 'add', 'replace', 'cas'].includes(opts?.mode)) throw new TypeError(`tied-session: write mode must be set, add, replace or cas, got ${String(opts?.mode)}`)
+    checkTtl(opts.ttl)
+    // The client sends every CR and LF as backslash + CR/LF: that is the size the server sees.
+    const bytes = Buffer.byteLength(value) + (value.match(/[\r\n]/g)?.length ?? 0)
+    if (bytes > maxValueBytes) {
+      throw new SessionError('ERR_TOO_LARGE', `the value for "${key}" is ${bytes} bytes as stored, over maxValueBytes (${maxValueBytes}); store less in the session`)
+    }
+  }
+
+  function checkTtl(ttl: number): void {
+    if (!Number.isInteger(ttl) || ttl < 0) throw new TypeError(`tied-session: ttl must be a whole number of seconds (0 = never), got ${String(ttl)}`)
+  }
+
+  /** memcached reads an exptime over 30 days as an absolute Unix time, so send such TTLs as one. */
+  const exptime = (ttl: number) => (ttl > THIRTY_DAYS ? Math.floor(Date.now() / 1000) + ttl : ttl)
+
+  async function readPrincipal(key: string): Promise<Entry | undefined> {
+    const result = await call(principal, key, (cb) => principal.client.gets(key, cb))
+    if (result === undefined) return undefined
+    const { [principal.namespace + key]: value, cas } = result as Record<string, unknown>
+    if (typeof value !== 'string') {
+      throw new SessionError('ERR_CORRUPT', `"${key}" on memcached ${serverOf(principal, key)} is not a plain string (another client wrote it with flags); delete it`)
+    }
+    return { value, version: String(cas) }
+  }
+
+  async function writePrincipal(key: string, value: string, { mode, ttl, version }: WriteOptions): Promise<WriteResult> {
+    const c = principal.client
+    const lifetime = exptime(ttl)
+    if (mode === 'cas') {
+      // No version (a read served by local) or not a cas unique: it cannot be the current one.
+      if (version === undefined || !/^\d+$/.test(version)) return 'exists'
+      if ((await call(principal, key, (cb) => c.cas(key, value, version, lifetime, cb))) === true) return 'stored'
+      // The client answers false alike for EXISTS and NOT_FOUND: a get tells which.
+      return (await call(principal, key, (cb) => c.get(key, cb))) === undefined ? 'not_found' : 'exists'
+    }
+    const answer = await call(principal, key, (cb) => c[mode](key, value, lifetime, cb))
+    if (answer === true) return 'stored'
+    if (answer === NOT_STORED && mode === 'add') return 'exists'
+    if (answer === NOT_STORED && mode === 'replace') return 'not_found'
+    // false with no error: a SERVER_ERROR (out of memory, object too large), on which the client drops the connection.
+    throw new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${serverOf(principal, key)} refused to store "${key}" (SERVER_ERROR); check its memory (-m) and item size (-I)`)
+  }
+
+  function remember(key: string, ttl: number | undefined): void {
+    if (!local) return
+    expiries.delete(key)
+    if (ttl !== undefined) expiries.set(key, expiryTime(ttl))
+    if (expiries.size > EXPIRY_MEMORY) expiries.delete(expiries.keys().next().value!)
+  }
+
+  /** Seconds a copy into local may live, so that it never outlives the key when its expiry is known; 0 = none. */
+  const copyTtl = (key: string) => Math.min(localTtl, Math.floor(((expiries.get(key) ?? Infinity) - Date.now()) / 1000))
+
+  /** Local failures cost speed, never an error. */
+  const dropLocal = async (key: string) => {
+    if (local) await call(local, key, (cb) => local.client.del(key, cb)).catch(() => undefined)
+  }
+
+  async function* keys(prefix = ''): AsyncGenerator<string> {
+    for (const server of principal.servers) {
+      for (const key of await dumpKeys(server)) {
+        if (key.startsWith(principal.namespace + prefix)) yield key.slice(principal.namespace.length)
+      }
+    }
+  }
+
+  /** Live keys of one server, from `lru_crawler metadump all` (memcached >= 1.4.31) on a socket of its own. */
+  async function dumpKeys(server: string): Promise<string[]> {
+    for (let attempt = 1; ; attempt++) {
+      const reply = await new Promise<string>((resolve, reject) => {
+        if (closed) return reject(closedError())
+        const [host, port] = [server.slice(0, server.lastIndexOf(':')), Number(server.slice(server.lastIndexOf(':') + 1))]
+        const socket = net.connect(port, host)
+        const chunks: string[] = []
+        dumps.add(socket)
+        socket.setEncoding('utf8')
+        socket.setTimeout(requestTimeout, () => socket.destroy(new Error(`no data in ${requestTimeout} ms`)))
+        socket.on('data', (chunk: string) => {
+          chunks.push(chunk)
+          const tail = chunks.slice(-2).join('')
+          if (/(^|\n)(END|BUSY[^\n]*|ERROR|CLIENT_ERROR[^\n]*)\r\n$/.test(tail)) socket.end()
+        })
+        socket.on('error', (err) => reject(new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} did not list its keys: ${err.message}`, { cause: err })))
+        socket.on('close', () => {
+          dumps.delete(socket)
+          resolve(chunks.join(''))
+        })
+        socket.write('lru_crawler metadump all\r\n')
+      })
+      if (reply.startsWith('BUSY') && attempt < 10) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        continue
+      }
+      if (!reply.endsWith('END\r\n')) throw new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} did not list its keys: ${reply.slice(0, 100) || 'no reply'}`)
+      const now = Date.now() / 1000
+      const found: string[] = []
+      // Lines are "key=<url-encoded> exp=<unix time, -1 = never> la=... cas=..."
+      for (const [, key, exp] of reply.matchAll(/^key=(\S+) exp=(-?\d+)/gm)) {
+        if (exp === '-1' || Number(exp) > now) found.push(decodeURIComponent(key!))
+      }
+      return found
+    }
+  }
+
+  const store: MemcachedStore = {
+    servers: principal.servers,
+    local: local?.servers ?? [],
+
+    async get(key, opts): Promise<Entry | undefined> {
+      checkKey(key)
+      if (!local || opts?.consistent === true) return readPrincipal(key)
+      let copy: 'add' | 'set' | undefined = 'add'
+      try {
+        const value = await call(local, key, (cb) => local.client.get(key, cb))
+        if (typeof value === 'string') return { value } // no version: see the cas write
+        if (value !== undefined) copy = 'set' // not ours: overwrite it
+      } catch {
+        copy = undefined // local is down or slow: read the principal, leave local alone
+      }
+      const entry = await readPrincipal(key)
+      const ttl = copyTtl(key)
+      // `add`, not `set`: a copy made by a newer read is not overwritten by an older one.
+      if (entry && copy && ttl > 0) await call(local, key, (cb) => local.client[copy](key, entry.value, ttl, cb)).catch(() => undefined)
+      return entry
+    },
+
+    async write(key, value, opts) {
+      checkKey(key)
+      checkWrite(key, value, opts)
+      const result = await writePrincipal(key, value, opts)
+      if (result !== 'exists') remember(key, result === 'stored' ? opts.ttl : undefined)
+      // The local copy is dropped rather than rewritten, so concurrent writers cannot leave an
+      // older value there; the next read copies the new one. `exists`: nothing changed here.
+      if (result !== 'exists') await dropLocal(key)
+      return result
+    },
+
+    async delete(key) {
+      checkKey(key)
+      const existed = (await call(principal, key, (cb) => principal.client.del(key, cb))) === true
+      remember(key, undefined)
+      await dropLocal(key)
+      return existed
+    },
+
+    async touch(key, ttl) {
+      checkKey(key)
+      checkTtl(ttl)
+      const found = (await call(principal, key, (cb) => principal.client.touch(key, exptime(ttl), cb))) === true
+      remember(key, found ? ttl : undefined)
+      // A local copy is never touched (extending it could keep a stale copy alive forever), but
+      // dropped when the key is gone or now ends before the copy might.
+      if (!found || (ttl !== 0 && ttl < localTtl)) await dropLocal(key)
+      return found
+    },
+
+    ...(principal.servers.length > 0 ? { keys } : {}),
+
+    async close() {
+      if (closed) return
+      closed = true
+      for (const abort of pending) abort(closedError())
+      for (const socket of dumps) socket.destroy()
+      for (const side of sides) side.shutdown?.()
+      onClose?.()
+    },
+  }
+  return store
+}
+
+const shared = new Map<string, MemcachedStore>()
+
+/**
+ * The one store for this configuration, made on first use (what `tieSession({ servers, local })`
+ * uses). Options with an injected client are not shared: they get a new store each time.
+ */
+export function sharedMemcachedStore(options: MemcachedStoreOptions): MemcachedStore {
+  const config = resolveOptions(options)
+  if (config.client || config.localClient) return createStore(config, undefined)
+  const id = JSON.stringify(config)
+  let store = shared.get(id)
+  if (store === undefined) {
+    const made: MemcachedStore = createStore(config, () => shared.get(id) === made && shared.delete(id))
+    shared.set(id, made)
+    store = made
+  }
+  return store
+}
+
+/** Closes every store made by {@link sharedMemcachedStore}; later calls make new ones. */
+export async function closeStores(): Promise<void> {
+  const stores = [...shared.values()]
+  shared.clear()
+  await Promise.all(stores.map((store) => store.close()))
+}

@@ -1,0 +1,203 @@
+/**
+ * The public verbs: tieSession, save, untie, reload, destroy, regenerate, isTied.
+ */
+import { SessionError } from './errors.js'
+import { checkId, newId } from './ids.js'
+import { json, type Serializer } from './serializers.js'
+import { Session, notFound, parseData, type SessionConfig } from './session.js'
+import { fileStore } from './stores/file.js'
+import { closeStores as closeMemcachedStores, sharedMemcachedStore, type MemcachedStoreOptions } from './stores/memcached.js'
+import type { Store } from './stores/store.js'
+import { ID_FIELD } from './tracker.js'
+
+/** Options of {@link tieSession}. Unknown keys are a TypeError. */
+export interface TieOptions {
+  /** The store to use; without it and without `servers`, the embedded file store. */
+  store?: Store
+  /** Principal memcached servers, `host:port`: every write goes here. One store is shared per configuration. */
+  servers?: MemcachedStoreOptions['servers']
+  /** Local memcached servers, `host:port`: reads try them first. @default [] */
+  local?: MemcachedStoreOptions['local']
+  /** Seconds a copy made into `local` lives at most. @default 60 */
+  localTtl?: number
+  /** Milliseconds a memcached call may take before `ERR_STORE_UNAVAILABLE`. @default 1000 */
+  requestTimeout?: number
+  /** Largest stored session, in bytes; larger is `ERR_TOO_LARGE` and nothing is written. @default 1000000 */
+  maxValueBytes?: number
+  /** Seconds until a session that is not saved again expires; 0 = never. @default 86400 */
+  expires?: number
+  /** Apache::Session::Memorycached's name for `expires` (seconds). */
+  timeout?: number
+  /** Write nothing at tie time; store a new session only when a save has a change. @default false */
+  updateOnly?: boolean
+  /** Flush the writes of each synchronous burst at the end of the tick. @default true */
+  autoSave?: boolean
+  /** How data becomes the stored string. @default json */
+  serializer?: Serializer
+  /** Prefix of every key this session writes. @default '' (Memorycached writes bare keys) */
+  namespace?: string
+  /** `'none'`: optimistic saves (compare-and-swap, merge by top-level key). @default 'none' */
+  lock?: 'none'
+  /** Called with every failed automatic flush (the error is also thrown by the next save/untie). */
+  onError?: (error: unknown, session: object) => void
+}
+
+/** A tied session: the user's data plus the read-only id and `await using` support. */
+export type Tied<T extends object = Record<string, unknown>> = T & {
+  readonly [ID_FIELD]: string
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '', lock: 'none' } as const
+const MEMCACHED = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes'] as const
+const KNOWN = new Set(['store', ...MEMCACHED, 'expires', 'timeout', 'updateOnly', 'autoSave', 'serializer', 'namespace', 'lock', 'onError'])
+
+const sessions = new WeakMap<object, Session>()
+let defaultStore: Store | undefined
+
+function option(name: string, ok: boolean, expected: string): void {
+  if (!ok) throw new TypeError(`tied-session: option ${name} must be ${expected}`)
+}
+
+function seconds(name: string, value: unknown): number {
+  option(name, typeof value === 'number' && Number.isInteger(value) && value >= 0, 'a whole number of seconds >= 0 (0 = never)')
+  return value as number
+}
+
+/** Checks options once at the boundary and merges the defaults. */
+export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateOnly: boolean } {
+  option('options', typeof opts === 'object' && opts !== null, 'an object')
+  for (const key of Object.keys(opts)) {
+    if (!KNOWN.has(key)) throw new TypeError(`tied-session: unknown option ${JSON.stringify(key)}; known options: ${[...KNOWN].join(', ')}`)
+  }
+  const o = opts as Record<string, unknown>
+  const defined = (k: string) => o[k] !== undefined
+  if (defined('expires') && defined('timeout') && o.expires !== o.timeout) {
+    throw new TypeError(`tied-session: options expires (${String(o.expires)}) and timeout (${String(o.timeout)}) disagree; timeout is only an alias of expires, give one`)
+  }
+  const ttl = seconds(defined('expires') ? 'expires' : 'timeout', o.expires ?? o.timeout ?? DEFAULTS.expires)
+  const serializer = opts.serializer ?? DEFAULTS.serializer
+  option('serializer', typeof serializer.stringify === 'function' && typeof serializer.parse === 'function', 'an object with stringify and parse')
+  const namespace = opts.namespace ?? DEFAULTS.namespace
+  option('namespace', typeof namespace === 'string' && /^[\x21-\x7e]{0,64}$/.test(namespace), 'a string of at most 64 printable ASCII chars, no spaces')
+  for (const name of ['updateOnly', 'autoSave'] as const) option(name, o[name] === undefined || typeof o[name] === 'boolean', 'a boolean')
+  option('lock', o.lock === undefined || o.lock === 'none', "'none' (exclusive locks are not available yet)")
+  option('onError', o.onError === undefined || typeof o.onError === 'function', 'a function')
+  if (opts.store !== undefined) {
+    option('store', typeof opts.store.get === 'function' && typeof opts.store.write === 'function', 'a Store (get, write, delete, touch, close)')
+  }
+  return {
+    store: opts.store ?? memcachedFrom(o) ?? (defaultStore ??= fileStore()),
+    namespace,
+    ttl,
+    serializer,
+    autoSave: opts.autoSave ?? DEFAULTS.autoSave,
+    updateOnly: opts.updateOnly ?? DEFAULTS.updateOnly,
+    onError: opts.onError,
+  }
+}
+
+/** The shared memcached store for `servers` + `local` (+ tuning), or undefined without `servers`. */
+function memcachedFrom(o: Record<string, unknown>): Store | undefined {
+  const given = MEMCACHED.filter((k) => o[k] !== undefined)
+  if (o.servers === undefined) {
+    if (given.length > 0) throw new TypeError(`tied-session: option ${given[0]} needs servers (the principal memcached servers)`)
+    return undefined
+  }
+  if (o.store !== undefined) throw new TypeError('tied-session: give either store or servers, not both')
+  const options: Record<string, unknown> = {}
+  for (const k of given) options[k] = o[k]
+  return sharedMemcachedStore(options as MemcachedStoreOptions)
+}
+
+/** Closes every store tieSession made from `servers` options, so that a script can exit at once. */
+export async function closeStores(): Promise<void> {
+  await closeMemcachedStores()
+  const store = defaultStore
+  defaultStore = undefined
+  await store?.close()
+}
+
+/**
+ * Ties a session: `undefined`, `null` or `''` creates one with a new id, any other id loads
+ * it (`ERR_SESSION_NOT_FOUND` when unknown or expired, `ERR_INVALID_ID` before any I/O when
+ * malformed). Reading and writing the returned object reads and writes the session.
+ *
+ * @example
+ * const s = await tieSession<{ cart?: { items: number[] } }>(undefined)
+ * s.cart = { items: [] }
+ * s.cart.items.push(42)
+ * await untie(s)
+ */
+export async function tieSession<T extends object = Record<string, unknown>>(
+  id?: string | null,
+  opts: TieOptions = {},
+): Promise<Tied<T>> {
+  const fresh = id === undefined || id === null || id === ''
+  if (!fresh) checkId(id)
+  const { updateOnly, ...config } = resolveOptions(opts)
+  const session = fresh ? await create(config, updateOnly) : await load(config, id)
+  sessions.set(session.proxy, session)
+  return session.proxy as Tied<T>
+}
+
+async function create(config: SessionConfig, updateOnly: boolean): Promise<Session> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const id = newId()
+    const data = { [ID_FIELD]: id }
+    if (updateOnly) return new Session(config, id, data, { version: undefined, text: undefined, stored: false })
+    const text = config.serializer.stringify(data)
+    // booked at once with add: a colliding id is never overwritten
+    const result = await config.store.write(config.namespace + id, text, { ttl: config.ttl, mode: 'add' })
+    if (result === 'stored') return new Session(config, id, data, { version: undefined, text, stored: true })
+  }
+  throw new SessionError('ERR_CONFLICT', 'could not book a new session id after 5 tries; is the store answering add correctly?')
+}
+
+async function load(config: SessionConfig, id: string): Promise<Session> {
+  const entry = await config.store.get(config.namespace + id)
+  if (entry === undefined) throw notFound(id)
+  const data = parseData(config.serializer, entry.value, id)
+  return new Session(config, id, data, { version: entry.version, text: entry.value, stored: true })
+}
+
+function sessionOf(s: object, verb: string): Session {
+  const session = typeof s === 'object' && s !== null ? sessions.get(s) : undefined
+  if (session === undefined) throw new TypeError(`tied-session: ${verb}() takes an object returned by tieSession()`)
+  return session
+}
+
+/** Writes pending changes now and throws what went wrong (also a failed automatic flush). */
+export async function save(s: object): Promise<void> {
+  return sessionOf(s, 'save').save()
+}
+
+/** Writes pending changes and releases the session; idempotent. Later writes to `s` throw. */
+export async function untie(s: object): Promise<void> {
+  await sessionOf(s, 'untie').untie()
+}
+
+/** Reads the session again from the store, skipping read caches; unsaved changes are dropped. */
+export async function reload(s: object): Promise<void> {
+  return sessionOf(s, 'reload').reload()
+}
+
+/** Removes the session from the store now (Apache::Session's `tied(%s)->delete`) and releases it. */
+export async function destroy(s: object): Promise<void> {
+  await sessionOf(s, 'destroy').destroy()
+}
+
+/**
+ * Gives the session a new id, keeps its data and deletes the old id: call it at login, the
+ * defence against session fixation. Returns the new id (`s._session_id` shows it too).
+ */
+export async function regenerate(s: object): Promise<string> {
+  const session = sessionOf(s, 'regenerate')
+  await session.regenerate()
+  return session.id
+}
+
+/** True when `s` is a tied session that has not been untied or destroyed. */
+export function isTied(s: unknown): boolean {
+  return typeof s === 'object' && s !== null && sessions.get(s)?.open === true
+}

@@ -1,0 +1,338 @@
+import { createHash } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import test, { type ExecutionContext } from 'ava'
+import sinon from 'sinon'
+import { SessionError } from '../../src/errors.js'
+import { fileStore } from '../../src/stores/file.js'
+import { runFixture } from '../helpers/child.js'
+import { storeContract } from '../helpers/store-contract.js'
+
+const contractDirs: string[] = []
+test.after.always(() => Promise.all(contractDirs.map((dir) => fs.rm(dir, { recursive: true, force: true }))))
+
+storeContract({
+  name: 'file store',
+  clock: 'fake',
+  create: async () => {
+    const directory = await fs.mkdtemp(path.join(os.tmpdir(), 'tied-session-contract-'))
+    contractDirs.push(directory)
+    return fileStore({ directory })
+  },
+})
+
+/** A fresh directory for one test, removed in its teardown. */
+async function tempDir(t: ExecutionContext): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tied-session-file-test-'))
+  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** A store in a fresh directory, closed in teardown. */
+async function open(t: ExecutionContext, options: { maxValueBytes?: number } = {}) {
+  const store = fileStore({ directory: await tempDir(t), ...options })
+  t.teardown(() => store.close())
+  return store
+}
+
+/** A store with the default directory, as if os.tmpdir() were `tmp` (it reads TMPDIR on every call). */
+function defaultStoreUnder(tmp: string) {
+  const saved = process.env.TMPDIR
+  process.env.TMPDIR = tmp
+  try {
+    return fileStore()
+  } finally {
+    if (saved === undefined) delete process.env.TMPDIR
+    else process.env.TMPDIR = saved
+  }
+}
+
+const user = () => String(process.getuid?.() ?? os.userInfo().username)
+const mode = async (file: string) => (await fs.stat(file)).mode & 0o777
+const errorOf = async (t: ExecutionContext, promise: Promise<unknown>) => t.throwsAsync(promise, { instanceOf: SessionError })
+
+test('file store: the default directory is one folder per OS user under os.tmpdir()', (t) => {
+  t.is(fileStore().directory, path.join(os.tmpdir(), `tied-session-${user()}`))
+})
+
+test('file store: the default directory is made with mode 0700 and files with mode 0600', async (t) => {
+  const tmp = await tempDir(t)
+  const store = defaultStoreUnder(tmp)
+  t.teardown(() => store.close())
+  t.is(store.directory, path.join(tmp, `tied-session-${user()}`))
+  t.is(await store.write('abc', 'x', { ttl: 60, mode: 'set' }), 'stored')
+  t.is(await mode(store.directory), 0o700)
+  t.deepEqual(await fs.readdir(store.directory), ['abc.session'])
+  t.is(await mode(path.join(store.directory, 'abc.session')), 0o600)
+})
+
+test('file store: a chosen directory is made with its parents, mode 0700, files 0600', async (t) => {
+  const directory = path.join(await tempDir(t), 'a', 'b')
+  const store = fileStore({ directory })
+  t.teardown(() => store.close())
+  await store.write('abc', 'x', { ttl: 60, mode: 'set' })
+  t.is(await mode(directory), 0o700)
+  t.is(await mode(path.dirname(directory)), 0o700)
+  t.is(await mode(path.join(directory, 'abc.session')), 0o600)
+})
+
+test('file store: refuses a default directory that another user made or could use', async (t) => {
+  if (process.platform === 'win32') return t.pass('POSIX modes only')
+  const withMode = (mode: number) => async (dir: string) => {
+    await fs.mkdir(dir)
+    await fs.chmod(dir, mode)
+  }
+  const cases: Array<[label: string, make: (dir: string, tmp: string) => Promise<void>]> = [
+    ['world-writable', withMode(0o777)],
+    ['group-writable', withMode(0o770)],
+    ['listable by others, and file names are session ids', withMode(0o755)],
+    ['a regular file', (dir) => fs.writeFile(dir, 'x')],
+    [
+      'a symlink to a private directory',
+      async (dir, tmp) => {
+        await fs.mkdir(path.join(tmp, 'elsewhere'), { mode: 0o700 })
+        await fs.symlink('elsewhere', dir)
+      },
+    ],
+  ]
+  if (process.getuid?.() === 0) {
+    const chowned = async (dir: string) => {
+      await withMode(0o700)(dir)
+      await fs.chown(dir, 65534, 65534)
+    }
+    cases.push(['owned by another user', chowned])
+  }
+  for (const [label, make] of cases) {
+    const tmp = await tempDir(t)
+    const store = defaultStoreUnder(tmp)
+    await make(store.directory, tmp)
+    const err = await errorOf(t, store.write('abc', 'x', { ttl: 60, mode: 'set' }))
+    t.is(err?.code, 'ERR_STORE_UNAVAILABLE', label)
+    t.regex(err?.message ?? '', /^tied-session: .*remove it, or pass the directory option/, label)
+    t.is((await errorOf(t, store.get('abc')))?.code, 'ERR_STORE_UNAVAILABLE', label)
+    const written = (await fs.readdir(tmp, { recursive: true })).filter((name) => name.endsWith('.session'))
+    t.deepEqual(written, [], label)
+  }
+  // once the user fixes the directory, the same store works
+  const tmp = await tempDir(t)
+  const store = defaultStoreUnder(tmp)
+  await withMode(0o777)(store.directory)
+  await errorOf(t, store.write('abc', 'x', { ttl: 60, mode: 'set' }))
+  await fs.chmod(store.directory, 0o700)
+  t.is(await store.write('abc', 'x', { ttl: 60, mode: 'set' }), 'stored')
+})
+
+test('file store: unsafe keys stay inside the directory and round-trip through get and keys', async (t) => {
+  const root = await tempDir(t)
+  const directory = path.join(root, 'sessions')
+  const store = fileStore({ directory })
+  t.teardown(() => store.close())
+  const keys = ['../../etc/passwd', 'a/b', '..', '.', '.hidden', 'sessión', 'with space', '', 'a\\b', '~x', 'abc.session']
+  keys.push('😀', 'ABC', 'x'.repeat(100) + '/')
+  for (const key of keys) t.is(await store.write(key, `value of ${key}`, { ttl: 60, mode: 'set' }), 'stored')
+  t.deepEqual(await fs.readdir(root), ['sessions'])
+  const names = await fs.readdir(directory)
+  t.is(names.length, keys.length)
+  for (const name of names) t.regex(name, /^~?[A-Za-z0-9_-]*\.session$/)
+  t.true(names.includes('ABC.session'))
+  for (const key of keys) t.is((await store.get(key))?.value, `value of ${key}`)
+  const listed: string[] = []
+  for await (const key of store.keys()) listed.push(key)
+  t.deepEqual(listed.sort(), [...keys].sort())
+  const under: string[] = []
+  for await (const key of store.keys('../')) under.push(key)
+  t.deepEqual(under, ['../../etc/passwd'])
+  t.true(await store.touch('../../etc/passwd', 120))
+  t.true(await store.delete('../../etc/passwd'))
+  t.is((await fs.readdir(directory)).length, keys.length - 1)
+})
+
+test('file store: a key too long for a file name or not well-formed is ERR_INVALID_ID', async (t) => {
+  const store = await open(t)
+  t.is(await store.write('a'.repeat(232), 'x', { ttl: 60, mode: 'set' }), 'stored') // 240 bytes with ".session"
+  for (const key of ['a'.repeat(233), 'é'.repeat(100), 'lone \uD800 surrogate']) {
+    t.is((await errorOf(t, store.write(key, 'x', { ttl: 60, mode: 'set' })))?.code, 'ERR_INVALID_ID')
+    t.is((await errorOf(t, store.get(key)))?.code, 'ERR_INVALID_ID')
+    t.is((await errorOf(t, store.delete(key)))?.code, 'ERR_INVALID_ID')
+    t.is((await errorOf(t, store.touch(key, 60)))?.code, 'ERR_INVALID_ID')
+  }
+  t.deepEqual(await fs.readdir(store.directory), ['a'.repeat(232) + '.session'])
+})
+
+test('file store: a file that does not parse is ERR_CORRUPT, naming the key', async (t) => {
+  const store = await open(t)
+  for (const garbage of ['no header at all', 'not json\nvalue', '{"v":1,"e":0}\nvalue', '']) {
+    await fs.writeFile(path.join(store.directory, 'bad.session'), garbage)
+    const err = await errorOf(t, store.get('bad'))
+    t.is(err?.code, 'ERR_CORRUPT')
+    t.regex(err?.message ?? '', /^tied-session: .*"bad"/)
+    t.is((await errorOf(t, store.write('bad', 'x', { ttl: 60, mode: 'cas', version: '1' })))?.code, 'ERR_CORRUPT')
+    t.is((await errorOf(t, store.write('bad', 'x', { ttl: 60, mode: 'add' })))?.code, 'ERR_CORRUPT')
+  }
+  const listed: string[] = []
+  for await (const key of store.keys()) listed.push(key)
+  t.deepEqual(listed, ['bad'])
+  t.true(await store.delete('bad'))
+  t.deepEqual(await fs.readdir(store.directory), [])
+  await fs.writeFile(path.join(store.directory, 'bad.session'), 'garbage')
+  t.is(await store.write('bad', 'fine', { ttl: 60, mode: 'set' }), 'stored')
+  t.is((await store.get('bad'))?.value, 'fine')
+})
+
+test.serial('file store: deleteExpired removes exactly the expired files and counts them', async (t) => {
+  const store = await open(t)
+  const clock = sinon.useFakeTimers({ now: Date.now(), toFake: ['Date'] })
+  t.teardown(() => clock.restore())
+  await store.write('short1', 'x', { ttl: 1, mode: 'set' })
+  await store.write('short2', 'x', { ttl: 1, mode: 'set' })
+  await store.write('medium', 'x', { ttl: 10, mode: 'set' })
+  await store.write('forever', 'x', { ttl: 0, mode: 'set' })
+  await store.write('touched', 'x', { ttl: 1, mode: 'set' })
+  t.true(await store.touch('touched', 100))
+  await fs.writeFile(path.join(store.directory, 'corrupt.session'), 'garbage')
+  t.is(await store.deleteExpired(), 0)
+  clock.tick(1001)
+  t.is(await store.get('short1'), undefined)
+  t.is(await store.deleteExpired(), 2)
+  const left = ['corrupt.session', 'forever.session', 'medium.session', 'touched.session']
+  t.deepEqual((await fs.readdir(store.directory)).sort(), left)
+  t.is(await store.deleteExpired(), 0)
+  clock.tick(10_000)
+  t.is(await store.deleteExpired(), 1)
+  t.deepEqual((await fs.readdir(store.directory)).sort(), ['corrupt.session', 'forever.session', 'touched.session'])
+  t.false(await store.delete('medium'))
+})
+
+test('file store: touch keeps the version, so a cas after it still lands', async (t) => {
+  const store = await open(t)
+  await store.write('k', 'v1', { ttl: 60, mode: 'set' })
+  const { version } = (await store.get('k'))!
+  t.true(await store.touch('k', 120))
+  t.is((await store.get('k'))?.version, version)
+  t.is(await store.write('k', 'v2', { ttl: 60, mode: 'cas', version: version! }), 'stored')
+})
+
+test('file store: maxValueBytes counts UTF-8 bytes and a refused value writes nothing', async (t) => {
+  const store = await open(t, { maxValueBytes: 10 })
+  t.is(await store.write('k', 'é'.repeat(5), { ttl: 60, mode: 'set' }), 'stored')
+  t.is((await errorOf(t, store.write('k', 'é'.repeat(6), { ttl: 60, mode: 'set' })))?.code, 'ERR_TOO_LARGE')
+  t.is((await errorOf(t, store.write('other', 'x'.repeat(11), { ttl: 60, mode: 'set' })))?.code, 'ERR_TOO_LARGE')
+  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
+  t.is((await store.get('k'))?.value, 'é'.repeat(5))
+})
+
+test('file store: bad options are a TypeError naming the option', (t) => {
+  t.throws(() => fileStore({ directory: '' }), { instanceOf: TypeError, message: /directory/ })
+  t.throws(() => fileStore({ maxValueBytes: 0 }), { instanceOf: TypeError, message: /maxValueBytes/ })
+  t.throws(() => fileStore({ maxValueBytes: 1.5 }), { instanceOf: TypeError, message: /maxValueBytes/ })
+})
+
+test('file store: a file-system failure is ERR_STORE_UNAVAILABLE with the cause', async (t) => {
+  const file = path.join(await tempDir(t), 'not-a-directory')
+  await fs.writeFile(file, 'x')
+  const store = fileStore({ directory: file })
+  const attempts = [store.write('k', 'x', { ttl: 60, mode: 'set' }), store.get('k'), store.delete('k'), store.deleteExpired()]
+  for (const attempt of attempts) {
+    const err = await errorOf(t, attempt)
+    t.is(err?.code, 'ERR_STORE_UNAVAILABLE')
+    t.is((err?.cause as NodeJS.ErrnoException | undefined)?.code, 'EEXIST')
+    t.regex(err?.message ?? '', /^tied-session: .*not-a-directory/)
+  }
+  await t.throwsAsync(async () => {
+    for await (const key of store.keys()) void key
+  }, { instanceOf: SessionError, message: /ERR|EEXIST/ })
+})
+
+test('file store: a directory removed while in use (a temp cleaner, say) is made again', async (t) => {
+  const store = await open(t)
+  await store.write('a', '1', { ttl: 60, mode: 'set' })
+  await fs.rm(store.directory, { recursive: true })
+  t.is(await store.get('a'), undefined)
+  t.is(await store.write('b', '2', { ttl: 60, mode: 'set' }), 'stored')
+  t.is((await store.get('b'))?.value, '2')
+  t.is(await mode(store.directory), 0o700)
+})
+
+test('file store: a lock another process holds is ERR_STORE_UNAVAILABLE after about 5 s, and get still reads', async (t) => {
+  const store = await open(t)
+  await store.write('k', 'old', { ttl: 60, mode: 'set' })
+  const lockDir = path.join(store.directory, 'k.session.lock')
+  await fs.mkdir(lockDir)
+  const refresh = setInterval(() => void fs.utimes(lockDir, new Date(), new Date()).catch(() => {}), 500) // a live holder
+  t.teardown(() => clearInterval(refresh))
+  const started = Date.now()
+  const err = await errorOf(t, store.write('k', 'new', { ttl: 60, mode: 'set' }))
+  const waited = Date.now() - started
+  t.is(err?.code, 'ERR_STORE_UNAVAILABLE')
+  t.is((err?.cause as NodeJS.ErrnoException | undefined)?.code, 'ELOCKED')
+  t.true(waited > 3000 && waited < 9000, `waited ${waited} ms`)
+  t.is((await store.get('k'))?.value, 'old')
+  const listed: string[] = []
+  for await (const key of store.keys()) listed.push(key)
+  t.deepEqual(listed, ['k'])
+})
+
+test('file store: the stale lock of a dead process is taken over', async (t) => {
+  const store = await open(t)
+  const lockDir = path.join(store.directory, 'k.session.lock')
+  await fs.mkdir(lockDir)
+  const minuteAgo = new Date(Date.now() - 60_000)
+  await fs.utimes(lockDir, minuteAgo, minuteAgo)
+  const started = Date.now()
+  t.is(await store.write('k', 'x', { ttl: 60, mode: 'set' }), 'stored')
+  t.true(Date.now() - started < 2000)
+  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
+})
+
+test('file store: four processes doing get + cas on one key lose no write', async (t) => {
+  const store = await open(t)
+  await store.write('shared', '{}', { ttl: 600, mode: 'set' })
+  const startAt = String(Date.now() + 2000) // after every worker has loaded, so that they race
+  const ids = ['1', '2', '3', '4']
+  const workers = ids.map((id) => runFixture(t, 'file-store-cas.ts', [store.directory, 'shared', id, '50', startAt]))
+  const exits = await Promise.all(workers.map((w) => w.exited))
+  for (const exit of exits) t.is(exit.code, 0, exit.stderr)
+  const object = JSON.parse((await store.get('shared'))!.value) as Record<string, number>
+  t.is(Object.keys(object).length, 200)
+  for (const id of ids) for (let i = 0; i < 50; i++) t.is(object[`w${id}_${i}`], i)
+  const conflicts = exits.map((e) => (JSON.parse(e.stdout) as { conflicts: number }).conflicts)
+  t.log(`cas conflicts per worker: ${conflicts.join(', ')}`)
+  t.true(conflicts.some((n) => n > 0), 'the workers never raced, so the test proved nothing')
+})
+
+test('file store: readers never see half a value, and a writer killed mid-write leaves a whole one', async (t) => {
+  const store = await open(t)
+  /** The value's number, after checking that it is whole. */
+  const whole = (value: string | undefined) => {
+    const { n, pad, sha256 } = JSON.parse(value ?? 'null') as { n: number; pad: string; sha256: string }
+    t.true(pad.length === 500_000 && pad.startsWith(`${n}:`), `value #${n} is cut`)
+    t.is(createHash('sha256').update(pad).digest('hex'), sha256)
+    return n
+  }
+  const writer = runFixture(t, 'file-store-writer.ts', [store.directory, 'big'])
+  await writer.line('ready')
+  const seen = new Set<number>()
+  const killAt = Date.now() + 300 + Math.random() * 300
+  while (Date.now() < killAt) seen.add(whole((await store.get('big'))?.value)) // reads race the writer's renames
+  writer.process.kill('SIGKILL')
+  t.is((await writer.exited).signal, 'SIGKILL')
+  t.true(seen.size > 1, 'the reader never saw the writer make progress')
+  const n = whole((await store.get('big'))?.value)
+  const listed: string[] = []
+  for await (const key of store.keys()) listed.push(key)
+  t.deepEqual(listed, ['big'])
+  t.log(`read ${seen.size} values; #${n} survived the kill; directory holds ${(await fs.readdir(store.directory)).join(', ')}`)
+})
+
+test('file store: a script that used the store and closed it exits by itself', async (t) => {
+  const directory = await tempDir(t)
+  const child = runFixture(t, 'file-store-exit.ts', [directory], 15_000)
+  await child.line('done')
+  const closedAt = Date.now()
+  const exit = await child.exited
+  t.is(exit.code, 0, exit.stderr)
+  t.false(exit.timedOut)
+  t.true(Date.now() - closedAt < 2000, `exited ${Date.now() - closedAt} ms after closing`)
+  t.deepEqual(await fs.readdir(directory), ['a.session'])
+})

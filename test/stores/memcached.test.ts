@@ -1,0 +1,493 @@
+import anyTest, { type ExecutionContext, type TestFn } from 'ava'
+import { spawn } from 'node:child_process'
+import { rm, mkdtemp, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import Memcached from 'memcached'
+import { SessionError, type SessionErrorCode } from '../../src/errors.js'
+import {
+  closeStores,
+  memcachedStore,
+  sharedMemcachedStore,
+  type MemcachedStore,
+  type MemcachedStoreOptions,
+} from '../../src/stores/memcached.js'
+import type { Store } from '../../src/stores/store.js'
+import { freePort, startMemcached, useMemcached, type MemcachedServer } from '../helpers/memcached.js'
+import { storeContract } from '../helpers/store-contract.js'
+
+const test = anyTest as TestFn<unknown>
+type T = ExecutionContext<unknown>
+
+// One principal and one local server for the contract suites; other tests start their own.
+let principal: MemcachedServer | undefined
+let local: MemcachedServer | undefined
+test.before(async () => {
+  ;[principal, local] = await Promise.all([startMemcached(), startMemcached()])
+})
+test.after.always(async () => {
+  await Promise.all([principal?.stop(), local?.stop()])
+})
+
+storeContract({ name: 'memcached store', clock: 'real', create: async () => memcachedStore({ servers: principal!.address }) })
+storeContract({
+  name: 'memcached store with local',
+  clock: 'real',
+  create: async () => memcachedStore({ servers: principal!.address, local: local!.address }),
+})
+
+/** A store closed in the test's teardown. */
+function open(t: T, options: MemcachedStoreOptions): MemcachedStore {
+  const store = memcachedStore(options)
+  t.teardown(() => store.close())
+  return store
+}
+
+async function rejects(t: T, promise: Promise<unknown>, code: SessionErrorCode): Promise<SessionError | undefined> {
+  const err = await t.throwsAsync(promise, { instanceOf: SessionError })
+  t.is(err?.code, code)
+  return err
+}
+
+/** Milliseconds a promise takes to settle. */
+async function timed(promise: Promise<unknown>): Promise<number> {
+  const start = performance.now()
+  await promise.catch(() => undefined)
+  return performance.now() - start
+}
+
+const counter = (before: Record<string, string>, after: Record<string, string>, name: string) => Number(after[name]) - Number(before[name])
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const set = { ttl: 60, mode: 'set' } as const
+
+/** key -> exp (Unix seconds, -1 = never), from the server's own metadump. */
+async function expiries(server: MemcachedServer): Promise<Map<string, number>> {
+  const dump = await server.raw('lru_crawler metadump all\r\n')
+  return new Map([...dump.matchAll(/^key=(\S+) exp=(-?\d+)/gm)].map(([, k, exp]) => [decodeURIComponent(k!), Number(exp)]))
+}
+
+test('principal/local: a write goes to the principal; a read copies it into local, and the next read stays local', async (t) => {
+  const [p, l] = await Promise.all([useMemcached(t), useMemcached(t)])
+  const store = open(t, { servers: p.address, local: l.address, localTtl: 5 })
+  t.deepEqual(store.servers, [p.address])
+  t.deepEqual(store.local, [l.address])
+  t.is(await store.write('k', 'v1', set), 'stored')
+  t.is(await p.raw('get k\r\n'), 'VALUE k 0 2\r\nv1\r\nEND\r\n')
+  t.is(await l.raw('get k\r\n'), 'END\r\n')
+
+  const [p0, l0] = await Promise.all([p.stats(), l.stats()])
+  const first = await store.get('k')
+  t.is(first?.value, 'v1')
+  t.regex(first?.version ?? '', /^\d+$/)
+  const [p1, l1] = await Promise.all([p.stats(), l.stats()])
+  t.is(counter(p0, p1, 'cmd_get'), 1)
+  t.is(counter(l0, l1, 'get_misses'), 1)
+  t.is(counter(l0, l1, 'cmd_set'), 1, 'the principal hit is copied into local')
+  const exp = (await expiries(l)).get('k')!
+  // memcached's own clock ticks once a second and lags under load: a few seconds' slack
+  const life = exp - Date.now() / 1000
+  t.true(life > 0 && life <= 6, `the local copy lives localTtl (5) seconds, not 60: ${life}`)
+
+  t.deepEqual(await store.get('k'), { value: 'v1' }, 'a local hit carries no version')
+  const [p2, l2] = await Promise.all([p.stats(), l.stats()])
+  t.is(counter(p1, p2, 'cmd_get'), 0, 'no get reaches the principal')
+  t.is(counter(l1, l2, 'get_hits'), 1)
+})
+
+test('principal/local: a consistent read goes to the principal only and carries its cas version', async (t) => {
+  const [p, l] = await Promise.all([useMemcached(t), useMemcached(t)])
+  const store = open(t, { servers: p.address, local: l.address })
+  await store.write('k', 'v1', set)
+  await store.get('k') // now in local
+  const [p0, l0] = await Promise.all([p.stats(), l.stats()])
+  const entry = await store.get('k', { consistent: true })
+  const [p1, l1] = await Promise.all([p.stats(), l.stats()])
+  t.is(entry?.value, 'v1')
+  t.regex((await p.raw('gets k\r\n')).split('\r\n')[0]!, new RegExp(` ${entry!.version}$`))
+  t.is(counter(p0, p1, 'cmd_get'), 1)
+  t.is(counter(l0, l1, 'cmd_get'), 0)
+  t.is(counter(l0, l1, 'cmd_set'), 0)
+})
+
+test('principal/local: writes, deletes and a touch of a vanished key drop the local copy', async (t) => {
+  const [p, l] = await Promise.all([useMemcached(t), useMemcached(t)])
+  const store = open(t, { servers: p.address, local: l.address })
+  await store.write('k', 'v1', set)
+  await store.get('k')
+  await store.write('k', 'v2', set)
+  t.is(await l.raw('get k\r\n'), 'END\r\n', 'dropped, not rewritten')
+  t.is((await store.get('k'))?.value, 'v2')
+  t.true(await store.delete('k'))
+  t.is(await l.raw('get k\r\n'), 'END\r\n')
+  t.is(await store.get('k'), undefined)
+
+  await store.write('t', 'x', set)
+  await store.get('t')
+  t.true(await store.touch('t', 120))
+  t.regex(await l.raw('get t\r\n'), /^VALUE t /, 'a touch keeps the local copy')
+  await p.raw('delete t\r\n') // gone at the principal (another host destroyed it)
+  t.false(await store.touch('t', 120))
+  t.is(await l.raw('get t\r\n'), 'END\r\n')
+})
+
+test('principal/local: a stale local copy never makes a cas write succeed', async (t) => {
+  const [p, l] = await Promise.all([useMemcached(t), useMemcached(t)])
+  const here = open(t, { servers: p.address, local: l.address })
+  const elsewhere = open(t, { servers: p.address })
+  await here.write('s', 'v1', set)
+  const old = (await here.get('s', { consistent: true }))!.version!
+  await here.get('s') // copied into local
+  const theirs = (await elsewhere.get('s'))!.version!
+  t.is(await elsewhere.write('s', 'v2', { ttl: 60, mode: 'cas', version: theirs }), 'stored')
+
+  const stale = await here.get('s')
+  t.deepEqual(stale, { value: 'v1' }, 'local still holds the old copy, without a version')
+  t.is(await here.write('s', 'mine', { ttl: 60, mode: 'cas' }), 'exists', 'no version: re-read first')
+  t.is(await here.write('s', 'mine', { ttl: 60, mode: 'cas', version: old }), 'exists')
+  t.is((await here.get('s', { consistent: true }))?.value, 'v2')
+  const fresh = await here.get('s', { consistent: true })
+  t.is(await here.write('s', 'v3', { ttl: 60, mode: 'cas', version: fresh!.version! }), 'stored')
+  t.is(await p.raw('get s\r\n'), 'VALUE s 0 2\r\nv3\r\nEND\r\n')
+  t.is((await here.get('s'))?.value, 'v3')
+})
+
+test('principal/local: a local server that is down or stalled costs no error', async (t) => {
+  const p = await useMemcached(t)
+  // a long requestTimeout: any wait for a deadline would show
+  const closed = open(t, { servers: p.address, local: `127.0.0.1:${await freePort()}`, requestTimeout: 5000 })
+  const ms = await timed(
+    (async () => {
+      t.is(await closed.write('k', 'v', set), 'stored')
+      t.is((await closed.get('k'))?.value, 'v')
+      t.is((await closed.get('k'))?.value, 'v')
+      t.true(await closed.touch('k', 60))
+      t.true(await closed.delete('k'))
+    })(),
+  )
+  t.true(ms < 2000, `a closed local port cost ${ms} ms`)
+
+  const l = await useMemcached(t)
+  const store = open(t, { servers: p.address, local: l.address, requestTimeout: 300 })
+  await store.write('k2', 'v', set)
+  await store.get('k2')
+  await l.stop()
+  t.is((await store.get('k2'))?.value, 'v')
+  t.is(await store.write('k2', 'w', set), 'stored')
+
+  await l.restart()
+  for (let i = 0; i < 30 && (await l.raw('get k2\r\n')) === 'END\r\n'; i++) {
+    await store.get('k2') // the refusal after the outage ends within a second; then the read copies again
+    await sleep(100)
+  }
+  t.regex(await l.raw('get k2\r\n'), /^VALUE k2 /)
+  t.teardown(() => l.resume())
+  await l.pause()
+  const slow = await timed(store.get('k2').then((entry) => t.is(entry?.value, 'w')))
+  t.true(slow >= 250 && slow < 2500, `a stalled local cost ${slow} ms`)
+})
+
+test('two principals: keys spread over both and each is found again', async (t) => {
+  const [a, b] = await Promise.all([useMemcached(t), useMemcached(t)])
+  const store = open(t, { servers: [a.address, b.address] })
+  const keys = Array.from({ length: 200 }, (_, i) => `spread_${i}`)
+  await Promise.all(keys.map((k) => store.write(k, `value of ${k}`, set)))
+  const [sa, sb] = await Promise.all([a.stats(), b.stats()])
+  t.true(Number(sa.curr_items) > 20 && Number(sb.curr_items) > 20, `${sa.curr_items} / ${sb.curr_items}`)
+  t.is(Number(sa.curr_items) + Number(sb.curr_items), 200)
+  const entries = await Promise.all(keys.map((k) => store.get(k)))
+  t.deepEqual(
+    entries.map((e) => e?.value),
+    keys.map((k) => `value of ${k}`),
+  )
+  const listed: string[] = []
+  for await (const k of store.keys!('spread_')) listed.push(k)
+  t.is(listed.length, 200)
+})
+
+test('expiry: a ttl over 30 days is sent as a Unix time, and 0 never expires', async (t) => {
+  const p = await useMemcached(t)
+  const store = open(t, { servers: p.address })
+  const fortyDays = 40 * 86_400
+  await store.write('long', 'x', { ttl: fortyDays, mode: 'set' })
+  await store.write('never', 'y', { ttl: 0, mode: 'set' })
+  await store.write('touched', 'z', { ttl: 5, mode: 'set' })
+  t.true(await store.touch('touched', fortyDays))
+  t.is((await store.get('long'))?.value, 'x')
+  t.is(await p.raw('get long\r\n'), 'VALUE long 0 1\r\nx\r\nEND\r\n')
+  t.is((await store.get('touched'))?.value, 'z')
+  const exp = await expiries(p)
+  const expected = Date.now() / 1000 + fortyDays
+  t.true(Math.abs(exp.get('long')! - expected) <= 5, `exp ${exp.get('long')} vs ${expected}`)
+  t.true(Math.abs(exp.get('touched')! - expected) <= 5)
+  t.is(exp.get('never'), -1)
+})
+
+test('keys and values are checked before anything is sent, so the server stays in service', async (t) => {
+  const p = await useMemcached(t)
+  const store = open(t, { servers: p.address })
+  await store.write('kept', 'old', set)
+  const before = await p.stats()
+  const bad = ['a b', 'a\u0001b', 'a\u007fb', 'a\nb', 'a\u00a0b', 'x'.repeat(251), 'é'.repeat(126), '', "a$'b", 'a$$b', 'cas']
+  for (const key of bad) {
+    await rejects(t, store.get(key), 'ERR_INVALID_ID')
+    await rejects(t, store.write(key, 'v', set), 'ERR_INVALID_ID')
+    await rejects(t, store.delete(key), 'ERR_INVALID_ID')
+    await rejects(t, store.touch(key, 60), 'ERR_INVALID_ID')
+  }
+  const tooLarge = await rejects(t, store.write('kept', 'x'.repeat(1_000_001), set), 'ERR_TOO_LARGE')
+  t.regex(tooLarge?.message ?? '', /1000001 bytes/)
+  // 600,000 line feeds are 1,200,000 bytes once the client has escaped them
+  await rejects(t, store.write('kept', '\n'.repeat(600_000), set), 'ERR_TOO_LARGE')
+  const after = await p.stats()
+  for (const stat of ['cmd_get', 'cmd_set', 'cmd_touch', 'delete_hits', 'delete_misses']) t.is(counter(before, after, stat), 0, stat)
+
+  t.is((await store.get('kept'))?.value, 'old', 'the next call is served at once; the old value is intact')
+  for (const key of ['x'.repeat(250), 'é'.repeat(125), 'ключ-сессии', 'a$b']) {
+    t.is(await store.write(key, key, set), 'stored')
+    t.is((await store.get(key))?.value, key)
+  }
+  t.is(await store.write('big', 'y'.repeat(1_000_000), set), 'stored')
+})
+
+test('corrupt data: an item another client wrote with flags is ERR_CORRUPT, never a crash', async (t) => {
+  const [p, l] = await Promise.all([useMemcached(t), useMemcached(t)])
+  const store = open(t, { servers: p.address })
+  t.is(await p.raw('set badjson 2 0 5\r\n{{{{{\r\n'), 'STORED\r\n')
+  t.is(await p.raw('set goodjson 2 0 7\r\n{"a":1}\r\n'), 'STORED\r\n')
+  t.is(await p.raw('set binary 4 0 3\r\nabc\r\n'), 'STORED\r\n')
+  t.is(await p.raw('set number 8 0 2\r\n42\r\n'), 'STORED\r\n')
+  for (const key of ['badjson', 'goodjson', 'binary', 'number']) {
+    await rejects(t, store.get(key), 'ERR_CORRUPT')
+    await rejects(t, store.get(key, { consistent: true }), 'ERR_CORRUPT')
+  }
+  t.is(await store.write('badjson', 'fine', set), 'stored')
+  t.is((await store.get('badjson'))?.value, 'fine')
+
+  t.is(await p.raw('set plain 0 0 9\r\n{"a":"b"}\r\n'), 'STORED\r\n')
+  t.is((await store.get('plain'))?.value, '{"a":"b"}')
+  // another client's value with raw CRLFs: memcached frames it by its length, the client by lines
+  t.is(await p.raw('set crlf 0 0 13\r\n{\r\n "a": 1\r\n}\r\n'), 'STORED\r\n')
+  t.is((await store.get('crlf'))?.value, '{\r\n "a": 1\r\n}')
+  t.is((await store.get('plain'))?.value, '{"a":"b"}')
+
+  // a flagged item in local is skipped, and replaced by the principal's value
+  const cached = open(t, { servers: p.address, local: l.address })
+  t.is(await l.raw('set plain 2 0 5\r\n{{{{{\r\n'), 'STORED\r\n')
+  t.is((await cached.get('plain'))?.value, '{"a":"b"}')
+  t.deepEqual(await cached.get('plain'), { value: '{"a":"b"}' })
+})
+
+test('64 concurrent operations on a brand-new store all succeed, and a larger burst does not overflow the pool', async (t) => {
+  const p = await useMemcached(t)
+  const fresh = open(t, { servers: p.address })
+  const results = await Promise.all(Array.from({ length: 64 }, (_, i) => fresh.write(`burst_${i}`, String(i), set)))
+  t.true(results.every((r) => r === 'stored'))
+  const entries = await Promise.all(Array.from({ length: 64 }, (_, i) => open(t, { servers: p.address }).get(`burst_${i}`)))
+  t.deepEqual(
+    entries.map((e) => e?.value),
+    Array.from({ length: 64 }, (_, i) => String(i)),
+    '64 brand-new stores, one call each',
+  )
+
+  const before = await p.stats()
+  const small = open(t, { servers: p.address, poolSize: 4 })
+  const many = await Promise.all(Array.from({ length: 500 }, (_, i) => small.get(`burst_${i % 64}`)))
+  t.true(many.every((e, i) => e?.value === String(i % 64)))
+  const after = await p.stats()
+  t.true(counter(before, after, 'total_connections') <= 3, 'the first call connects, the others share its socket')
+})
+
+test('an unreachable server is ERR_STORE_UNAVAILABLE at once, naming the server', async (t) => {
+  const port = await freePort()
+  const store = open(t, { servers: `127.0.0.1:${port}`, requestTimeout: 5000 })
+  for (const call of [() => store.get('k'), () => store.write('k', 'v', set), () => store.get('k'), () => store.delete('k')]) {
+    const start = performance.now()
+    const err = await rejects(t, call(), 'ERR_STORE_UNAVAILABLE')
+    t.true(performance.now() - start < 2000, 'no wait for a deadline')
+    t.true(err?.message.includes(`127.0.0.1:${port}`), err?.message)
+    t.truthy(err?.cause)
+  }
+  // a host that never answers: the connect times out within requestTimeout
+  const nowhere = open(t, { servers: '10.255.255.1:11211', requestTimeout: 300 })
+  const ms = await timed(rejects(t, nowhere.get('k'), 'ERR_STORE_UNAVAILABLE'))
+  t.true(ms < 2000, `${ms} ms`)
+})
+
+test('a principal killed during a run: calls fail fast, and the same store serves again once it is back', async (t) => {
+  const p = await useMemcached(t)
+  const store = open(t, { servers: p.address, requestTimeout: 5000 }) // fast failures must not come from the deadline
+  await store.write('k', 'v', set)
+  t.teardown(() => p.resume())
+  await p.pause()
+  const inFlight = Array.from({ length: 5 }, () => store.get('k'))
+  await sleep(50)
+  const killedAt = performance.now()
+  await p.kill()
+  const settled = await Promise.allSettled(inFlight)
+  t.true(performance.now() - killedAt < 2000, 'calls in flight fail when their socket closes')
+  for (const result of settled) t.is(result.status === 'rejected' && (result.reason as SessionError).code, 'ERR_STORE_UNAVAILABLE')
+  for (let i = 0; i < 5; i++) {
+    const ms = await timed(rejects(t, store.write('k', 'w', set), 'ERR_STORE_UNAVAILABLE'))
+    t.true(ms < 2000, `call ${i} took ${ms} ms`)
+  }
+  await p.restart()
+  const deadline = Date.now() + 5000
+  let result: string | undefined
+  while (result !== 'stored' && Date.now() < deadline) {
+    result = await store.write('k', 'back', set).catch(() => undefined)
+    if (result !== 'stored') await sleep(100)
+  }
+  t.is(result, 'stored')
+  t.is((await store.get('k'))?.value, 'back')
+})
+
+test('a stalled server: a call fails after requestTimeout, and the store serves again when it resumes', async (t) => {
+  const p = await useMemcached(t)
+  const store = open(t, { servers: p.address, requestTimeout: 300 })
+  await store.write('k', 'v', set)
+  t.teardown(() => p.resume())
+  await p.pause()
+  const start = performance.now()
+  const err = await rejects(t, store.get('k'), 'ERR_STORE_UNAVAILABLE')
+  const ms = performance.now() - start
+  t.true(ms >= 280 && ms < 2000, `${ms} ms`)
+  t.regex(err?.message ?? '', new RegExp(`no answer from memcached ${p.address} in 300 ms`))
+  p.resume()
+  t.is((await store.get('k'))?.value, 'v')
+})
+
+/** Runs a script that uses the store; resolves the ms from its last line ("closed") to its exit. */
+async function runScript(t: T, body: string): Promise<{ code: number | null; out: string; lingered: number }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tied-session-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const storeUrl = pathToFileURL(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/stores/memcached.ts')).href
+  const file = path.join(dir, 'script.mts')
+  await writeFile(file, `import { memcachedStore } from ${JSON.stringify(storeUrl)}\n${body}\nconsole.log('closed')\n`)
+  const child = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const kill = setTimeout(() => child.kill('SIGKILL'), 15_000)
+  t.teardown(() => clearTimeout(kill))
+  let out = ''
+  let closedAt = Number.NaN
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    out += chunk
+    if (out.includes('closed\n') && Number.isNaN(closedAt)) closedAt = performance.now()
+  })
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (out += chunk))
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  return { code, out, lingered: performance.now() - closedAt }
+}
+
+test('close: a script that used the store and closed it exits at once, after failures and stalls too', async (t) => {
+  const [p, stalled] = await Promise.all([useMemcached(t), useMemcached(t)])
+  const down = `127.0.0.1:${await freePort()}`
+  t.teardown(() => stalled.resume())
+  await stalled.pause()
+  const scripts = {
+    healthy: `const store = memcachedStore({ servers: '${p.address}' })
+      await store.write('script', 'v', { ttl: 60, mode: 'set' })
+      if ((await store.get('script'))?.value !== 'v') throw new Error('bad read')
+      await store.close()`,
+    'local down': `const store = memcachedStore({ servers: '${p.address}', local: '${down}' })
+      await store.write('script2', 'v', { ttl: 60, mode: 'set' })
+      await store.get('script2')
+      await store.close()`,
+    'principal down': `const store = memcachedStore({ servers: '${down}' })
+      await store.get('x').catch(() => {})
+      await store.close()`,
+    stalled: `const store = memcachedStore({ servers: '${stalled.address}', requestTimeout: 200 })
+      const pending = store.get('x').catch((err) => err.code)
+      if (await pending !== 'ERR_STORE_UNAVAILABLE') throw new Error('expected a timeout')
+      const late = store.get('y').catch((err) => err.code)
+      await store.close()
+      if (await late !== 'ERR_STORE_UNAVAILABLE') throw new Error('close should fail calls in flight')`,
+    'never closed, idle': `const store = memcachedStore({ servers: '${p.address}' })
+      await store.write('script3', 'v', { ttl: 60, mode: 'set' })`,
+  }
+  await Promise.all(
+    Object.entries(scripts).map(async ([name, body]) => {
+      const { code, out, lingered } = await runScript(t, body)
+      t.is(code, 0, `${name}: ${out}`)
+      t.true(lingered < 2000, `${name}: the process lived ${lingered} ms after its last line`)
+    }),
+  )
+})
+
+test('an injected client is used as is, and close leaves it to its owner', async (t) => {
+  const [p, l] = await Promise.all([useMemcached(t), useMemcached(t)])
+  const client = new Memcached(p.address, { retries: 0 })
+  const localClient = new Memcached(l.address, { retries: 0 })
+  t.teardown(() => {
+    client.end()
+    localClient.end()
+  })
+  const store = memcachedStore({ client, localClient })
+  t.deepEqual(store.servers, [p.address])
+  t.is(await store.write('k', 'v1', { ttl: 60, mode: 'add' }), 'stored')
+  t.is(await store.write('k', 'v1', { ttl: 60, mode: 'add' }), 'exists')
+  const entry = await store.get('k')
+  t.is(entry?.value, 'v1')
+  t.is(await store.write('k', 'v2', { ttl: 60, mode: 'cas', version: entry!.version! }), 'stored')
+  t.is((await store.get('k'))?.value, 'v2')
+  t.deepEqual(await store.get('k'), { value: 'v2' }, 'copied into the injected local client')
+  t.is(await l.raw('get k\r\n'), 'VALUE k 0 2\r\nv2\r\nEND\r\n')
+  t.is(await store.write('nope', 'x', { ttl: 60, mode: 'replace' }), 'not_found')
+  await store.close()
+  const still = await new Promise((resolve) => client.get('k', (_err, value) => resolve(value)))
+  t.is(still, 'v2', 'the injected client still works after close')
+  await rejects(t, store.get('k'), 'ERR_STORE_UNAVAILABLE')
+})
+
+test('shared stores: one per configuration, closeStores closes them all', async (t) => {
+  const p = await useMemcached(t)
+  t.teardown(() => closeStores())
+  const a = sharedMemcachedStore({ servers: [p.address] })
+  t.is(sharedMemcachedStore({ servers: p.address }), a)
+  const b = sharedMemcachedStore({ servers: p.address, requestTimeout: 500 })
+  t.not(b, a)
+  await a.write('shared', 'v', set)
+  await a.close()
+  const c = sharedMemcachedStore({ servers: p.address })
+  t.not(c, a, 'a closed store is forgotten')
+  t.is((await c.get('shared'))?.value, 'v')
+  await closeStores()
+  await rejects(t, b.get('shared'), 'ERR_STORE_UNAVAILABLE')
+  await rejects(t, c.get('shared'), 'ERR_STORE_UNAVAILABLE')
+  const d = sharedMemcachedStore({ servers: p.address })
+  t.not(d, c)
+  t.is((await d.get('shared'))?.value, 'v')
+  const client = new Memcached(p.address, { retries: 0 })
+  t.teardown(() => client.end())
+  t.not(sharedMemcachedStore({ client }), sharedMemcachedStore({ client }), 'injected clients are not shared')
+})
+
+test('options and arguments are checked: TypeErrors that name the option', (t) => {
+  const bad: [unknown, RegExp][] = [
+    [{}, /exactly one of `servers` and `client`/],
+    [{ servers: [] }, /`servers` must name at least one/],
+    [{ servers: 'a b:1' }, /`servers` takes "host:port"/],
+    [{ servers: 'h:99999' }, /`servers` takes "host:port"/],
+    [{ servers: 'h:1', local: 42 }, /`local` must be/],
+    [{ servers: 'h:1', timeout: 5 }, /unknown memcachedStore option `timeout`/],
+    [{ servers: 'h:1', localTtl: 0 }, /`localTtl` must be an integer/],
+    [{ servers: 'h:1', localTtl: 1.5 }, /`localTtl`/],
+    [{ servers: 'h:1', requestTimeout: -1 }, /`requestTimeout`/],
+    [{ servers: 'h:1', maxValueBytes: '1' }, /`maxValueBytes`/],
+    [{ servers: 'h:1', poolSize: 0 }, /`poolSize`/],
+    [{ client: { get() {} } }, /`client` must be a memcached client; it lacks gets/],
+    [{ servers: 'h:1', client: {} }, /exactly one/],
+  ]
+  for (const [options, message] of bad) t.throws(() => memcachedStore(options as MemcachedStoreOptions), { instanceOf: TypeError, message })
+  const store = memcachedStore({ servers: 'localhost' })
+  t.deepEqual(store.servers, ['localhost:11211'])
+  return store.close()
+})
+
+test('write and touch arguments are checked before any I/O', async (t) => {
+  const store: Store = open(t, { servers: `127.0.0.1:${await freePort()}` })
+  await t.throwsAsync(store.write('k', 'v', { ttl: 1.5, mode: 'set' }), { instanceOf: TypeError, message: /ttl/ })
+  await t.throwsAsync(store.write('k', 'v', { ttl: -1, mode: 'set' }), { instanceOf: TypeError })
+  await t.throwsAsync(store.write('k', 'v', { ttl: 60, mode: 'upsert' as 'set' }), { instanceOf: TypeError, message: /mode/ })
+  await t.throwsAsync(store.write('k', undefined as unknown as string, set), { instanceOf: TypeError })
+  await t.throwsAsync(store.touch('k', Number.NaN), { instanceOf: TypeError })
+})

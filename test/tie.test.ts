@@ -1,0 +1,567 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import anyTest, { type TestFn } from 'ava'
+import sinon from 'sinon'
+import {
+  SessionError,
+  destroy,
+  fileStore,
+  isTied,
+  memoryStore,
+  regenerate,
+  reload,
+  rich,
+  save,
+  tieSession,
+  untie,
+  type Store,
+} from '../src/index.js'
+import { runFixture } from './helpers/child.js'
+
+interface Ctx {
+  store: Store & { readonly size: number }
+  writes: sinon.SinonSpy
+}
+const test = anyTest as TestFn<Ctx>
+
+test.beforeEach((t) => {
+  const store = memoryStore()
+  t.context.store = store
+  t.context.writes = sinon.spy(store, 'write')
+})
+
+/** Data as stored, read through a second handle on the same store. */
+async function stored(store: Store, id: string): Promise<Record<string, unknown> | undefined> {
+  const entry = await store.get(id)
+  return entry === undefined ? undefined : JSON.parse(entry.value)
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve))
+
+type Any = Record<string, any>
+
+// --- tie: new, existing, ids ---------------------------------------------------------------
+
+test('a new session gets a 32-hex id and is booked in the store at once', async (t) => {
+  const s = await tieSession(undefined, { store: t.context.store })
+  t.regex(s._session_id, /^[0-9a-f]{32}$/)
+  t.deepEqual(await stored(t.context.store, s._session_id), { _session_id: s._session_id })
+  t.is(t.context.writes.firstCall.args[2].mode, 'add')
+  await untie(s)
+})
+
+test('null and empty string also create a session', async (t) => {
+  for (const id of [null, '']) {
+    const s = await tieSession(id, { store: t.context.store })
+    t.regex(s._session_id, /^[0-9a-f]{32}$/)
+  }
+})
+
+test('an existing id loads the stored data', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  s.name = 'dwho'
+  await untie(s)
+  const again = await tieSession<Any>(s._session_id, { store: t.context.store })
+  t.is(again.name, 'dwho')
+  t.is(again._session_id, s._session_id)
+})
+
+test('an unknown id is ERR_SESSION_NOT_FOUND', async (t) => {
+  const err = await t.throwsAsync(tieSession('0123456789abcdef0123456789abcdef', { store: t.context.store }), {
+    instanceOf: SessionError,
+  })
+  t.is(err!.code, 'ERR_SESSION_NOT_FOUND')
+  t.regex(err!.message, /^tied-session: session 0123456789abcdef0123456789abcdef not found/)
+})
+
+test.serial('an expired id is ERR_SESSION_NOT_FOUND', async (t) => {
+  const clock = sinon.useFakeTimers({ now: Date.now(), toFake: ['Date'] })
+  t.teardown(() => clock.restore())
+  const s = await tieSession(undefined, { store: t.context.store, expires: 60 })
+  await untie(s)
+  clock.tick(61_000)
+  const err = await t.throwsAsync(tieSession(s._session_id, { store: t.context.store }))
+  t.is((err as SessionError).code, 'ERR_SESSION_NOT_FOUND')
+})
+
+test('malformed ids are ERR_INVALID_ID before any I/O', async (t) => {
+  const get = sinon.spy(t.context.store, 'get')
+  for (const id of ['a b', 'a\r\nb', '../../etc/passwd', '  ', 'x'.repeat(129), 'naïve']) {
+    const err = await t.throwsAsync(tieSession(id, { store: t.context.store }))
+    t.is((err as SessionError).code, 'ERR_INVALID_ID', id)
+  }
+  t.is(get.callCount, 0)
+  t.is(t.context.writes.callCount, 0)
+})
+
+test('_session_id is read-only and cannot be deleted', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  const id = s._session_id
+  t.throws(() => {
+    ;(s as Any)._session_id = 'other'
+  }, { instanceOf: TypeError, message: /read-only/ })
+  t.throws(() => {
+    delete (s as Any)._session_id
+  }, { instanceOf: TypeError })
+  t.is(s._session_id, id)
+  t.false(Object.getOwnPropertyDescriptor(s, '_session_id')!.writable)
+})
+
+test('a stored value that is not valid data is ERR_CORRUPT', async (t) => {
+  await t.context.store.write('corrupt1', '{not json', { ttl: 60, mode: 'set' })
+  await t.context.store.write('corrupt2', '[1,2]', { ttl: 60, mode: 'set' })
+  for (const id of ['corrupt1', 'corrupt2']) {
+    const err = await t.throwsAsync(tieSession(id, { store: t.context.store }))
+    t.is((err as SessionError).code, 'ERR_CORRUPT')
+  }
+})
+
+// --- deep change tracking --------------------------------------------------------------------
+
+test('nested writes, deletes and array methods all reach the store', async (t) => {
+  const { store } = t.context
+  const s = await tieSession<Any>(undefined, { store })
+  s.a = { b: { c: 0 } }
+  s.list = [3, 1, 2]
+  s.cart = { items: [] }
+  await save(s)
+  const id = s._session_id
+  const steps: Array<[string, () => void, (d: Any) => unknown, unknown]> = [
+    ['a.b.c = 1', () => (s.a.b.c = 1), (d) => d.a.b.c, 1],
+    ['push', () => s.list.push(4), (d) => d.list, [3, 1, 2, 4]],
+    ['sort', () => s.list.sort(), (d) => d.list, [1, 2, 3, 4]],
+    ['splice', () => s.list.splice(1, 2, 'x'), (d) => d.list, [1, 'x', 4]],
+    ['Object.assign', () => Object.assign(s.cart, { total: 9, currency: 'EUR' }), (d) => d.cart, { items: [], total: 9, currency: 'EUR' }],
+    ['nested push', () => s.cart.items.push({ sku: 42 }), (d) => d.cart.items, [{ sku: 42 }]],
+    ['delete a.b', () => delete s.a.b, (d) => d.a, {}],
+    ['length = 1', () => (s.list.length = 1), (d) => d.list, [1]],
+  ]
+  for (const [name, change, pick, expected] of steps) {
+    change()
+    await save(s)
+    t.deepEqual(pick((await stored(store, id))!), expected, name)
+  }
+})
+
+test('nested reads are tracked views; no proxy ever reaches the stored data', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  s.a = { b: { c: 1 } }
+  t.is(s.a, s.a, 'the same view each time')
+  t.is(s.a.b, s.a.b)
+  s.b = s.a
+  s.b.b.c = 2
+  t.is(s.a.b.c, 1, 's.b = s.a stores a copy')
+  s.list = [s.a, { x: s.a.b }]
+  await save(s)
+  const data = (await stored(t.context.store, s._session_id))!
+  t.deepEqual(data.list, [{ b: { c: 1 } }, { x: { c: 1 } }])
+  t.deepEqual(data.b, { b: { c: 2 } })
+  t.notThrows(() => structuredClone(data))
+})
+
+test('every trap tells the truth', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  s.cart = { items: [{ sku: 1 }] }
+  s.n = 1
+  const id = s._session_id
+  t.true('cart' in s)
+  t.false('nothing' in s)
+  t.true('_session_id' in s)
+  t.deepEqual(Object.keys(s), ['_session_id', 'cart', 'n'])
+  t.deepEqual({ ...s }, { _session_id: id, cart: { items: [{ sku: 1 }] }, n: 1 })
+  t.is(JSON.stringify(s), JSON.stringify({ _session_id: id, cart: { items: [{ sku: 1 }] }, n: 1 }))
+  t.deepEqual(Object.entries(s), [
+    ['_session_id', id],
+    ['cart', { items: [{ sku: 1 }] }],
+    ['n', 1],
+  ])
+  t.deepEqual(structuredClone({ ...s }), { _session_id: id, cart: { items: [{ sku: 1 }] }, n: 1 })
+  t.deepEqual(structuredClone(Object.entries(s)), Object.entries({ _session_id: id, cart: { items: [{ sku: 1 }] }, n: 1 }))
+  t.deepEqual(Object.keys(s.cart), ['items'])
+  t.deepEqual({ ...s.cart.items[0] }, { sku: 1 })
+  t.true(Array.isArray(s.cart.items))
+  t.is(s.cart.items.length, 1)
+  t.deepEqual([...s.cart.items], [{ sku: 1 }])
+  const keys: string[] = []
+  for (const k in s) keys.push(k)
+  t.deepEqual(keys, ['_session_id', 'cart', 'n'])
+  t.true(Object.hasOwn(s, 'n'))
+})
+
+test('a change made through a spread copy of a nested object is still saved', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  s.cart = { items: [] }
+  await save(s)
+  const copy = { ...s }
+  copy.cart.items.push('shared, as in any shallow copy')
+  await save(s)
+  t.deepEqual((await stored(t.context.store, s._session_id))!.cart, { items: ['shared, as in any shallow copy'] })
+})
+
+test('a value the serializer cannot keep throws a TypeError naming the path, and nothing changes', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  s.cart = { items: [{ sku: 1 }, { sku: 2 }, { sku: 3 }] }
+  await save(s)
+  const before = JSON.stringify(s)
+  const writes = t.context.writes.callCount
+  t.throws(() => (s.cart.items[2].when = new Date()), { instanceOf: TypeError, message: /cart\.items\[2\]\.when/ })
+  t.throws(() => (s.cart = { items: [1, 2, { when: new Date() }] }), { instanceOf: TypeError, message: /cart\.items\[2\]\.when/ })
+  t.throws(() => (s.f = () => 1), { instanceOf: TypeError, message: / at f / })
+  t.throws(() => s.cart.items.push(10n), { instanceOf: TypeError, message: /cart\.items\[3\]/ })
+  t.throws(() => (s.n = Number.NaN), { instanceOf: TypeError })
+  t.is(JSON.stringify(s), before)
+  await save(s)
+  t.is(t.context.writes.callCount, writes, 'nothing to write')
+})
+
+test('assigning undefined deletes the property', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  s.a = 1
+  s.b = { c: 1, d: 2 }
+  await save(s)
+  s.a = undefined
+  s.b.c = undefined
+  t.false('a' in s)
+  t.false('c' in s.b)
+  await save(s)
+  t.deepEqual(await stored(t.context.store, s._session_id), { _session_id: s._session_id, b: { d: 2 } })
+})
+
+// --- autoSave ----------------------------------------------------------------------------------
+
+test('autoSave: one synchronous burst of writes is one store write', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  const after = t.context.writes.callCount
+  s.a = 1
+  s.b = { c: [1] }
+  s.b.c.push(2)
+  delete s.a
+  s.d = 'x'
+  await tick()
+  await tick()
+  t.is(t.context.writes.callCount, after + 1)
+  t.deepEqual(await stored(t.context.store, s._session_id), { _session_id: s._session_id, b: { c: [1, 2] }, d: 'x' })
+  await untie(s)
+  t.is(t.context.writes.callCount, after + 1, 'untie of an unchanged session writes nothing')
+})
+
+test('autoSave: false writes only on save and untie', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
+  const after = t.context.writes.callCount
+  s.a = 1
+  await tick()
+  await tick()
+  t.is(t.context.writes.callCount, after)
+  await save(s)
+  t.is(t.context.writes.callCount, after + 1)
+  s.b = 2
+  await untie(s)
+  t.is(t.context.writes.callCount, after + 2)
+  t.deepEqual(await stored(t.context.store, s._session_id), { _session_id: s._session_id, a: 1, b: 2 })
+})
+
+test('an unchanged session writes nothing, even after reads of nested data', async (t) => {
+  const s0 = await tieSession<Any>(undefined, { store: t.context.store })
+  s0.cart = { items: [{ sku: 1 }] }
+  await untie(s0)
+  const writes = t.context.writes.callCount
+  const s = await tieSession<Any>(s0._session_id, { store: t.context.store })
+  t.is(s.cart.items[0].sku, 1)
+  void { ...s }
+  s.cart.items[0].sku = 1 // same value
+  await tick()
+  await save(s)
+  await untie(s)
+  t.is(t.context.writes.callCount, writes)
+})
+
+test('a failed automatic flush is kept, given to onError and thrown by the next save', async (t) => {
+  const failure = new SessionError('ERR_STORE_UNAVAILABLE', 'injected')
+  const onError = sinon.spy()
+  const unhandled = sinon.spy()
+  process.on('unhandledRejection', unhandled)
+  t.teardown(() => process.off('unhandledRejection', unhandled))
+  const s = await tieSession<Any>(undefined, { store: t.context.store, onError })
+  t.context.writes.restore()
+  const write = sinon.stub(t.context.store, 'write').onFirstCall().rejects(failure)
+  write.callThrough()
+  s.a = 1
+  await tick()
+  await tick()
+  t.is(onError.callCount, 1)
+  t.is(onError.firstCall.args[0], failure)
+  t.is(onError.firstCall.args[1], s)
+  const err = await t.throwsAsync(save(s))
+  t.is(err, failure)
+  t.deepEqual(await stored(t.context.store, s._session_id), { _session_id: s._session_id, a: 1 }, 'the change was retried and kept')
+  await t.notThrowsAsync(save(s), 'the error is thrown once')
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  t.is(unhandled.callCount, 0)
+})
+
+test('a failed automatic flush is thrown by untie, which still releases', async (t) => {
+  const failure = new SessionError('ERR_STORE_UNAVAILABLE', 'injected')
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  t.context.writes.restore()
+  sinon.stub(t.context.store, 'write').rejects(failure)
+  s.a = 1
+  await tick()
+  await tick()
+  t.is(await t.throwsAsync(untie(s)), failure)
+  t.false(isTied(s))
+})
+
+test('await using unties the session', async (t) => {
+  let id: string
+  {
+    await using s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
+    s.greeting = 'hello'
+    id = s._session_id
+    t.true(isTied(s))
+  }
+  t.deepEqual(await stored(t.context.store, id), { _session_id: id, greeting: 'hello' })
+})
+
+test('writes after untie or destroy throw; untie is idempotent', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  await untie(s)
+  await t.notThrowsAsync(untie(s))
+  t.throws(() => (s.a = 1), { instanceOf: TypeError, message: /untied/ })
+  t.false(isTied(s))
+  t.false(isTied({}))
+  await t.throwsAsync(save({}), { instanceOf: TypeError })
+})
+
+// --- versions and concurrency -----------------------------------------------------------------
+
+function twoHandles(t: { teardown(fn: () => void): void }) {
+  const directory = mkdtempSync(join(tmpdir(), 'tied-session-tie-'))
+  t.teardown(() => rmSync(directory, { recursive: true, force: true }))
+  const a = fileStore({ directory })
+  const b = fileStore({ directory })
+  return { a, b }
+}
+
+test('two ties of one session change different keys: both changes survive (file store, two handles)', async (t) => {
+  const { a, b } = twoHandles(t)
+  const first = await tieSession<Any>(undefined, { store: a })
+  first.shared = 0
+  await save(first)
+  const one = await tieSession<Any>(first._session_id, { store: a, autoSave: false })
+  const two = await tieSession<Any>(first._session_id, { store: b, autoSave: false })
+  one.fromOne = 1
+  two.fromTwo = 2
+  await save(one)
+  await save(two)
+  const check = await tieSession<Any>(first._session_id, { store: b })
+  t.deepEqual({ ...check }, { _session_id: first._session_id, shared: 0, fromOne: 1, fromTwo: 2 })
+  t.is(two.fromOne, 1, 'the second tie sees the first one after its merge')
+})
+
+test('two ties of one session change the same key: the last save wins', async (t) => {
+  const { a, b } = twoHandles(t)
+  const first = await tieSession<Any>(undefined, { store: a })
+  first.color = 'red'
+  await untie(first)
+  const one = await tieSession<Any>(first._session_id, { store: a, autoSave: false })
+  const two = await tieSession<Any>(first._session_id, { store: b, autoSave: false })
+  one.color = 'green'
+  two.color = 'blue'
+  await save(one)
+  await save(two)
+  await reload(one)
+  t.is(one.color, 'blue')
+})
+
+test('many concurrent saves of different keys on one session lose nothing', async (t) => {
+  const { a, b } = twoHandles(t)
+  const first = await tieSession<Any>(undefined, { store: a })
+  await untie(first)
+  const ties = await Promise.all(
+    Array.from({ length: 8 }, (_, i) => tieSession<Any>(first._session_id, { store: i % 2 ? a : b, autoSave: false })),
+  )
+  ties.forEach((s, i) => (s[`k${i}`] = i))
+  await Promise.all(ties.map((s) => save(s)))
+  const check = await tieSession<Any>(first._session_id, { store: a })
+  for (let i = 0; i < 8; i++) t.is(check[`k${i}`], i)
+})
+
+test('a session destroyed while tied is not resurrected by a later save', async (t) => {
+  const { a, b } = twoHandles(t)
+  const first = await tieSession<Any>(undefined, { store: a })
+  first.x = 1
+  await untie(first)
+  const one = await tieSession<Any>(first._session_id, { store: a, autoSave: false })
+  const two = await tieSession<Any>(first._session_id, { store: b, autoSave: false })
+  await destroy(one)
+  two.y = 2
+  const err = await t.throwsAsync(save(two))
+  t.is((err as SessionError).code, 'ERR_SESSION_NOT_FOUND')
+  t.is(await a.get(first._session_id), undefined)
+})
+
+test.serial('a session that expired while tied is not resurrected', async (t) => {
+  const clock = sinon.useFakeTimers({ now: Date.now(), toFake: ['Date'] })
+  t.teardown(() => clock.restore())
+  const s = await tieSession<Any>(undefined, { store: t.context.store, expires: 10, autoSave: false })
+  clock.tick(11_000)
+  s.late = true
+  t.is(((await t.throwsAsync(save(s))) as SessionError).code, 'ERR_SESSION_NOT_FOUND')
+  t.is(t.context.store.size, 0)
+})
+
+// --- updateOnly, expires -------------------------------------------------------------------
+
+test('updateOnly: a new session is not written at tie, and never if unchanged', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store, updateOnly: true })
+  t.is(t.context.writes.callCount, 0)
+  await save(s)
+  await untie(s)
+  t.is(t.context.writes.callCount, 0)
+  t.is(await t.context.store.get(s._session_id), undefined)
+})
+
+test('updateOnly: the first save with a change writes the new session', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store, updateOnly: true })
+  s.user = 'dwho'
+  await save(s)
+  t.is(t.context.writes.callCount, 1)
+  t.deepEqual(await stored(t.context.store, s._session_id), { _session_id: s._session_id, user: 'dwho' })
+  s.more = 1
+  await untie(s)
+  t.deepEqual(await stored(t.context.store, s._session_id), { _session_id: s._session_id, user: 'dwho', more: 1 })
+})
+
+test('expires sets the ttl of every write; timeout is its alias; 0 is never', async (t) => {
+  for (const [opts, ttl] of [
+    [{ expires: 120 }, 120],
+    [{ timeout: 300 }, 300],
+    [{ expires: 0 }, 0],
+    [{}, 86400],
+    [{ expires: 60, timeout: 60 }, 60],
+  ] as const) {
+    t.context.writes.resetHistory()
+    const s = await tieSession<Any>(undefined, { store: t.context.store, ...opts })
+    s.x = 1
+    await save(s)
+    t.true(t.context.writes.getCalls().every((c) => c.args[2].ttl === ttl), JSON.stringify(opts))
+  }
+})
+
+test.serial('expires 0 never expires; a positive value does', async (t) => {
+  const clock = sinon.useFakeTimers({ now: Date.now(), toFake: ['Date'] })
+  t.teardown(() => clock.restore())
+  const forever = await tieSession(undefined, { store: t.context.store, expires: 0 })
+  const hour = await tieSession(undefined, { store: t.context.store, expires: 3600 })
+  clock.tick(365 * 86400_000)
+  t.truthy(await t.context.store.get(forever._session_id))
+  t.is(await t.context.store.get(hour._session_id), undefined)
+})
+
+test('options are checked at the boundary with a TypeError naming the option', async (t) => {
+  const bad: Array<[object, RegExp]> = [
+    [{ expires: 60, timeout: 30 }, /expires .* timeout .* disagree/],
+    [{ expires: -1 }, /expires/],
+    [{ expires: 1.5 }, /expires/],
+    [{ timeout: '60' }, /timeout/],
+    [{ autoSave: 'yes' }, /autoSave/],
+    [{ expire: 60 }, /unknown option "expire"/],
+    [{ namespace: 'a b' }, /namespace/],
+    [{ lock: 'exclusive' }, /lock/],
+  ]
+  for (const [opts, message] of bad) {
+    await t.throwsAsync(tieSession(undefined, { store: t.context.store, ...opts } as object), { instanceOf: TypeError, message })
+  }
+})
+
+// --- destroy, regenerate, reload, namespace, rich ---------------------------------------------
+
+test('destroy removes the session from the store now', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  s.a = 1
+  await save(s)
+  await destroy(s)
+  t.is(await t.context.store.get(s._session_id), undefined)
+  t.false(isTied(s))
+  t.is(((await t.throwsAsync(tieSession(s._session_id, { store: t.context.store }))) as SessionError).code, 'ERR_SESSION_NOT_FOUND')
+})
+
+test('regenerate moves the data to a new id and deletes the old one', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  s.user = 'dwho'
+  s.pending = [1]
+  const old = s._session_id
+  const id = await regenerate(s)
+  t.not(id, old)
+  t.is(s._session_id, id)
+  t.is(await t.context.store.get(old), undefined)
+  t.deepEqual(await stored(t.context.store, id), { _session_id: id, user: 'dwho', pending: [1] })
+  s.after = true
+  await untie(s)
+  t.true((await stored(t.context.store, id))!.after)
+})
+
+test('reload reads the store again and drops unsaved changes', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
+  s.a = 1
+  await save(s)
+  const other = await tieSession<Any>(s._session_id, { store: t.context.store })
+  other.b = 2
+  await untie(other)
+  s.unsaved = true
+  await reload(s)
+  t.deepEqual({ ...s }, { _session_id: s._session_id, a: 1, b: 2 })
+})
+
+test('namespace prefixes every key', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store, namespace: 'app1:' })
+  s.a = 1
+  await untie(s)
+  t.truthy(await t.context.store.get(`app1:${s._session_id}`))
+  t.is(await t.context.store.get(s._session_id), undefined)
+  await t.throwsAsync(tieSession(s._session_id, { store: t.context.store }))
+  t.is((await tieSession<Any>(s._session_id, { store: t.context.store, namespace: 'app1:' })).a, 1)
+})
+
+test('the rich serializer keeps Dates, Maps, Sets and BigInts in a session, and tracks their changes', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store, serializer: rich })
+  s.when = new Date('2026-01-02T03:04:05.000Z')
+  s.seen = new Set(['home'])
+  s.counts = new Map([['a', 1n]])
+  s.list = [undefined, Number.NaN, -0, Infinity]
+  await untie(s)
+  const again = await tieSession<Any>(s._session_id, { store: t.context.store, serializer: rich })
+  t.deepEqual(again.when, new Date('2026-01-02T03:04:05.000Z'))
+  t.deepEqual(again.seen, new Set(['home']))
+  t.is(again.counts.get('a'), 1n)
+  t.true(Object.is(again.list[2], -0))
+  again.seen.add('cart') // a Set is handed out as is and compared at the next save
+  await untie(again)
+  const third = await tieSession<Any>(s._session_id, { store: t.context.store, serializer: rich })
+  t.deepEqual(third.seen, new Set(['home', 'cart']))
+})
+
+test('json is the default serializer: stored text is plain JSON', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  s.a = { b: [1, 'x', null, true] }
+  await untie(s)
+  t.is((await t.context.store.get(s._session_id))!.value, JSON.stringify({ _session_id: s._session_id, a: { b: [1, 'x', null, true] } }))
+})
+
+// --- the embedded default --------------------------------------------------------------------
+
+test('without store or servers, sessions live in the file store and a script exits at once', async (t) => {
+  const child = runFixture(t, 'default-store.ts', [], 15_000)
+  const started = Date.now()
+  const exit = await child.exited
+  t.is(exit.code, 0, exit.stderr)
+  t.false(exit.timedOut)
+  const [id, value] = exit.stdout.trim().split(' ')
+  t.regex(id!, /^[0-9a-f]{32}$/)
+  t.is(value, '42')
+  t.true(Date.now() - started < 10_000)
+  const again = await tieSession<Any>(id!)
+  t.is(again.cart.items[0], 42)
+  await destroy(again)
+})
