@@ -4,6 +4,7 @@
  */
 import { SessionError } from './errors.js'
 import { newId } from './ids.js'
+import { addToIndex, md5Hex, removeFromIndex } from './principal.js'
 import type { Serializer } from './serializers.js'
 import type { Store, WriteOptions } from './stores/store.js'
 import { ID_FIELD, track } from './tracker.js'
@@ -19,6 +20,32 @@ export interface SessionConfig {
   serializer: Serializer
   autoSave: boolean
   onError: ((error: unknown, session: object) => void) | undefined
+  /** The field naming the user, for the reverse index; maxSessions evicts the user's oldest. */
+  principal: { field: string; maxSessions: number | undefined } | undefined
+  /** Takes the exclusive lock of a key (lock: 'exclusive'). */
+  acquire: ((key: string) => Promise<() => Promise<void>>) | undefined
+}
+
+/** The user id in a principal field: a non-empty string or a finite number, else none. */
+export function uidOf(value: unknown): string | undefined {
+  if (typeof value === 'string' && value !== '') return value
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value)
+  return undefined
+}
+
+/** Sets (or removes) `<field>_MD5` in `data` from the uid in `field`; returns the md5 field's name when it changed. */
+export function stampDigest(data: Record<string, unknown>, field: string): string | undefined {
+  const uid = uidOf(data[field])
+  const name = `${field}_MD5`
+  if (uid !== undefined) {
+    const digest = md5Hex(uid)
+    if (data[name] === digest) return undefined
+    Object.defineProperty(data, name, { value: digest, writable: true, enumerable: true, configurable: true })
+    return name
+  }
+  if (!Object.hasOwn(data, name)) return undefined
+  delete data[name]
+  return name
 }
 
 /** Compare-and-swap rounds before a save gives up with ERR_CONFLICT. */
@@ -59,7 +86,9 @@ export class Session {
   private timer: NodeJS.Immediate | undefined
   private flushing: Promise<void> | undefined
   private pendingError: unknown
-  private readonly releasers: Array<() => Promise<void>> = []
+  private unlock: (() => Promise<void>) | undefined
+  /** The uid the reverse index lists this session under, and when this tie last wrote it (ms). */
+  private indexed: { uid: string; at: number | undefined } | undefined
 
   constructor(
     readonly config: SessionConfig,
@@ -73,6 +102,9 @@ export class Session {
     this.version = loaded.version
     this.text = loaded.text
     this.stored = loaded.stored
+    const field = config.principal?.field
+    const uid = field === undefined ? undefined : uidOf(data[field])
+    this.indexed = uid === undefined ? undefined : { uid, at: undefined }
     this.proxy = track(data, {
       copy: (value, path) => this.copy(value, path),
       change: (key) => {
@@ -100,9 +132,9 @@ export class Session {
     return this.state === 'open'
   }
 
-  /** Runs `release` when the session is untied or destroyed (locks, handles). */
-  onRelease(release: () => Promise<void>): void {
-    this.releasers.push(release)
+  /** Keeps the release of this session's exclusive lock, run when it is untied or destroyed. */
+  holdLock(release: () => Promise<void>): void {
+    this.unlock = release
   }
 
   /** Writes pending changes now; throws what went wrong, including a failed automatic flush. */
@@ -132,7 +164,7 @@ export class Session {
     this.throwPending(error)
   }
 
-  /** Removes the session from the store now and releases it. */
+  /** Removes the session from the store now, and from its user's index, and releases it. */
   async destroy(): Promise<void> {
     this.cancel()
     await this.settle()
@@ -140,9 +172,12 @@ export class Session {
     this.pendingError = undefined
     try {
       if (this.stored) await this.config.store.delete(this.key)
-      this.state = 'destroyed'
+      if (this.indexed !== undefined) await removeFromIndex(this.place(), md5Hex(this.indexed.uid), this.id)
+      this.indexed = undefined
     } finally {
-      if (this.state === 'destroyed') await this.release()
+      // the lock is released on every path; a session whose delete failed is released too
+      this.state = 'destroyed'
+      await this.release()
     }
   }
 
@@ -176,6 +211,7 @@ export class Session {
     }
     for (let attempt = 0; ; attempt++) {
       const id = newId()
+      const unlock = await this.config.acquire?.(this.config.namespace + id)
       const data = { ...this.data, [ID_FIELD]: id }
       this.validateExposed()
       const text = this.config.serializer.stringify(data)
@@ -186,11 +222,22 @@ export class Session {
         this.version = undefined
         this.changed.clear()
         this.resetExposed()
+        if (unlock !== undefined) {
+          await this.release()
+          this.unlock = unlock
+        }
         break
       }
+      await unlock?.()
       if (attempt >= 4) throw new SessionError('ERR_CONFLICT', `could not book a new id for session ${oldId}`)
     }
     await this.config.store.delete(oldKey)
+    if (this.indexed !== undefined) {
+      const digest = md5Hex(this.indexed.uid)
+      await addToIndex(this.place(), digest, { id: this.id, ttl: this.config.ttl, maxSessions: this.config.principal?.maxSessions })
+      this.indexed.at = Date.now()
+      await removeFromIndex(this.place(), digest, oldId)
+    }
   }
 
   private writable(): void {
@@ -251,8 +298,35 @@ export class Session {
   }
 
   private async release(): Promise<void> {
-    const releasers = this.releasers.splice(0)
-    for (const release of releasers.reverse()) await release()
+    const unlock = this.unlock
+    this.unlock = undefined
+    await unlock?.()
+  }
+
+  private place() {
+    return { store: this.config.store, namespace: this.config.namespace }
+  }
+
+  /**
+   * Keeps the user's reverse index in step after a write: moves the entry when the uid changed,
+   * drops it when the uid is gone, and refreshes it on the first write of each tie (its expiry
+   * follows the session's) or when half the TTL has passed since this tie refreshed it.
+   */
+  private async syncIndex(): Promise<void> {
+    const principal = this.config.principal
+    if (principal === undefined) return
+    const uid = uidOf(this.data[principal.field])
+    const before = this.indexed
+    if (before !== undefined && before.uid !== uid) {
+      await removeFromIndex(this.place(), md5Hex(before.uid), this.id)
+      this.indexed = undefined
+    }
+    if (uid === undefined) return
+    const { ttl } = this.config
+    const fresh = before?.uid === uid && before.at !== undefined && (ttl === 0 || Date.now() - before.at < ttl * 500)
+    if (fresh) return
+    await addToIndex(this.place(), md5Hex(uid), { id: this.id, ttl, maxSessions: principal.maxSessions })
+    this.indexed = { uid, at: Date.now() }
   }
 
   /** The top-level keys changed since the last write, including exposed values that differ now. */
@@ -294,9 +368,13 @@ export class Session {
    * ours and tries again, a bounded number of times.
    */
   private async write(dirty: Set<string>): Promise<void> {
-    const { store, ttl, serializer } = this.config
+    const { store, ttl, serializer, principal } = this.config
     this.validateExposed()
     for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
+      if (principal !== undefined) {
+        const stamped = stampDigest(this.data, principal.field)
+        if (stamped !== undefined) dirty.add(stamped)
+      }
       const text = serializer.stringify(this.data)
       if (!this.stored || this.version !== undefined) {
         const opts: WriteOptions = this.stored ? { ttl, mode: 'cas', version: this.version as string } : { ttl, mode: 'add' }
@@ -307,6 +385,7 @@ export class Session {
           // memcached does not say the new cas value; the next save reads it again
           this.version = undefined
           this.resetExposed()
+          await this.syncIndex()
           return
         }
         if (result === 'not_found') throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')

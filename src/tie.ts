@@ -4,7 +4,8 @@
 import { SessionError } from './errors.js'
 import { checkId, newId } from './ids.js'
 import { json, type Serializer } from './serializers.js'
-import { Session, notFound, parseData, type SessionConfig } from './session.js'
+import { addToIndex, destroyAll, liveSessions, md5Hex, removeFromIndex } from './principal.js'
+import { Session, notFound, parseData, stampDigest, uidOf, type SessionConfig } from './session.js'
 import { fileStore } from './stores/file.js'
 import { closeStores as closeMemcachedStores, sharedMemcachedStore, type MemcachedStoreOptions } from './stores/memcached.js'
 import type { Store } from './stores/store.js'
@@ -36,8 +37,21 @@ export interface TieOptions {
   serializer?: Serializer
   /** Prefix of every key this session writes. @default '' (Memorycached writes bare keys) */
   namespace?: string
-  /** `'none'`: optimistic saves (compare-and-swap, merge by top-level key). @default 'none' */
-  lock?: 'none'
+  /**
+   * `'none'`: optimistic saves (compare-and-swap, merge by top-level key). `'exclusive'`: hold a
+   * lock on the session from tie to untie/destroy, so no other tie of it runs meanwhile. @default 'none'
+   */
+  lock?: 'none' | 'exclusive'
+  /** Milliseconds to wait for an exclusive lock before `ERR_LOCKED`. @default 5000 */
+  lockTimeout?: number
+  /** Seconds an exclusive lock survives a holder that never releases it (a crash). @default 30 */
+  lockTtl?: number
+  /** Aborts the wait for an exclusive lock. */
+  signal?: AbortSignal
+  /** The session field holding the user id; saves index the session under md5_hex(uid), as Memorycached does. */
+  principal?: string
+  /** With `principal`: a save that gives the user more live sessions than this destroys the oldest. */
+  maxSessions?: number
   /** Called with every failed automatic flush (the error is also thrown by the next save/untie). */
   onError?: (error: unknown, session: object) => void
 }
@@ -50,7 +64,10 @@ export type Tied<T extends object = Record<string, unknown>> = T & {
 
 const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '', lock: 'none' } as const
 const MEMCACHED = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes'] as const
-const KNOWN = new Set(['store', ...MEMCACHED, 'expires', 'timeout', 'updateOnly', 'autoSave', 'serializer', 'namespace', 'lock', 'onError'])
+const KNOWN = new Set([
+  'store', ...MEMCACHED, 'expires', 'timeout', 'updateOnly', 'autoSave', 'serializer', 'namespace',
+  'lock', 'lockTimeout', 'lockTtl', 'signal', 'principal', 'maxSessions', 'onError',
+])
 
 const sessions = new WeakMap<object, Session>()
 let defaultStore: Store | undefined
@@ -81,13 +98,31 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
   const namespace = opts.namespace ?? DEFAULTS.namespace
   option('namespace', typeof namespace === 'string' && /^[\x21-\x7e]{0,64}$/.test(namespace), 'a string of at most 64 printable ASCII chars, no spaces')
   for (const name of ['updateOnly', 'autoSave'] as const) option(name, o[name] === undefined || typeof o[name] === 'boolean', 'a boolean')
-  option('lock', o.lock === undefined || o.lock === 'none', "'none' (exclusive locks are not available yet)")
+  option('lock', o.lock === undefined || o.lock === 'none' || o.lock === 'exclusive', "'none' or 'exclusive'")
+  const lockTimeout = o.lockTimeout ?? 5000
+  option('lockTimeout', typeof lockTimeout === 'number' && lockTimeout >= 0 && lockTimeout <= 2 ** 31 - 1, 'a number of milliseconds >= 0')
+  const lockTtl = seconds('lockTtl', o.lockTtl ?? 30)
+  option('lockTtl', lockTtl >= 1, 'at least 1 second')
+  option('signal', o.signal === undefined || o.signal instanceof AbortSignal, 'an AbortSignal')
+  option('principal', o.principal === undefined || (typeof o.principal === 'string' && o.principal !== '' && o.principal !== ID_FIELD), 'a field name')
+  option('maxSessions', o.maxSessions === undefined || (Number.isInteger(o.maxSessions) && (o.maxSessions as number) >= 1), 'an integer >= 1')
+  if (o.maxSessions !== undefined && o.principal === undefined) throw new TypeError('tied-session: option maxSessions needs principal (the field naming the user)')
   option('onError', o.onError === undefined || typeof o.onError === 'function', 'a function')
   if (opts.store !== undefined) {
     option('store', typeof opts.store.get === 'function' && typeof opts.store.write === 'function', 'a Store (get, write, delete, touch, close)')
   }
+  const store = opts.store ?? memcachedFrom(o) ?? (defaultStore ??= fileStore())
+  let acquire: SessionConfig['acquire']
+  if (o.lock === 'exclusive') {
+    const { lock } = store
+    if (lock === undefined) throw new TypeError("tied-session: option lock 'exclusive' needs a store with lock(); this store has none")
+    const signal = opts.signal
+    acquire = (key) => lock.call(store, key, { ttl: lockTtl, wait: lockTimeout as number, ...(signal ? { signal } : {}) })
+  }
   return {
-    store: opts.store ?? memcachedFrom(o) ?? (defaultStore ??= fileStore()),
+    store,
+    principal: opts.principal === undefined ? undefined : { field: opts.principal, maxSessions: opts.maxSessions },
+    acquire,
     namespace,
     ttl,
     serializer,
@@ -136,7 +171,21 @@ export async function tieSession<T extends object = Record<string, unknown>>(
   const fresh = id === undefined || id === null || id === ''
   if (!fresh) checkId(id)
   const { updateOnly, ...config } = resolveOptions(opts)
-  const session = fresh ? await create(config, updateOnly) : await load(config, id)
+  let session: Session
+  if (fresh) {
+    session = await create(config, updateOnly)
+    // nobody else knows the new id yet, but the holder's lock must be there before it tells anyone
+    if (config.acquire) session.holdLock(await config.acquire(config.namespace + session.id))
+  } else {
+    const unlock = await config.acquire?.(config.namespace + id)
+    try {
+      session = await load(config, id)
+    } catch (err) {
+      await unlock?.()
+      throw err
+    }
+    if (unlock) session.holdLock(unlock)
+  }
   sessions.set(session.proxy, session)
   return session.proxy as Tied<T>
 }
@@ -200,4 +249,83 @@ export async function regenerate(s: object): Promise<string> {
 /** True when `s` is a tied session that has not been untied or destroyed. */
 export function isTied(s: unknown): boolean {
   return typeof s === 'object' && s !== null && sessions.get(s)?.open === true
+}
+
+/** Compare-and-swap rounds of {@link updateSession} before ERR_CONFLICT. */
+const UPDATE_TRIES = 50
+
+/**
+ * An atomic read-modify-write of one session, like Catalyst FastMmap's get_and_set_session_data:
+ * `fn` gets the current data and changes it in place or returns new data; the result is saved
+ * with compare-and-swap, and on conflict the session is read again and `fn` called again (so `fn`
+ * must not have side effects). No write when nothing changed. Returns the saved data.
+ *
+ * @example
+ * await updateSession(id, (s) => { s.balance -= 10 }, { servers })
+ */
+export async function updateSession<T extends object = Record<string, unknown>>(
+  id: string,
+  fn: (data: T) => T | void | Promise<T | void>,
+  opts: TieOptions = {},
+): Promise<Tied<T>> {
+  checkId(id)
+  if (typeof fn !== 'function') throw new TypeError('tied-session: updateSession(id, fn) needs a function')
+  const config = resolveOptions(opts)
+  const { store, serializer, principal, ttl } = config
+  const key = config.namespace + id
+  for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
+    const entry = await store.get(key, { consistent: true })
+    if (entry === undefined) throw notFound(id)
+    const data = parseData(serializer, entry.value, id)
+    const before = principal ? uidOf(data[principal.field]) : undefined
+    const result = await fn(data as T)
+    const next = (serializer.copy ? serializer.copy(result ?? data, '') : result ?? data) as Record<string, unknown>
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) throw new TypeError('tied-session: updateSession fn must return an object or undefined')
+    Object.defineProperty(next, ID_FIELD, { value: id, writable: true, enumerable: true, configurable: true })
+    if (principal) stampDigest(next, principal.field)
+    const text = serializer.stringify(next)
+    if (text === entry.value) return next as Tied<T>
+    const written = await store.write(key, text, { ttl, mode: 'cas', version: entry.version ?? '' })
+    if (written === 'not_found') throw notFound(id)
+    if (written === 'stored') {
+      if (principal) {
+        const after = uidOf(next[principal.field])
+        const place = { store, namespace: config.namespace }
+        if (before !== undefined && before !== after) await removeFromIndex(place, md5Hex(before), id)
+        if (after !== undefined) await addToIndex(place, md5Hex(after), { id, ttl, maxSessions: principal.maxSessions })
+      }
+      return next as Tied<T>
+    }
+    // another writer came first: wait a little, at random, so that competing writers spread out
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100, 5 * (attempt + 1))))
+  }
+  throw new SessionError('ERR_CONFLICT', `session ${id} kept changing under updateSession (${UPDATE_TRIES} tries); try again`)
+}
+
+function indexPlace(uid: unknown, opts: TieOptions, verb: string) {
+  const id = uidOf(uid)
+  if (id === undefined) throw new TypeError(`tied-session: ${verb}(uid) needs a user id (a non-empty string or a number)`)
+  const config = resolveOptions(opts)
+  return { place: { store: config.store, namespace: config.namespace }, digest: md5Hex(id), ttl: config.ttl }
+}
+
+/**
+ * The ids of the user's live sessions, newest first, from the reverse index that saves with
+ * `principal` keep. Takes the same store options as tieSession.
+ *
+ * @example
+ * const ids = await findSessions('dwho', { servers, principal: 'uid' })
+ */
+export async function findSessions(uid: string | number, opts: TieOptions = {}): Promise<string[]> {
+  const { place, digest, ttl } = indexPlace(uid, opts, 'findSessions')
+  return liveSessions(place, digest, ttl)
+}
+
+/**
+ * Destroys every session of the user (single logout) and returns how many. Processes that still
+ * hold one of them tied get ERR_SESSION_NOT_FOUND at their next save.
+ */
+export async function destroySessions(uid: string | number, opts: TieOptions = {}): Promise<number> {
+  const { place, digest } = indexPlace(uid, opts, 'destroySessions')
+  return destroyAll(place, digest)
 }

@@ -468,7 +468,9 @@ test('options are checked at the boundary with a TypeError naming the option', a
     [{ autoSave: 'yes' }, /autoSave/],
     [{ expire: 60 }, /unknown option "expire"/],
     [{ namespace: 'a b' }, /namespace/],
-    [{ lock: 'exclusive' }, /lock/],
+    [{ lock: 'shared' }, /lock/],
+    [{ maxSessions: 2 }, /maxSessions needs principal/],
+    [{ principal: '' }, /principal/],
   ]
   for (const [opts, message] of bad) {
     await t.throwsAsync(tieSession(undefined, { store: t.context.store, ...opts } as object), { instanceOf: TypeError, message })

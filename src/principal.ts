@@ -1,0 +1,203 @@
+/**
+ * The reverse index from a user id to that user's sessions, as Apache::Session::Memorycached
+ * writes it, and better:
+ *
+ * - `md5_hex(uid)` holds the id of the user's latest saved session (a plain string, byte for
+ *   byte what Memorycached writes, so Perl readers keep working), with the session's TTL;
+ * - `md5_hex(uid) + ':sessions'` lists ALL of the user's sessions as JSON
+ *   `[{ "id": "...", "exp": <unix s, 0 = never>, "at": <unix ms of the last index write> }]`,
+ *   newest first, updated with compare-and-swap, pruned of dead sessions, capped at
+ *   {@link MAX_INDEXED} entries.
+ */
+import SparkMD5 from 'spark-md5'
+import { SessionError } from './errors.js'
+import type { Store } from './stores/store.js'
+
+/** Most sessions one user's list keeps; past it the oldest entries are dropped from the list (not destroyed). */
+export const MAX_INDEXED = 100
+/** Compare-and-swap rounds on a user's list before ERR_CONFLICT: enough for dozens of concurrent logins. */
+const MAX_TRIES = 60
+
+/**
+ * md5 hex of a user id with the bytes Perl's Digest::MD5 hashes for a character string: Latin-1
+ * when every character is at most U+00FF, UTF-8 otherwise.
+ *
+ * @example
+ * md5Hex('dwho') // '5efe8af397fc3577e05b483aca964f1b'
+ */
+export function md5Hex(uid: string): string {
+  // hashBinary takes one byte per char code; hash() encodes to UTF-8 first
+  return /^[\u0000-\u00ff]*$/.test(uid) ? SparkMD5.hashBinary(uid) : SparkMD5.hash(uid)
+}
+
+/** One entry of a user's session list. */
+export interface IndexEntry {
+  id: string
+  /** Unix seconds when the session expires at the latest; 0 = never. */
+  exp: number
+  /** Unix ms of the entry's last write: the order of "newest first". */
+  at: number
+}
+
+/** Where a user's index lives: a store, the key namespace and the session TTL. */
+export interface IndexPlace {
+  store: Store
+  namespace: string
+}
+
+const nowSeconds = () => Math.floor(Date.now() / 1000)
+const expOf = (ttl: number) => (ttl === 0 ? 0 : nowSeconds() + ttl)
+const listKey = (place: IndexPlace, digest: string) => `${place.namespace}${digest}:sessions`
+const latestKey = (place: IndexPlace, digest: string) => place.namespace + digest
+
+function parseList(text: string): IndexEntry[] {
+  try {
+    const list: unknown = JSON.parse(text)
+    if (Array.isArray(list)) {
+      return list.filter(
+        (e): e is IndexEntry => typeof e?.id === 'string' && typeof e.exp === 'number' && typeof e.at === 'number',
+      )
+    }
+  } catch {
+    // a list another tool broke is rebuilt from what this write knows
+  }
+  return []
+}
+
+/** The TTL that keeps a list alive as long as its longest-living entry (0 when one never expires). */
+function listTtl(list: IndexEntry[]): number {
+  if (list.some((e) => e.exp === 0)) return 0
+  const last = Math.max(0, ...list.map((e) => e.exp))
+  return Math.max(1, last - nowSeconds())
+}
+
+/** Entries whose recorded expiry passed are checked; only sessions that are gone are dropped. */
+async function prune(place: IndexPlace, list: IndexEntry[], ttlOf: (e: IndexEntry) => number): Promise<IndexEntry[]> {
+  const now = nowSeconds()
+  const kept = await Promise.all(
+    list.map(async (e) => {
+      if (e.exp === 0 || e.exp > now) return e
+      // a session saved again after its entry was written outlives the entry's exp
+      const alive = (await place.store.get(place.namespace + e.id, { consistent: true })) !== undefined
+      return alive ? { ...e, exp: expOf(ttlOf(e)) } : undefined
+    }),
+  )
+  return kept.filter((e): e is IndexEntry => e !== undefined)
+}
+
+/**
+ * Reads a user's list, lets `change` rewrite it, and writes it back with compare-and-swap,
+ * retrying on a concurrent writer. Returns the list as written (or as read, when unchanged).
+ */
+export async function updateList(
+  place: IndexPlace,
+  digest: string,
+  change: (list: IndexEntry[]) => IndexEntry[] | Promise<IndexEntry[]>,
+): Promise<IndexEntry[]> {
+  const key = listKey(place, digest)
+  for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
+    const entry = await place.store.get(key, { consistent: true })
+    const before = entry === undefined ? [] : parseList(entry.value)
+    const after = (await change(before.map((e) => ({ ...e }))))
+      .sort((a, b) => b.at - a.at)
+      .slice(0, MAX_INDEXED)
+    const text = JSON.stringify(after)
+    if (entry !== undefined && text === entry.value) return after
+    let result
+    if (entry === undefined) {
+      if (after.length === 0) return after
+      result = await place.store.write(key, text, { ttl: listTtl(after), mode: 'add' })
+    } else {
+      // an emptied list is left to expire within a second rather than deleted: a delete could
+      // remove an entry that a concurrent login adds between our write and the delete
+      const ttl = after.length === 0 ? 1 : listTtl(after)
+      result = await place.store.write(key, text, { ttl, mode: 'cas', version: entry.version ?? '' })
+    }
+    if (result === 'stored') return after
+    // another process wrote the list first: back off a little, at random, and read it again
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 + attempt * 2)))
+  }
+  throw new SessionError('ERR_CONFLICT', `the session list of user ${digest} kept changing (${MAX_TRIES} tries); save again`)
+}
+
+/** Options for adding a session to its user's index. */
+export interface AddOptions {
+  id: string
+  /** the session's TTL in seconds, 0 = never */
+  ttl: number
+  /** destroy the user's oldest sessions past this many */
+  maxSessions: number | undefined
+}
+
+/** Records session `id` as the user's latest, and in the user's list; enforces maxSessions. */
+export async function addToIndex(place: IndexPlace, digest: string, { id, ttl, maxSessions }: AddOptions): Promise<void> {
+  const evicted: string[] = []
+  await updateList(place, digest, async (list) => {
+    evicted.length = 0
+    const others = await prune(
+      place,
+      list.filter((e) => e.id !== id),
+      () => ttl,
+    )
+    const next = [{ id, exp: expOf(ttl), at: Date.now() }, ...others.sort((a, b) => b.at - a.at)]
+    if (maxSessions !== undefined && next.length > maxSessions) {
+      evicted.push(...next.slice(maxSessions).map((e) => e.id))
+      return next.slice(0, maxSessions)
+    }
+    return next
+  })
+  // the latest-session key, as Memorycached writes it: the id as a plain string
+  await place.store.write(latestKey(place, digest), id, { ttl, mode: 'set' })
+  for (const old of evicted) await place.store.delete(place.namespace + old)
+}
+
+/** Removes session `id` from the user's list; the latest key is rewritten only if it named `id`. */
+export async function removeFromIndex(place: IndexPlace, digest: string, id: string): Promise<void> {
+  const list = await updateList(place, digest, (entries) => entries.filter((e) => e.id !== id))
+  await repointLatest(place, digest, new Set([id]), list)
+}
+
+/**
+ * Points the latest-session key at the newest session left in `list` if it names one of `gone`
+ * (compare-and-swap, so a newer login is never overwritten). With none left it is set to an
+ * empty string that expires within a second: memcached has no conditional delete.
+ */
+async function repointLatest(place: IndexPlace, digest: string, gone: Set<string>, list: IndexEntry[]): Promise<void> {
+  const key = latestKey(place, digest)
+  for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
+    const latest = await place.store.get(key, { consistent: true })
+    if (latest === undefined || !gone.has(latest.value)) return
+    const next = list.find((e) => !gone.has(e.id))
+    const [value, ttl] = next === undefined ? ['', 1] : [next.id, listTtl([next])]
+    const result = await place.store.write(key, value, { ttl, mode: 'cas', version: latest.version ?? '' })
+    if (result !== 'exists') return
+  }
+}
+
+/**
+ * The ids of the user's live sessions, newest first; entries whose session no longer exists are
+ * dropped from the list.
+ */
+export async function liveSessions(place: IndexPlace, digest: string, ttl: number): Promise<string[]> {
+  const list = await updateList(place, digest, async (entries) => {
+    const exists = await Promise.all(entries.map((e) => place.store.get(place.namespace + e.id, { consistent: true })))
+    const now = nowSeconds()
+    // a live entry past its recorded expiry was saved again since: give it the session's ttl again
+    return entries.flatMap((e, i) => (exists[i] === undefined ? [] : [e.exp !== 0 && e.exp <= now ? { ...e, exp: expOf(ttl) } : e]))
+  })
+  return list.map((e) => e.id)
+}
+
+/**
+ * Destroys every session listed for the user and takes them out of the index (sessions a
+ * concurrent login adds meanwhile stay); returns how many sessions were destroyed.
+ */
+export async function destroyAll(place: IndexPlace, digest: string): Promise<number> {
+  const listed = await place.store.get(listKey(place, digest), { consistent: true })
+  const ids = listed === undefined ? [] : parseList(listed.value).map((e) => e.id)
+  const deleted = await Promise.all(ids.map((id) => place.store.delete(place.namespace + id)))
+  const gone = new Set(ids)
+  const list = await updateList(place, digest, (entries) => entries.filter((e) => !gone.has(e.id)))
+  await repointLatest(place, digest, gone, list)
+  return deleted.filter(Boolean).length
+}

@@ -1,0 +1,255 @@
+import { createHash } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import anyTest, { type ExecutionContext, type TestFn } from 'ava'
+import Memcached from 'memcached'
+import sinon from 'sinon'
+import {
+  destroy,
+  destroySessions,
+  fileStore,
+  findSessions,
+  md5Hex,
+  memcachedStore,
+  memoryStore,
+  save,
+  tieSession,
+  untie,
+  updateSession,
+  type SessionError,
+  type Store,
+  type TieOptions,
+} from '../src/index.js'
+import { runFixture } from './helpers/child.js'
+import { startMemcached, type MemcachedServer } from './helpers/memcached.js'
+
+const test = anyTest as TestFn<unknown>
+type Any = Record<string, any>
+
+let server: MemcachedServer | undefined
+test.before(async () => {
+  server = await startMemcached()
+})
+test.after.always(async () => {
+  await server?.stop()
+})
+
+test('md5Hex hashes as Perl Digest::MD5 does: Latin-1 when it can, else UTF-8', (t) => {
+  t.is(md5Hex('dwho'), '5efe8af397fc3577e05b483aca964f1b')
+  t.is(md5Hex('josé'), createHash('md5').update(Buffer.from('josé', 'latin1')).digest('hex'))
+  t.true(md5Hex('josé').startsWith('4dec29fd'))
+  t.not(md5Hex('josé'), createHash('md5').update('josé', 'utf8').digest('hex'))
+  t.is(md5Hex('日本'), createHash('md5').update('日本', 'utf8').digest('hex'))
+  t.is(md5Hex(''), 'd41d8cd98f00b204e9800998ecf8427e')
+})
+
+interface Target {
+  name: string
+  /** a fresh store (and its cleanup) and the tie options that reach it from another process */
+  open(t: ExecutionContext): { store: Store; child: string[] }
+  clock: 'fake' | 'real'
+}
+
+const targets: Target[] = [
+  { name: 'memory', clock: 'fake', open: () => ({ store: memoryStore(), child: [] }) },
+  {
+    name: 'file',
+    clock: 'fake',
+    open(t) {
+      const directory = mkdtempSync(join(tmpdir(), 'tied-session-principal-'))
+      t.teardown(() => rmSync(directory, { recursive: true, force: true }))
+      return { store: fileStore({ directory }), child: ['file', directory] }
+    },
+  },
+  {
+    name: 'memcached',
+    clock: 'real',
+    open(t) {
+      const store = memcachedStore({ servers: server!.address })
+      t.teardown(() => store.close())
+      return { store, child: ['memcached', server!.address] }
+    },
+  },
+]
+
+let users = 0
+/** A user id no other test uses (memcached is shared by the tests of this file). */
+const user = () => `user${users++}-${process.pid}-${Date.now().toString(36)}`
+
+async function login(store: Store, uid: string, extra: TieOptions = {}): Promise<string> {
+  const s = await tieSession<Any>(undefined, { store, principal: 'uid', ...extra })
+  s.uid = uid
+  await untie(s)
+  return s._session_id
+}
+
+for (const target of targets) {
+  const { name } = target
+  const timed = target.clock === 'fake' ? test.serial : test
+
+  test(`${name}: the md5 key holds the latest session id as a plain string; the session gets uid_MD5`, async (t) => {
+    const { store } = target.open(t)
+    const uid = user()
+    const first = await login(store, uid)
+    const second = await login(store, uid)
+    const digest = md5Hex(uid)
+    t.is((await store.get(digest))?.value, second)
+    const session = JSON.parse((await store.get(second))!.value)
+    t.is(session.uid_MD5, digest)
+    t.is(session.uid, uid)
+    t.not(first, second)
+  })
+
+  test(`${name}: a user's sessions are all listed, newest first`, async (t) => {
+    const { store } = target.open(t)
+    const uid = user()
+    const ids = []
+    for (let i = 0; i < 3; i++) ids.push(await login(store, uid))
+    t.deepEqual(await findSessions(uid, { store }), ids.reverse())
+    const list = JSON.parse((await store.get(`${md5Hex(uid)}:sessions`))!.value)
+    t.is(list.length, 3)
+    t.true(list.every((e: Any) => typeof e.exp === 'number' && e.exp > Date.now() / 1000))
+  })
+
+  test(`${name}: destroying one session keeps the others and repoints the latest key only if it named it`, async (t) => {
+    const { store } = target.open(t)
+    const uid = user()
+    const [a, b, c] = [await login(store, uid), await login(store, uid), await login(store, uid)]
+    await destroy(await tieSession(a!, { store, principal: 'uid' }))
+    t.deepEqual(await findSessions(uid, { store }), [c, b])
+    t.is((await store.get(md5Hex(uid)))?.value, c, 'latest untouched: it named another session')
+    await destroy(await tieSession(c!, { store, principal: 'uid' }))
+    t.is((await store.get(md5Hex(uid)))?.value, b, 'latest repointed to the newest left')
+    t.deepEqual(await findSessions(uid, { store }), [b])
+  })
+
+  test(`${name}: changing the uid moves the entry`, async (t) => {
+    const { store } = target.open(t)
+    const [from, to] = [user(), user()]
+    const id = await login(store, from)
+    const s = await tieSession<Any>(id, { store, principal: 'uid' })
+    s.uid = to
+    await untie(s)
+    t.deepEqual(await findSessions(from, { store }), [])
+    t.deepEqual(await findSessions(to, { store }), [id])
+    t.is(JSON.parse((await store.get(id))!.value).uid_MD5, md5Hex(to))
+    t.not((await store.get(md5Hex(from)))?.value, id)
+    t.is((await store.get(md5Hex(to)))?.value, id)
+  })
+
+  test(`${name}: no uid, no index write; removing the uid removes the entry`, async (t) => {
+    const { store } = target.open(t)
+    const write = sinon.spy(store, 'write')
+    const s = await tieSession<Any>(undefined, { store, principal: 'uid' })
+    s.cart = [1]
+    await save(s)
+    t.true(write.getCalls().every((call) => call.args[0] === s._session_id))
+    t.is(await store.get(md5Hex('')), undefined)
+    const uid = user()
+    s.uid = uid
+    await save(s)
+    t.deepEqual(await findSessions(uid, { store }), [s._session_id])
+    delete s.uid
+    await untie(s)
+    t.deepEqual(await findSessions(uid, { store }), [])
+    t.false('uid_MD5' in JSON.parse((await store.get(s._session_id))!.value))
+  })
+
+  timed(`${name}: expired sessions are pruned from the list`, async (t) => {
+    const { store } = target.open(t)
+    let pass: (seconds: number) => Promise<void>
+    if (target.clock === 'fake') {
+      const clock = sinon.useFakeTimers({ now: Date.now(), toFake: ['Date'], shouldAdvanceTime: true })
+      t.teardown(() => clock.restore())
+      pass = async (seconds) => void clock.tick(seconds * 1000)
+    } else pass = (seconds) => new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+    const uid = user()
+    const short = await login(store, uid, { expires: 2 })
+    const long = await login(store, uid, { expires: 600 })
+    t.deepEqual(await findSessions(uid, { store }), [long, short])
+    await pass(3.2)
+    t.deepEqual(await findSessions(uid, { store }), [long])
+    const list = JSON.parse((await store.get(`${md5Hex(uid)}:sessions`))!.value)
+    t.deepEqual(list.map((e: Any) => e.id), [long], 'the dead entry left the stored list too')
+  })
+
+  test(`${name}: maxSessions destroys the user's oldest sessions`, async (t) => {
+    const { store } = target.open(t)
+    const uid = user()
+    const ids = []
+    for (let i = 0; i < 5; i++) ids.push(await login(store, uid, { maxSessions: 3 }))
+    t.deepEqual(await findSessions(uid, { store }), ids.slice(2).reverse())
+    t.is(await store.get(ids[0]!), undefined)
+    t.is(await store.get(ids[1]!), undefined)
+    t.truthy(await store.get(ids[4]!))
+  })
+
+  test(`${name}: destroySessions logs the user out everywhere`, async (t) => {
+    const { store } = target.open(t)
+    const uid = user()
+    const other = user()
+    const ids = [await login(store, uid), await login(store, uid), await login(store, uid)]
+    const bystander = await login(store, other)
+    const stillTied = await tieSession<Any>(ids[0]!, { store, principal: 'uid', autoSave: false })
+    t.is(await destroySessions(uid, { store }), 3)
+    t.deepEqual(await findSessions(uid, { store }), [])
+    for (const id of ids) t.is(await store.get(id), undefined)
+    stillTied.after = 'logout'
+    t.is(((await t.throwsAsync(save(stillTied))) as SessionError).code, 'ERR_SESSION_NOT_FOUND')
+    t.deepEqual(await findSessions(other, { store }), [bystander])
+    t.is(await destroySessions(uid, { store }), 0)
+  })
+
+  test(`${name}: updateSession keeps the index in step`, async (t) => {
+    const { store } = target.open(t)
+    const uid = user()
+    const s = await tieSession(undefined, { store, principal: 'uid' })
+    await untie(s)
+    await updateSession<Any>(s._session_id, (data) => void (data.uid = uid), { store, principal: 'uid' })
+    t.deepEqual(await findSessions(uid, { store }), [s._session_id])
+    t.is(JSON.parse((await store.get(s._session_id))!.value).uid_MD5, md5Hex(uid))
+  })
+
+  if (name !== 'memory') {
+    test(`${name}: 20 concurrent logins of one user from two processes are all listed`, async (t) => {
+      const { store, child } = target.open(t)
+      const uid = user()
+      const startAt = String(Date.now() + 1500)
+      const workers = [0, 1].map(() => runFixture(t, 'principal-logins.ts', [...child, uid, '10', startAt], 30_000))
+      const exits = await Promise.all(workers.map((w) => w.exited))
+      for (const exit of exits) t.is(exit.code, 0, exit.stderr)
+      const created = exits.flatMap((e) => e.stdout.trim().split('\n'))
+      t.is(new Set(created).size, 20)
+      t.deepEqual((await findSessions(uid, { store })).sort(), created.sort())
+    })
+  }
+}
+
+test('memcached: index keys are byte for byte what Memorycached writes (raw client and raw protocol)', async (t) => {
+  const store = memcachedStore({ servers: server!.address })
+  t.teardown(() => store.close())
+  const raw = new Memcached(server!.address, { retries: 0 })
+  t.teardown(() => raw.end())
+  const uid = 'dwho-' + user()
+  const id = await login(store, uid)
+  const digest = md5Hex(uid)
+  const viaClient = await new Promise((resolve, reject) => raw.get(digest, (err, data) => (err ? reject(err) : resolve(data))))
+  t.is(viaClient, id)
+  // flag 0, exactly the 32 bytes of the id
+  t.is(await server!.raw(`get ${digest}\r\n`), `VALUE ${digest} 0 32\r\n${id}\r\nEND\r\n`)
+  const session = JSON.parse(await new Promise<string>((resolve, reject) => raw.get(id, (err, data) => (err ? reject(err) : resolve(data)))))
+  t.is(session.uid_MD5, digest)
+})
+
+test('findSessions and destroySessions take the same options as tieSession (servers, namespace)', async (t) => {
+  const uid = user()
+  const opts = { servers: server!.address, namespace: 'portal:', principal: 'uid' }
+  const s = await tieSession<Any>(undefined, opts)
+  s.uid = uid
+  await untie(s)
+  t.deepEqual(await findSessions(uid, opts), [s._session_id])
+  t.deepEqual(await findSessions(uid, { servers: server!.address }), [], 'another namespace is another index')
+  t.is(await destroySessions(uid, opts), 1)
+  await t.throwsAsync(findSessions('', opts), { instanceOf: TypeError })
+})

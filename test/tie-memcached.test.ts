@@ -1,0 +1,166 @@
+// tieSession on real memcached servers: { servers, local } as in Apache::Session::Memorycached.
+import anyTest, { type TestFn } from 'ava'
+import {
+  SessionError,
+  closeStores,
+  memcachedStore,
+  save,
+  tieSession,
+  untie,
+  type Store,
+} from '../src/index.js'
+import { runFixture } from './helpers/child.js'
+import { freePort, useMemcached } from './helpers/memcached.js'
+
+// serial: tieSession({ servers }) shares stores process-wide, and closeStores() closes them all
+const test = (anyTest as TestFn<unknown>).serial
+type Any = Record<string, any>
+
+anyTest.afterEach.always(() => closeStores())
+
+const gets = async (server: { stats(): Promise<Record<string, string>> }) => Number((await server.stats()).cmd_get)
+
+test('a session written through servers is read back by id, as plain JSON (flag 0)', async (t) => {
+  const principal = await useMemcached(t)
+  const s = await tieSession<Any>(undefined, { servers: [principal.address], expires: 600 })
+  s.cart = { items: [] }
+  s.cart.items.push({ sku: 42 })
+  await untie(s)
+  const raw = await principal.raw(`get ${s._session_id}\r\n`)
+  const text = JSON.stringify({ _session_id: s._session_id, cart: { items: [{ sku: 42 }] } })
+  t.is(raw, `VALUE ${s._session_id} 0 ${Buffer.byteLength(text)}\r\n${text}\r\nEND\r\n`)
+  await closeStores() // as another process would start
+  const again = await tieSession<Any>(s._session_id, { servers: principal.address })
+  t.deepEqual(again.cart.items, [{ sku: 42 }])
+})
+
+test('a tie whose session is in local sends no get to the principal', async (t) => {
+  const [principal, local] = await Promise.all([useMemcached(t), useMemcached(t)])
+  const opts = { servers: principal.address, local: local.address }
+  const s = await tieSession<Any>(undefined, opts)
+  s.user = 'dwho'
+  await untie(s)
+  await untie(await tieSession(s._session_id, opts)) // the first read copies it into local
+  const before = await gets(principal)
+  for (let i = 0; i < 5; i++) {
+    const again = await tieSession<Any>(s._session_id, opts)
+    t.is(again.user, 'dwho')
+    await untie(again)
+  }
+  t.is(await gets(principal), before, 'no get reached the principal')
+  t.true(Number((await local.stats()).get_hits) >= 5)
+})
+
+test('a stale local copy never causes a lost update: the save re-reads from the principal', async (t) => {
+  const [principal, localA, localB] = await Promise.all([useMemcached(t), useMemcached(t), useMemcached(t)])
+  const hostA = { servers: principal.address, local: localA.address }
+  const hostB = { servers: principal.address, local: localB.address, localTtl: 600 }
+  const s = await tieSession<Any>(undefined, hostA)
+  s.n = 0
+  await untie(s)
+  await untie(await tieSession(s._session_id, hostB)) // host B's local now holds n=0
+  const a = await tieSession<Any>(s._session_id, hostA)
+  a.fromA = 'written on host A'
+  await untie(a)
+  const b = await tieSession<Any>(s._session_id, hostB)
+  t.is(b.fromA, undefined, "host B's tie read its stale local copy")
+  b.fromB = 'written on host B'
+  await untie(b)
+  const check = await tieSession<Any>(s._session_id, { servers: principal.address })
+  t.is(check.fromA, 'written on host A')
+  t.is(check.fromB, 'written on host B')
+})
+
+test('a local server that is down costs nothing but speed', async (t) => {
+  const principal = await useMemcached(t)
+  const opts = { servers: principal.address, local: `127.0.0.1:${await freePort()}`, requestTimeout: 500 }
+  const s = await tieSession<Any>(undefined, opts)
+  s.ok = true
+  await untie(s)
+  t.true((await tieSession<Any>(s._session_id, opts)).ok)
+})
+
+test('a principal that is down is ERR_STORE_UNAVAILABLE within requestTimeout, naming the server', async (t) => {
+  const address = `127.0.0.1:${await freePort()}`
+  const started = Date.now()
+  const err = await t.throwsAsync(tieSession(undefined, { servers: address, requestTimeout: 500 }), { instanceOf: SessionError })
+  t.is(err!.code, 'ERR_STORE_UNAVAILABLE')
+  t.true(err!.message.includes(address), err!.message)
+  t.true(Date.now() - started < 2000)
+  t.false(err!.code === 'ERR_SESSION_NOT_FOUND' as string)
+})
+
+test('an oversized session is ERR_TOO_LARGE, nothing written, and the server keeps serving', async (t) => {
+  const principal = await useMemcached(t)
+  const s = await tieSession<Any>(undefined, { servers: principal.address, autoSave: false })
+  s.small = 'kept'
+  await save(s)
+  s.big = 'x'.repeat(1_000_100)
+  t.is(((await t.throwsAsync(save(s))) as SessionError).code, 'ERR_TOO_LARGE')
+  const other = await tieSession<Any>(s._session_id, { servers: principal.address })
+  t.is(other.small, 'kept')
+  t.false('big' in other)
+  delete s.big
+  await t.notThrowsAsync(untie(s))
+})
+
+test('updateOnly on memcached: nothing is sent for an unchanged new session', async (t) => {
+  const principal = await useMemcached(t)
+  const sets = async () => Number((await principal.stats()).cmd_set)
+  const before = await sets()
+  const s = await tieSession<Any>(undefined, { servers: principal.address, updateOnly: true })
+  await untie(s)
+  t.is(await sets(), before)
+  const u = await tieSession<Any>(undefined, { servers: principal.address, updateOnly: true })
+  u.x = 1
+  await untie(u)
+  t.true((await tieSession<Any>(u._session_id, { servers: principal.address })).x === 1)
+})
+
+test('64 concurrent ties on a cold store all succeed', async (t) => {
+  const principal = await useMemcached(t)
+  const opts = { servers: principal.address }
+  const ties = await Promise.all(Array.from({ length: 64 }, () => tieSession<Any>(undefined, opts)))
+  ties.forEach((s, i) => (s.i = i))
+  await Promise.all(ties.map((s) => untie(s)))
+  await closeStores()
+  const again = await Promise.all(ties.map((s) => tieSession<Any>(s._session_id, opts)))
+  t.deepEqual(again.map((s) => s.i), ties.map((_, i) => i))
+})
+
+test('expires over 30 days: the session is still there (sent as a Unix time)', async (t) => {
+  const principal = await useMemcached(t)
+  const s = await tieSession<Any>(undefined, { servers: principal.address, expires: 40 * 86400 })
+  s.kept = true
+  await untie(s)
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  t.true((await tieSession<Any>(s._session_id, { servers: principal.address })).kept)
+  const dump = await principal.raw('lru_crawler metadump all\r\n')
+  const exp = Number(new RegExp(`key=${s._session_id} exp=(\\d+)`).exec(dump)?.[1])
+  const days = (exp - Date.now() / 1000) / 86400
+  t.true(days > 39.9 && days <= 40, `expires in ${days} days`)
+})
+
+test('tieSession shares one store per configuration, and closeStores lets a script exit at once', async (t) => {
+  const principal = await useMemcached(t)
+  const child = runFixture(t, 'memcached-script.ts', [principal.address], 15_000)
+  const started = Date.now()
+  const exit = await child.exited
+  t.is(exit.code, 0, exit.stderr)
+  t.true(Date.now() - started < 8000)
+  // one store for the three ties of the script: connections the server saw
+  t.regex(exit.stdout, /^[0-9a-f]{32}\n$/)
+})
+
+test('an explicit memcachedStore works as store, with an injected client', async (t) => {
+  const principal = await useMemcached(t)
+  const { default: Memcached } = await import('memcached')
+  const client = new Memcached(principal.address, { retries: 0, timeout: 500 })
+  t.teardown(() => client.end())
+  const store: Store = memcachedStore({ client })
+  t.teardown(() => store.close())
+  const s = await tieSession<Any>(undefined, { store })
+  s.via = 'injected'
+  await untie(s)
+  t.is((await tieSession<Any>(s._session_id, { store })).via, 'injected')
+})
