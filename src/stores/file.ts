@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { promises as fs } from 'node:fs'
+import fsCallbacks, { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { lock } from 'proper-lockfile'
 import { SessionError, isSessionError } from '../errors.js'
-import { expiryTime, type Entry, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
 
 /** Options of {@link fileStore}. */
 export interface FileStoreOptions {
@@ -18,11 +18,14 @@ export interface FileStoreOptions {
 }
 
 /** The file store: a {@link Store} that also names its directory and sweeps expired files. */
-export type FileStore = Store & {
+export type FileStore = Store & Required<Pick<Store, 'lock'>> & {
   /** The absolute directory the store writes to. */
   readonly directory: string
-  /** Removes the files of expired keys; resolves to how many it removed. */
-  deleteExpired(): Promise<number>
+  /**
+   * Removes the files of expired keys; resolves to how many it removed. `onProgress` is called
+   * before each file and at the end, with how many files were looked at and how many there are.
+   */
+  deleteExpired(options?: { onProgress?: (done: number, total: number) => void }): Promise<number>
   /** The live keys that start with `prefix`, in no particular order; the file store always lists. */
   keys(prefix?: string): AsyncIterable<string>
 }
@@ -36,12 +39,31 @@ interface Item {
 
 const SUFFIX = '.session'
 const PLAIN = /^[A-Za-z0-9_-]+$/
-/** Most file systems allow 255 bytes per name; the lock directory adds `.lock`. */
+/** Most file systems allow 255 bytes per name; lock directories add `.lock` or `-lock`. */
 const MAX_NAME_BYTES = 240
 /** A dead holder's lock is taken over after this long; a live holder refreshes it every half. */
 const STALE_MS = 4000
 /** Randomized backoff from 5 ms up to 100 ms per try: about 5 s in all before giving up. */
 const RETRIES = { retries: 55, factor: 1.5, minTimeout: 5, maxTimeout: 100, randomize: true }
+/**
+ * A session lock (Store.lock) is the directory `<file>-lock`, not the write lock `<file>.lock`:
+ * its holder still takes the write lock for every write, delete and touch.
+ */
+const SESSION_LOCK = '-lock'
+/**
+ * A session lock's holder refreshes its mtime this often, whatever its ttl: a waiter judges
+ * staleness by its own ttl, so a live holder must look alive to a waiter with the shortest (1 s).
+ */
+const REFRESH_MS = 1000
+/** A waiter takes over a session lock once it is `ttl` s + this long past its last refresh. */
+const STALE_MARGIN_MS = 1000
+/**
+ * A holder removes its lock only if its last refresh is younger than this: under the shortest
+ * stale time (2 s) with room to spare, so that a removal never races a takeover.
+ */
+const REMOVE_WITHIN_MS = 1500
+/** setTimeout's longest delay (about 24.8 days); longer ones fire at once. */
+const MAX_TIMER = 2 ** 31 - 1
 
 /** The file name of `key`: plain keys as they are, any other as `~` + base64url, never a path. */
 function fileName(key: string): string {
@@ -100,10 +122,125 @@ async function assertPrivate(dir: string): Promise<void> {
   }
 }
 
+/** The error of an aborted wait: the signal's reason when it is an Error, else an AbortError. */
+const abortReason = (signal: AbortSignal): Error =>
+  signal.reason instanceof Error ? signal.reason : new DOMException('the wait for a session lock was aborted', 'AbortError')
+
+function checkLockOptions({ ttl, wait }: LockOptions): void {
+  if (!Number.isInteger(ttl) || ttl < 1) throw new TypeError(`tied-session: lock ttl must be a whole number of seconds >= 1, got ${String(ttl)}`)
+  if (typeof wait !== 'number' || !(wait >= 0)) throw new TypeError(`tied-session: lock wait must be a number of milliseconds >= 0, got ${String(wait)}`)
+}
+
+function lockedError(key: string, waited: number): SessionError {
+  const message = `session ${key} is locked by another holder; waited ${Math.round(waited)} ms. Try again later or wait longer (lockTimeout); a holder that never releases loses the lock after its lockTtl`
+  return new SessionError('ERR_LOCKED', message)
+}
+
+/** Jittered backoff between tries for a held lock: 5-10 ms at first, growing to 50-100 ms. */
+const backoff = (attempt: number) => Math.min(100, 10 * 1.5 ** attempt) * (0.5 + Math.random() / 2)
+
+/** Resolves after `ms`, or rejects with the abort reason as soon as `signal` aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortReason(signal))
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(abortReason(signal!))
+    }
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+/** Calls `fn` after `ms` (any length) on an unref'd timer, so that it never keeps the process alive; returns the cancel. */
+function unrefAfter(ms: number, fn: () => void): () => void {
+  const end = performance.now() + ms
+  let timer: NodeJS.Timeout
+  const arm = () => {
+    const left = end - performance.now()
+    timer = setTimeout(left > MAX_TIMER ? arm : fn, Math.min(Math.max(left, 0), MAX_TIMER)).unref()
+  }
+  arm()
+  return () => clearTimeout(timer)
+}
+
+type Callback = (err: NodeJS.ErrnoException | null) => void
+
+/**
+ * The file-system calls proper-lockfile makes for one session lock, with its removals guarded.
+ * proper-lockfile removes a lock directory blindly: a holder that stalled past its ttl would
+ * remove the lock of the process that took it over, and of two processes that found one lock
+ * stale, the later could remove the lock the earlier just made. So the directory holds a file
+ * `owner` with this holder's random token. Once `held`, the directory is refreshed only while
+ * it holds our token (else proper-lockfile sees the lock lost: ENOENT), and removed only while it
+ * holds our token and is fresh (no one can see it as stale yet, so no one is taking it over);
+ * before, another holder's directory is removed only if a fresh look still finds it stale.
+ * (Its mtime cannot tell holders apart, as proper-lockfile assumes: it sets it to the next whole second.)
+ */
+function guardedLockFs(staleMs: number) {
+  const token = randomBytes(16).toString('hex')
+  let held = false
+  const ownerFile = (dir: string) => path.join(dir, 'owner')
+  const removable = (stat: fsCallbacks.Stats, owner: string | undefined) =>
+    owner === token ? Date.now() < stat.mtime.getTime() + REMOVE_WITHIN_MS : !held && stat.mtime.getTime() < Date.now() - staleMs
+  const fs = {
+    stat: fsCallbacks.stat,
+    realpath: fsCallbacks.realpath,
+    /** proper-lockfile's refresh: only while the directory still holds our token, else the lock is lost. */
+    utimes(dir: string, atime: Date, mtime: Date, cb: Callback) {
+      if (!held) return fsCallbacks.utimes(dir, atime, mtime, cb) // the directory we just made
+      fsCallbacks.readFile(ownerFile(dir), 'utf8', (err, owner) => {
+        if (err && err.code !== 'ENOENT') return cb(err) // proper-lockfile tries again in 1 s
+        if (err || owner !== token) return cb(Object.assign(new Error(`${dir} is no longer this holder's lock`), { code: 'ENOENT' }))
+        fsCallbacks.utimes(dir, atime, mtime, cb)
+      })
+    },
+    mkdir(dir: string, cb: Callback) {
+      fsCallbacks.mkdir(dir, (err) => {
+        if (err) return cb(err)
+        fsCallbacks.writeFile(ownerFile(dir), token, { mode: 0o600 }, (writeErr) => {
+          if (!writeErr) return cb(null)
+          fsCallbacks.rm(dir, { recursive: true, force: true }, () => cb(writeErr))
+        })
+      })
+    },
+    rmdir(dir: string, cb: Callback) {
+      fsCallbacks.stat(dir, (err, stat) => {
+        if (err) return cb(err.code === 'ENOENT' ? null : err)
+        fsCallbacks.readFile(ownerFile(dir), 'utf8', (readErr, owner) => {
+          if (readErr && readErr.code !== 'ENOENT') return cb(readErr)
+          if (!removable(stat, readErr ? undefined : owner)) return cb(null) // another holder's (now): left alone
+          fsCallbacks.rm(dir, { recursive: true, force: true }, cb)
+        })
+      })
+    },
+    /** What proper-lockfile calls on process exit for the locks still held. */
+    rmdirSync(dir: string) {
+      let owner: string | undefined
+      try {
+        owner = fsCallbacks.readFileSync(ownerFile(dir), 'utf8')
+      } catch {}
+      if (removable(fsCallbacks.statSync(dir), owner)) fsCallbacks.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+  return { fs, hold: () => void (held = true) }
+}
+
 /**
  * A store in a directory, one file per key, that several processes on one host share:
  * writes replace files atomically and take a proper-lockfile lock; expired keys read as
  * absent, and `deleteExpired()` removes their files. Expiry reads `Date.now()`.
+ *
+ * Its `lock` is proper-lockfile on the directory `<key's file>-lock`, tried again with jittered
+ * backoff until `wait`. A lock ends when released, or `ttl` s after it was taken (a timer of
+ * the holder releases it). Its holder refreshes the directory's mtime every second; a holder
+ * that died leaves a directory that a waiter takes over `ttl` + 1 s (the waiter's ttl) after the
+ * last refresh, so never sooner than `ttl` s after it was taken. A release removes the directory
+ * only if it is still this holder's; it rejects with ERR_STORE_UNAVAILABLE if removing fails
+ * (the lock then goes stale as a dead holder's does).
  *
  * @example
  * const store = fileStore({ directory: '/var/lib/myapp/sessions' })
@@ -121,6 +258,8 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
   const user = process.getuid?.() ?? os.userInfo().username
   const directory = path.resolve(options.directory ?? path.join(os.tmpdir(), `tied-session-${user}`))
   const pending = new Set<Promise<unknown>>()
+  /** Releases of the session locks this store holds: close() releases them. */
+  const held = new Set<() => Promise<void>>()
   let ready: Promise<void> | undefined
 
   /** Creates the directory once; a failure is tried again next time, as the user may fix it. */
@@ -226,6 +365,45 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
   }
 
   const pathOf = (key: string) => path.join(directory, fileName(key))
+
+  /** One try for the session lock of `file`: its release, or undefined when another holds it. */
+  async function takeSessionLock(key: string, file: string, ttl: number): Promise<(() => Promise<void>) | undefined> {
+    const dir = file + SESSION_LOCK
+    const staleMs = ttl * 1000 + STALE_MARGIN_MS
+    const guarded = guardedLockFs(staleMs)
+    let unlock: () => Promise<void>
+    try {
+      // proper-lockfile books the locks a process holds by the path it is given, not by the lock
+      // directory: a path of its own per lock keeps two holders' books apart (realpath: false, so
+      // the path is only a name; the directory is lockfilePath). Compromise (a lost lock) is not
+      // an error here: the release then does nothing.
+      const name = `${dir}#${randomBytes(6).toString('hex')}`
+      const options = { realpath: false, lockfilePath: dir, stale: staleMs, update: REFRESH_MS, retries: 0, fs: guarded.fs, onCompromised: () => {} }
+      unlock = await lock(name, options)
+      guarded.hold()
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ELOCKED') return undefined
+      throw err
+    }
+    let released: Promise<void> | undefined
+    const release = () =>
+      (released ??= (async () => {
+        cancelTtl()
+        held.delete(release)
+        try {
+          await unlock()
+        } catch (cause) {
+          const code = (cause as NodeJS.ErrnoException).code
+          if (code === 'ERELEASED' || code === 'ENOENT') return // lost, or removed with the directory: nothing to do
+          const message = `could not remove the lock ${dir} of session ${key} (${code ?? String(cause)}); it ends ${staleMs / 1000} s after its last refresh`
+          throw new SessionError('ERR_STORE_UNAVAILABLE', message, { cause })
+        }
+      })())
+    const cancelTtl = unrefAfter(ttl * 1000, () => void release().catch(() => {}))
+    held.add(release)
+    return release
+  }
+
   const expires = (ttl: number) => (ttl === 0 ? 0 : expiryTime(ttl))
 
   async function entries(): Promise<Array<[key: string, file: string]>> {
@@ -296,7 +474,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       }
     },
 
-    deleteExpired: () =>
+    deleteExpired: (options = {}) =>
       guard('deleteExpired', async () => {
         const expired = async (key: string, file: string) => {
           const item = await read(key, file).catch((err: unknown) => {
@@ -306,7 +484,9 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
           return item !== undefined && live(item) === undefined
         }
         let removed = 0
-        for (const [key, file] of await entries()) {
+        const all = await entries()
+        for (const [i, [key, file]] of all.entries()) {
+          options.onProgress?.(i, all.length)
           if (!(await expired(key, file))) continue // most files are live: look before taking the lock
           const gone = await locked(key, file, async () => {
             if (!(await expired(key, file))) return false // rewritten meanwhile
@@ -315,10 +495,32 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
           })
           if (gone) removed++
         }
+        options.onProgress?.(all.length, all.length)
         return removed
       }),
 
+    async lock(key: string, opts: LockOptions) {
+      checkLockOptions(opts)
+      const { ttl, wait, signal } = opts
+      if (signal?.aborted) throw abortReason(signal)
+      const file = pathOf(key)
+      const started = performance.now()
+      for (let attempt = 0; ; attempt++) {
+        const release = await guard('lock', () => takeSessionLock(key, file, ttl))
+        if (release !== undefined) {
+          if (!signal?.aborted) return release
+          await release().catch(() => {}) // aborted while it was being taken: nothing stays locked
+          throw abortReason(signal)
+        }
+        const waited = performance.now() - started
+        if (waited >= wait) throw lockedError(key, waited)
+        await pause(Math.min(backoff(attempt), wait - waited), signal)
+      }
+    },
+
+    /** Also releases the session locks this store still holds. */
     async close() {
+      await Promise.allSettled([...held].map((release) => release()))
       await Promise.allSettled([...pending])
     },
   }

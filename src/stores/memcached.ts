@@ -1,7 +1,8 @@
+import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import Memcached from 'memcached'
 import { SessionError } from '../errors.js'
-import { expiryTime, type Entry, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
 
 /** A callback of the `memcached` client: `(err, result)`; may be called synchronously, late, or never. */
 export type MemcachedCallback = (err: unknown, result?: unknown) => void
@@ -53,7 +54,7 @@ export interface MemcachedStoreOptions {
 }
 
 /** A memcached store: a {@link Store} that also tells its servers. */
-export type MemcachedStore = Store & { readonly servers: readonly string[]; readonly local: readonly string[] }
+export type MemcachedStore = Store & Required<Pick<Store, 'lock'>> & { readonly servers: readonly string[]; readonly local: readonly string[] }
 
 const OPTION_NAMES = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes', 'poolSize', 'client', 'localClient']
 const CLIENT_METHODS = ['get', 'gets', 'set', 'add', 'replace', 'cas', 'del', 'touch', 'end'] as const
@@ -64,6 +65,8 @@ const RETRY_MS = 1000
 const NOT_STORED = Symbol('NOT_STORED')
 /** How many keys' expiry times a store remembers from its own writes and touches. */
 const EXPIRY_MEMORY = 10_000
+/** The lock of key `k` is the key `k:lock`, on the principal servers only; keys() leaves such keys out. */
+const LOCK_SUFFIX = ':lock'
 
 /** The parts of a `memcached@2.2.2` client (pinned) that the hardening below reads or replaces. */
 type ClientSocket = net.Socket & { metaData?: { callback?: MemcachedCallback }[]; bufferArray: string[]; serverAddress: string }
@@ -259,6 +262,39 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
+/** The error of an aborted wait: the signal's reason when it is an Error, else an AbortError. */
+const abortReason = (signal: AbortSignal): Error =>
+  signal.reason instanceof Error ? signal.reason : new DOMException('the wait for a session lock was aborted', 'AbortError')
+
+function checkLockOptions({ ttl, wait }: LockOptions): void {
+  if (!Number.isInteger(ttl) || ttl < 1) throw new TypeError(`tied-session: lock ttl must be a whole number of seconds >= 1, got ${String(ttl)}`)
+  if (typeof wait !== 'number' || !(wait >= 0)) throw new TypeError(`tied-session: lock wait must be a number of milliseconds >= 0, got ${String(wait)}`)
+}
+
+function lockedError(key: string, waited: number): SessionError {
+  const message = `session ${key} is locked by another holder; waited ${Math.round(waited)} ms. Try again later or wait longer (lockTimeout); a holder that never releases loses the lock after its lockTtl`
+  return new SessionError('ERR_LOCKED', message)
+}
+
+/** Jittered backoff between tries for a held lock: 5-10 ms at first, growing to 50-100 ms. */
+const backoff = (attempt: number) => Math.min(100, 10 * 1.5 ** attempt) * (0.5 + Math.random() / 2)
+
+/** Resolves after `ms`, or rejects with the abort reason as soon as `signal` aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortReason(signal))
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(abortReason(signal!))
+    }
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
 /**
  * A store on memcached, as Apache::Session::Memorycached: writes go to the principal `servers`,
  * reads try `local` first and copy principal hits into it. Keys are checked (1-250 bytes, no
@@ -291,6 +327,9 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   const dumps = new Set<net.Socket>()
   /** Key -> when it expires (ms), as this store last wrote or touched it; oldest first. */
   const expiries = new Map<string, number>()
+  /** Releases of the locks this store holds: close() releases them. */
+  const held = new Set<() => Promise<void>>()
+  let closing: Promise<void> | undefined
   let closed = false
 
   const closedError = () => new SessionError('ERR_STORE_UNAVAILABLE', 'the memcached store is closed; create a new one')
@@ -353,9 +392,9 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     })
   }
 
-  function checkKey(key: string): void {
+  function checkKey(key: string, on: Side[] = sides): void {
     if (typeof key !== 'string') throw new TypeError(`tied-session: a store key must be a string, got ${typeof key}`)
-    for (const side of sides) {
+    for (const side of on) {
       const full = Buffer.from(side.namespace + key)
       let reason = ''
       if (full.length === 0 || full.length > 250) reason = `it is ${full.length} bytes; memcached takes 1 to 250`
@@ -432,6 +471,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   async function* keys(prefix = ''): AsyncGenerator<string> {
     for (const server of principal.servers) {
       for (const key of await dumpKeys(server)) {
+        if (key.endsWith(LOCK_SUFFIX)) continue // a lock, not data
         if (key.startsWith(principal.namespace + prefix)) yield key.slice(principal.namespace.length)
       }
     }
@@ -472,6 +512,65 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
         if (exp === '-1' || Number(exp) > now) found.push(decodeURIComponent(key!))
       }
       return found
+    }
+  }
+
+  /**
+   * Removes the lock `lockKey` if it still holds `token`. The text protocol has no conditional
+   * delete, and a plain `del` after the check would race a lock that expired meanwhile and was
+   * taken by another. But `cas` is conditional, and memcached stores an item with a negative
+   * exptime as already expired: `cas` at the version read, with exptime -1, deletes the lock in
+   * one step only if nobody took it since, and the next `add` succeeds at once (no tombstone).
+   */
+  async function unlock(lockKey: string, token: string): Promise<void> {
+    const c = principal.client
+    const result = await call(principal, lockKey, (cb) => c.gets(lockKey, cb))
+    if (result === undefined) return // expired
+    const { [principal.namespace + lockKey]: value, cas } = result as Record<string, unknown>
+    if (value !== token) return // expired, and taken by another since
+    await call(principal, lockKey, (cb) => c.cas(lockKey, 'released', String(cas), -1, cb)) // false: taken by another since
+  }
+
+  /**
+   * Takes the lock of `key`: `add` of `key:lock` with a random token, tried again with jittered
+   * backoff until `wait`. memcached counts whole seconds (a ttl of n lives n-1 to n s), so the
+   * lock key is written with ttl + 1: it outlives its ttl by up to 1 s, never falls short of it.
+   */
+  async function lock(key: string, opts: LockOptions): Promise<() => Promise<void>> {
+    checkLockOptions(opts)
+    const { ttl, wait, signal } = opts
+    const lockKey = key + LOCK_SUFFIX
+    checkKey(lockKey, [principal])
+    if (signal?.aborted) throw abortReason(signal)
+    const c = principal.client
+    const token = randomBytes(16).toString('hex')
+    const started = performance.now()
+    for (let attempt = 0; ; attempt++) {
+      let answer: unknown
+      try {
+        answer = await call(principal, lockKey, (cb) => c.add(lockKey, token, exptime(ttl + 1), cb))
+      } catch (err) {
+        void unlock(lockKey, token).catch(() => {}) // an add that timed out may have landed
+        throw err
+      }
+      if (answer === true) {
+        let released: Promise<void> | undefined
+        const release = () =>
+          (released ??= (async () => {
+            held.delete(release)
+            await unlock(lockKey, token)
+          })())
+        held.add(release)
+        if (!signal?.aborted) return release
+        await release().catch(() => {}) // aborted while it was being taken: nothing stays locked
+        throw abortReason(signal)
+      }
+      if (answer !== NOT_STORED) {
+        throw new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${serverOf(principal, lockKey)} refused to store "${lockKey}" (SERVER_ERROR); check its memory (-m)`)
+      }
+      const waited = performance.now() - started
+      if (waited >= wait) throw lockedError(key, waited)
+      await pause(Math.min(backoff(attempt), wait - waited), signal)
     }
   }
 
@@ -529,14 +628,18 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
 
     ...(principal.servers.length > 0 ? { keys } : {}),
 
-    async close() {
-      if (closed) return
-      closed = true
-      for (const abort of pending) abort(closedError())
-      for (const socket of dumps) socket.destroy()
-      for (const side of sides) side.shutdown?.()
-      onClose?.()
-    },
+    lock,
+
+    /** Also releases the locks this store still holds (within requestTimeout; else they expire by their ttl). */
+    close: () =>
+      (closing ??= (async () => {
+        if (held.size > 0) await Promise.allSettled([...held].map((release) => release()))
+        closed = true
+        for (const abort of pending) abort(closedError())
+        for (const socket of dumps) socket.destroy()
+        for (const side of sides) side.shutdown?.()
+        onClose?.()
+      })()),
   }
   return store
 }

@@ -1,11 +1,54 @@
 import { SessionError } from '../errors.js'
-import { expiryTime, type Entry, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
 
 interface Item {
   value: string
   version: number
   /** ms since the epoch; Infinity = never */
   expiresAt: number
+}
+
+/** One key's lock: its holder (undefined when free) and the callers waiting for it, first come first served. */
+interface LockState {
+  holder: Holder | undefined
+  waiters: Waiter[]
+}
+interface Holder {
+  /** Cancels the ttl timer. */
+  cancel(): void
+}
+interface Waiter {
+  grant(): void
+  fail(error: Error): void
+}
+
+/** setTimeout's longest delay (about 24.8 days); longer ones fire at once. */
+const MAX_TIMER = 2 ** 31 - 1
+
+/** The error of an aborted wait: the signal's reason when it is an Error, else an AbortError. */
+const abortReason = (signal: AbortSignal): Error =>
+  signal.reason instanceof Error ? signal.reason : new DOMException('the wait for a session lock was aborted', 'AbortError')
+
+function checkLockOptions({ ttl, wait }: LockOptions): void {
+  if (!Number.isInteger(ttl) || ttl < 1) throw new TypeError(`tied-session: lock ttl must be a whole number of seconds >= 1, got ${String(ttl)}`)
+  if (typeof wait !== 'number' || !(wait >= 0)) throw new TypeError(`tied-session: lock wait must be a number of milliseconds >= 0, got ${String(wait)}`)
+}
+
+function lockedError(key: string, waited: number): SessionError {
+  const message = `session ${key} is locked by another holder; waited ${Math.round(waited)} ms. Try again later or wait longer (lockTimeout); a holder that never releases loses the lock after its lockTtl`
+  return new SessionError('ERR_LOCKED', message)
+}
+
+/** Calls `fn` after `ms` (any length) on an unref'd timer, so that it never keeps the process alive; returns the cancel. */
+function unrefAfter(ms: number, fn: () => void): () => void {
+  const end = performance.now() + ms
+  let timer: NodeJS.Timeout
+  const arm = () => {
+    const left = end - performance.now()
+    timer = setTimeout(left > MAX_TIMER ? arm : fn, Math.min(Math.max(left, 0), MAX_TIMER)).unref()
+  }
+  arm()
+  return () => clearTimeout(timer)
 }
 
 /** Options of {@link memoryStore}. */
@@ -18,14 +61,70 @@ export interface MemoryStoreOptions {
  * A store in this process's memory: for tests and single-process scripts.
  * Expiry reads `Date.now()`, so fake clocks drive it.
  *
+ * Its `lock` is an async mutex per key: waiters are served first come, first served; a lock
+ * held longer than its `ttl` passes to the next waiter (its old holder's release then does
+ * nothing). Lock timers are real timers (not `Date`): the ttl timer is unref'd, the wait timer
+ * is not (it ends within `wait`).
+ *
  * @example
  * const store = memoryStore()
  * const s = await tieSession(undefined, { store })
  */
-export function memoryStore(options: MemoryStoreOptions = {}): Store & { readonly size: number } {
+export function memoryStore(options: MemoryStoreOptions = {}): Store & Required<Pick<Store, 'lock'>> & { readonly size: number } {
   const maxValueBytes = options.maxValueBytes ?? 1_000_000
   const items = new Map<string, Item>()
+  const locks = new Map<string, LockState>()
   let nextVersion = 1
+
+  async function lock(key: string, opts: LockOptions): Promise<() => Promise<void>> {
+    checkLockOptions(opts)
+    const { ttl, wait, signal } = opts
+    if (signal?.aborted) throw abortReason(signal)
+    let state = locks.get(key)
+    if (state === undefined) locks.set(key, (state = { holder: undefined, waiters: [] }))
+    const lockState = state
+
+    /** Makes the caller the holder; the returned release frees the lock only while it still holds it. */
+    const take = (): (() => Promise<void>) => {
+      const holder: Holder = { cancel: unrefAfter(ttl * 1000, () => free(holder)) }
+      lockState.holder = holder
+      return async () => free(holder)
+    }
+    const free = (holder: Holder) => {
+      holder.cancel()
+      if (lockState.holder !== holder) return // released before, or expired and taken by another
+      lockState.holder = undefined
+      const next = lockState.waiters.shift()
+      if (next !== undefined) next.grant()
+      else if (locks.get(key) === lockState) locks.delete(key)
+    }
+
+    if (lockState.holder === undefined) return take()
+    return new Promise((resolve, reject) => {
+      const started = performance.now()
+      const leave = () => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        const at = lockState.waiters.indexOf(waiter)
+        if (at >= 0) lockState.waiters.splice(at, 1)
+      }
+      const waiter: Waiter = {
+        grant: () => {
+          leave()
+          resolve(take())
+        },
+        fail: (error) => {
+          leave()
+          reject(error)
+        },
+      }
+      const onAbort = () => waiter.fail(abortReason(signal!))
+      // not unref'd: the caller awaits it, and it ends within `wait`
+      const timer = Number.isFinite(wait) ? setTimeout(() => waiter.fail(lockedError(key, performance.now() - started)), Math.min(wait, MAX_TIMER)) : undefined
+      signal?.addEventListener('abort', onAbort, { once: true })
+      lockState.waiters.push(waiter)
+    })
+  }
 
   function live(key: string): Item | undefined {
     const item = items.get(key)
@@ -79,8 +178,18 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & { readonl
       }
     },
 
+    lock,
+
+    /** Also drops every lock: waiters fail with ERR_STORE_UNAVAILABLE, holders' releases do nothing. */
     async close() {
       items.clear()
+      for (const state of locks.values()) {
+        state.holder?.cancel()
+        state.holder = undefined
+        const closed = new SessionError('ERR_STORE_UNAVAILABLE', 'the memory store was closed while waiting for a lock')
+        for (const waiter of [...state.waiters]) waiter.fail(closed)
+      }
+      locks.clear()
     },
   }
 }

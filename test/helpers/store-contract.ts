@@ -18,6 +18,11 @@ export interface ContractTarget {
    * `real`: the store keeps its own time (memcached), so the suite waits for real.
    */
   clock: 'fake' | 'real'
+  /**
+   * A second store on the same data as `store`, as another process would open it (the suite
+   * closes it); left out when there is none (memory).
+   */
+  peer?(t: ExecutionContext, store: Store): Promise<Store>
 }
 
 const test = anyTest as TestFn<unknown>
@@ -31,6 +36,13 @@ export function storeContract(target: ContractTarget): void {
     const store = await target.create(t)
     t.teardown(() => store.close())
     return store
+  }
+  /** A peer of `store` (or `store` itself when the store has none), closed in teardown. */
+  const peerOf = async (t: ExecutionContext, store: Store) => {
+    if (target.peer === undefined) return store
+    const peer = await target.peer(t, store)
+    t.teardown(() => peer.close())
+    return peer
   }
   /** Lets `seconds` pass as the store sees time; returns the undo for a fake clock. */
   const timeTravel = (t: ExecutionContext) => {
@@ -191,6 +203,211 @@ export function storeContract(target: ContractTarget): void {
     const seen: string[] = []
     for await (const k of store.keys(prefix)) seen.push(k)
     t.deepEqual(seen.sort(), [prefix + 'a', prefix + 'b'])
+  })
+
+  // --- lock: every store must have one (tieSession's lock: 'exclusive' needs it) ---------------
+
+  /** The store's lock(), or a failed test when it has none. */
+  const lockOf = (store: Store) => {
+    if (store.lock === undefined) throw new Error(`${name} has no lock(); every store must implement it`)
+    return store.lock.bind(store)
+  }
+  const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+  const since = (start: number) => performance.now() - start
+  /** What `promise` rejects with (ava's throwsAsync takes only native errors, and an AbortError is a DOMException). */
+  const rejection = (t: ExecutionContext, promise: Promise<unknown>) =>
+    promise.then(
+      () => void t.fail('expected a rejection'),
+      (err: unknown) => err as Error,
+    )
+  /** Asserts that nobody holds the lock of `k`: a lock with wait 0 gets it (and lets it go). */
+  const free = async (t: ExecutionContext, store: Store, k: string, label = 'the lock is free') => {
+    const release = await lockOf(store)(k, { ttl: 10, wait: 0 }).catch((err: unknown) => {
+      t.fail(`${label}: ${String(err)}`)
+      return undefined
+    })
+    if (release) {
+      t.pass(label)
+      await release()
+    }
+  }
+  /** Asserts that someone holds the lock of `k`: a lock with wait 0 is ERR_LOCKED. */
+  const taken = async (t: ExecutionContext, store: Store, k: string, label = 'the lock is held') => {
+    const err = await t.throwsAsync(lockOf(store)(k, { ttl: 10, wait: 0 }), { instanceOf: SessionError }, label)
+    t.is(err?.code, 'ERR_LOCKED', label)
+  }
+
+  test(`${name}: lock is exclusive: a second lock (through another store on the same data) waits until the first is released`, async (t) => {
+    const store = await open(t)
+    const peer = await peerOf(t, store)
+    const lock = lockOf(store)
+    const k = key('lock_excl')
+    const release1 = await lock(k, { ttl: 10, wait: 0 })
+    let second = false
+    const waiting = lockOf(peer)(k, { ttl: 10, wait: 5000 }).then((release) => {
+      second = true
+      return release
+    })
+    await sleep(300)
+    t.false(second, 'the second lock must wait')
+    const released = performance.now()
+    await release1()
+    const release2 = await waiting
+    t.true(since(released) < 3000, `the waiter got the lock ${since(released)} ms after the release`)
+    await taken(t, store, k)
+    await release2()
+    await free(t, store, k)
+    await free(t, peer, k)
+  })
+
+  test(`${name}: lock: concurrent lockers of one key hold it one at a time; other keys are independent`, async (t) => {
+    const store = await open(t)
+    const lock = lockOf(store)
+    const k = key('lock_mutex')
+    let inside = 0
+    let most = 0
+    let done = 0
+    await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        const release = await lock(k, { ttl: 10, wait: 10_000 })
+        most = Math.max(most, ++inside)
+        await sleep(20)
+        inside--
+        done++
+        await release()
+      }),
+    )
+    t.is(done, 6)
+    t.is(most, 1)
+    const [a, b] = await Promise.all([lock(key('lock_a'), { ttl: 10, wait: 0 }), lock(key('lock_b'), { ttl: 10, wait: 0 })])
+    await Promise.all([a(), b()])
+  })
+
+  test(`${name}: lock: the data key stays usable by the holder, and listings leave the lock out`, async (t) => {
+    const store = await open(t)
+    const k = key('lock_data')
+    await store.write(k, 'before', { ttl: 60, mode: 'set' })
+    const release = await lockOf(store)(k, { ttl: 10, wait: 0 })
+    t.is((await store.get(k))?.value, 'before')
+    t.is(await store.write(k, 'during', { ttl: 60, mode: 'set' }), 'stored')
+    const { version } = (await store.get(k))!
+    t.is(await store.write(k, 'cas', { ttl: 60, mode: 'cas', version: version! }), 'stored')
+    t.true(await store.touch(k, 60))
+    if (store.keys) {
+      const listed: string[] = []
+      for await (const listedKey of store.keys(k)) listed.push(listedKey)
+      t.deepEqual(listed, [k])
+    }
+    t.true(await store.delete(k))
+    t.is(await store.write(k, 'again', { ttl: 60, mode: 'add' }), 'stored')
+    await taken(t, store, k, 'data writes leave the lock alone')
+    await release()
+    t.is((await store.get(k))?.value, 'again', 'a release leaves the data alone')
+  })
+
+  test(`${name}: lock: waiting longer than wait is ERR_LOCKED, saying how long it waited`, async (t) => {
+    const store = await open(t)
+    const lock = lockOf(store)
+    const k = key('lock_wait')
+    const release = await lock(k, { ttl: 10, wait: 0 })
+    let start = performance.now()
+    const err = await t.throwsAsync(lock(k, { ttl: 10, wait: 400 }), { instanceOf: SessionError })
+    const waited = since(start)
+    t.is(err?.code, 'ERR_LOCKED')
+    t.true(waited >= 390 && waited < 3500, `gave up after ${waited} ms`)
+    t.regex(err?.message ?? '', new RegExp(`^tied-session: session ${k} is locked by another holder; waited \\d+ ms`))
+    start = performance.now()
+    t.is((await t.throwsAsync(lock(k, { ttl: 10, wait: 0 }), { instanceOf: SessionError }))?.code, 'ERR_LOCKED')
+    t.true(since(start) < 2000, `wait 0 gave up after ${since(start)} ms`)
+    await release()
+    await free(t, store, k, 'a waiter that gave up holds nothing')
+  })
+
+  test(`${name}: lock: an AbortSignal ends the wait with its reason or an AbortError, and nothing stays locked`, async (t) => {
+    const store = await open(t)
+    const lock = lockOf(store)
+    const k = key('lock_abort')
+    const release = await lock(k, { ttl: 10, wait: 0 })
+
+    const controller = new AbortController()
+    const start = performance.now()
+    setTimeout(() => controller.abort(), 200)
+    const err = await rejection(t, lock(k, { ttl: 10, wait: 10_000, signal: controller.signal }))
+    t.is(err?.name, 'AbortError')
+    t.true(since(start) >= 190 && since(start) < 3000, `aborted after ${since(start)} ms`)
+
+    const reason = new Error('the request was cancelled')
+    const withReason = new AbortController()
+    setTimeout(() => withReason.abort(reason), 50)
+    t.is(await rejection(t, lock(k, { ttl: 10, wait: 10_000, signal: withReason.signal })), reason)
+
+    const notAnError = new AbortController()
+    setTimeout(() => notAnError.abort('just a string'), 50)
+    const fromString = await rejection(t, lock(k, { ttl: 10, wait: 10_000, signal: notAnError.signal }))
+    t.true(fromString instanceof DOMException && fromString.name === 'AbortError', String(fromString))
+
+    // aborted before the call: rejected without taking even a free lock
+    const other = key('lock_abort_free')
+    t.is((await rejection(t, lock(other, { ttl: 10, wait: 0, signal: AbortSignal.abort() })))?.name, 'AbortError')
+    await free(t, store, other, 'an aborted lock took nothing')
+
+    await release()
+    await free(t, store, k, 'aborted waiters hold nothing')
+  })
+
+  test(`${name}: lock: a holder that never releases loses the lock after ttl, and its late release leaves the next holder's alone`, async (t) => {
+    const store = await open(t)
+    const lock = lockOf(store)
+    const k = key('lock_ttl')
+    const stale = await lock(k, { ttl: 2, wait: 0 })
+    const start = performance.now()
+    const fresh = await lock(k, { ttl: 10, wait: 8000 })
+    const waited = since(start)
+    // memory and file free it at 2 s; memcached keeps it 2-3 s (it counts whole seconds)
+    t.true(waited >= 1900 && waited < 6000, `the waiter got the lock after ${waited} ms`)
+    await stale()
+    await stale()
+    await taken(t, store, k, "the expired holder's release left the new holder's lock")
+    await fresh()
+    await free(t, store, k)
+  })
+
+  test(`${name}: lock: release is idempotent, and a repeated release leaves the next holder's lock alone`, async (t) => {
+    const store = await open(t)
+    const lock = lockOf(store)
+    const k = key('lock_twice')
+    const first = await lock(k, { ttl: 10, wait: 0 })
+    await first()
+    await t.notThrowsAsync(first())
+    const second = await lock(k, { ttl: 10, wait: 0 })
+    await t.notThrowsAsync(first())
+    await taken(t, store, k)
+    await second()
+    await t.notThrowsAsync(second())
+    await free(t, store, k)
+  })
+
+  test(`${name}: lock: bad ttl or wait is a TypeError, and nothing is locked`, async (t) => {
+    const store = await open(t)
+    const lock = lockOf(store)
+    const k = key('lock_args')
+    for (const ttl of [0, 1.5, -1, Number.NaN, '5' as unknown as number]) {
+      await t.throwsAsync(lock(k, { ttl, wait: 0 }), { instanceOf: TypeError, message: /ttl/ }, `ttl ${String(ttl)}`)
+    }
+    for (const wait of [-1, Number.NaN, '5' as unknown as number]) {
+      await t.throwsAsync(lock(k, { ttl: 10, wait }), { instanceOf: TypeError, message: /wait/ }, `wait ${String(wait)}`)
+    }
+    await free(t, store, k)
+  })
+
+  test(`${name}: close releases the locks the store holds`, async (t) => {
+    const k = key('lock_close')
+    const store = await target.create(t)
+    const peer = await peerOf(t, store)
+    await lockOf(store)(k, { ttl: 30, wait: 0 })
+    await taken(t, peer, k)
+    await store.close()
+    await free(t, peer, k, 'the lock was released by close')
   })
 
   test(`${name}: close resolves and may be called twice`, async (t) => {

@@ -5,7 +5,7 @@ import path from 'node:path'
 import test, { type ExecutionContext } from 'ava'
 import sinon from 'sinon'
 import { SessionError } from '../../src/errors.js'
-import { fileStore } from '../../src/stores/file.js'
+import { fileStore, type FileStore } from '../../src/stores/file.js'
 import { runFixture } from '../helpers/child.js'
 import { storeContract } from '../helpers/store-contract.js'
 
@@ -20,6 +20,7 @@ storeContract({
     contractDirs.push(directory)
     return fileStore({ directory })
   },
+  peer: async (_t, store) => fileStore({ directory: (store as FileStore).directory }),
 })
 
 /** A fresh directory for one test, removed in its teardown. */
@@ -335,4 +336,73 @@ test('file store: a script that used the store and closed it exits by itself', a
   t.false(exit.timedOut)
   t.true(Date.now() - closedAt < 2000, `exited ${Date.now() - closedAt} ms after closing`)
   t.deepEqual(await fs.readdir(directory), ['a.session'])
+})
+
+// --- session locks (Store.lock) ------------------------------------------------------------
+
+test('file store: a session lock is the directory <file>-lock, apart from the write lock, and no key', async (t) => {
+  const store = await open(t)
+  await store.write('k', 'v', { ttl: 60, mode: 'set' })
+  const release = await store.lock('k', { ttl: 10, wait: 0 })
+  t.deepEqual((await fs.readdir(store.directory)).sort(), ['k.session', 'k.session-lock'])
+  t.is(await store.write('k', 'w', { ttl: 60, mode: 'set' }), 'stored', 'the holder still writes (write lock k.session.lock)')
+  const listed: string[] = []
+  for await (const key of store.keys()) listed.push(key)
+  t.deepEqual(listed, ['k'])
+  await release()
+  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
+  // a lock needs no data file, and keys that are no file name are ERR_INVALID_ID as for data
+  await (await store.lock('nothing-here', { ttl: 10, wait: 0 }))()
+  t.is((await errorOf(t, store.lock('a'.repeat(233), { ttl: 10, wait: 0 })))?.code, 'ERR_INVALID_ID')
+})
+
+test('file store: a lock directory that looks alive is respected until ttl + 1 s after its mtime, then taken over', async (t) => {
+  const store = await open(t)
+  await fs.mkdir(store.directory, { recursive: true })
+  await fs.mkdir(path.join(store.directory, 'k.session-lock')) // another process's, refreshed just now
+  const start = performance.now()
+  const release = await store.lock('k', { ttl: 1, wait: 6000 })
+  const waited = performance.now() - start
+  t.true(waited >= 1800 && waited < 4500, `taken over after ${waited} ms`)
+  await release()
+  t.deepEqual(await fs.readdir(store.directory), [])
+})
+
+test('file store: a holder that stalled past its lock cannot release the lock of the process that took it over', async (t) => {
+  const store = await open(t)
+  const other = fileStore({ directory: store.directory }) // another process, as far as locks go
+  t.teardown(() => other.close())
+  const takeOver = async (key: string) => {
+    const stalled = await store.lock(key, { ttl: 5, wait: 0 })
+    const dir = path.join(store.directory, `${key}.session-lock`)
+    t.deepEqual(await fs.readdir(dir), ['owner'])
+    const longAgo = new Date(Date.now() - 60_000)
+    await fs.utimes(dir, longAgo, longAgo) // as if its holder had stopped refreshing it a minute ago
+    // wait 3000 ms: under the 6 s (ttl + 1 s) a lock that looked alive would need, so it was taken as stale
+    const taker = await other.lock(key, { ttl: 5, wait: 3000 })
+    return { stalled, taker, dir }
+  }
+  // released before its refresh notices: the removal finds another holder's token and leaves it
+  const early = await takeOver('early')
+  // released after its refresh noticed the lock was lost (proper-lockfile's onCompromised: no crash)
+  const late = await takeOver('late')
+  await early.stalled()
+  await new Promise((resolve) => setTimeout(resolve, 1300))
+  await late.stalled()
+  for (const key of ['early', 'late']) {
+    const err = await errorOf(t, store.lock(key, { ttl: 5, wait: 0 }))
+    t.is(err?.code, 'ERR_LOCKED', `${key}: the stalled holder's release left the new lock in place`)
+  }
+  await Promise.all([early.taker(), late.taker()])
+  for (const { dir } of [early, late]) await t.throwsAsync(fs.stat(dir), { code: 'ENOENT' })
+})
+
+test('file store: a process that exits holding a session lock removes it, and is not kept alive by it', async (t) => {
+  const directory = await tempDir(t)
+  const child = runFixture(t, 'lock-exit.ts', ['file', directory], 10_000)
+  const exit = await child.exited
+  t.is(exit.code, 0, exit.stderr)
+  t.false(exit.timedOut)
+  t.is(exit.stdout, 'holding\n')
+  t.deepEqual(await fs.readdir(directory), [])
 })
