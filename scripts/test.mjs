@@ -41,9 +41,13 @@ child.stderr.on('data', (d) => {
 child.on('close', (code) => {
   // eslint-disable-next-line no-control-regex
   const plain = out.replace(/\u001b\[[0-9;]*m/g, '')
-  const count = (re) => plain.match(re)?.slice(1).reduce((a, b) => a + Number(b ?? 0), 0) ?? 0
-  const passed = count(/(\d+) tests? passed/)
-  const failed = count(/(\d+) tests? failed/) + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/)
+  // ava prints one line per test: ✔ passed, ✘ failed (its closing counts leave out the passed
+  // ones when some failed); uncaught exceptions and unhandled rejections count as failures too
+  const lines = plain.split('\n')
+  const passed = lines.filter((l) => /^\s*✔/.test(l)).length
+  const count = (re) => Number(plain.match(re)?.[1] ?? 0)
+  const failed =
+    lines.filter((l) => /^\s*✘/.test(l)).length + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/)
   const bad = code !== 0 && failed === 0 ? 1 : failed
   console.log(`${passed} passed, ${bad} failed`)
   process.exit(code ?? 1)
