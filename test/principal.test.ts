@@ -66,7 +66,7 @@ const targets: Target[] = [
     name: 'memcached',
     clock: 'real',
     open(t) {
-      const store = memcachedStore({ servers: server!.address })
+      const store = memcachedStore({ servers: server!.address, requestTimeout: 5000 })
       t.teardown(() => store.close())
       return { store, child: ['memcached', server!.address] }
     },
@@ -227,7 +227,7 @@ for (const target of targets) {
 }
 
 test('memcached: index keys are byte for byte what Memorycached writes (raw client and raw protocol)', async (t) => {
-  const store = memcachedStore({ servers: server!.address })
+  const store = memcachedStore({ servers: server!.address, requestTimeout: 5000 })
   t.teardown(() => store.close())
   const raw = new Memcached(server!.address, { retries: 0 })
   t.teardown(() => raw.end())

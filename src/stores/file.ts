@@ -5,6 +5,7 @@ import path from 'node:path'
 import { lock } from 'proper-lockfile'
 import { SessionError, isSessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { checkLockOptions, lockedError, backoff, pause, unrefAfter, abortReason } from './lock.js'
 
 /** Options of {@link fileStore}. */
 export interface FileStoreOptions {
@@ -62,8 +63,6 @@ const STALE_MARGIN_MS = 1000
  * stale time (2 s) with room to spare, so that a removal never races a takeover.
  */
 const REMOVE_WITHIN_MS = 1500
-/** setTimeout's longest delay (about 24.8 days); longer ones fire at once. */
-const MAX_TIMER = 2 ** 31 - 1
 
 /** The file name of `key`: plain keys as they are, any other as `~` + base64url, never a path. */
 function fileName(key: string): string {
@@ -120,51 +119,6 @@ async function assertPrivate(dir: string): Promise<void> {
     const message = `${dir} is not a directory of this user (uid ${process.getuid()}) with mode 0700`
     throw new SessionError('ERR_STORE_UNAVAILABLE', `${message}; remove it, or pass the directory option`)
   }
-}
-
-/** The error of an aborted wait: the signal's reason when it is an Error, else an AbortError. */
-const abortReason = (signal: AbortSignal): Error =>
-  signal.reason instanceof Error ? signal.reason : new DOMException('the wait for a session lock was aborted', 'AbortError')
-
-function checkLockOptions({ ttl, wait }: LockOptions): void {
-  if (!Number.isInteger(ttl) || ttl < 1) throw new TypeError(`tied-session: lock ttl must be a whole number of seconds >= 1, got ${String(ttl)}`)
-  if (typeof wait !== 'number' || !(wait >= 0)) throw new TypeError(`tied-session: lock wait must be a number of milliseconds >= 0, got ${String(wait)}`)
-}
-
-function lockedError(key: string, waited: number): SessionError {
-  const message = `session ${key} is locked by another holder; waited ${Math.round(waited)} ms. Try again later or wait longer (lockTimeout); a holder that never releases loses the lock after its lockTtl`
-  return new SessionError('ERR_LOCKED', message)
-}
-
-/** Jittered backoff between tries for a held lock: 5-10 ms at first, growing to 50-100 ms. */
-const backoff = (attempt: number) => Math.min(100, 10 * 1.5 ** attempt) * (0.5 + Math.random() / 2)
-
-/** Resolves after `ms`, or rejects with the abort reason as soon as `signal` aborts. */
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortReason(signal))
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(abortReason(signal!))
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
-}
-
-/** Calls `fn` after `ms` (any length) on an unref'd timer, so that it never keeps the process alive; returns the cancel. */
-function unrefAfter(ms: number, fn: () => void): () => void {
-  const end = performance.now() + ms
-  let timer: NodeJS.Timeout
-  const arm = () => {
-    const left = end - performance.now()
-    timer = setTimeout(left > MAX_TIMER ? arm : fn, Math.min(Math.max(left, 0), MAX_TIMER)).unref()
-  }
-  arm()
-  return () => clearTimeout(timer)
 }
 
 type Callback = (err: NodeJS.ErrnoException | null) => void

@@ -3,6 +3,7 @@ import net from 'node:net'
 import Memcached from 'memcached'
 import { SessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { abortReason, backoff, checkLockOptions, lockedError, pause } from './lock.js'
 
 /** A callback of the `memcached` client: `(err, result)`; may be called synchronously, late, or never. */
 export type MemcachedCallback = (err: unknown, result?: unknown) => void
@@ -260,39 +261,6 @@ function isCold(client: MemcachedClient, server: string): boolean {
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
-}
-
-/** The error of an aborted wait: the signal's reason when it is an Error, else an AbortError. */
-const abortReason = (signal: AbortSignal): Error =>
-  signal.reason instanceof Error ? signal.reason : new DOMException('the wait for a session lock was aborted', 'AbortError')
-
-function checkLockOptions({ ttl, wait }: LockOptions): void {
-  if (!Number.isInteger(ttl) || ttl < 1) throw new TypeError(`tied-session: lock ttl must be a whole number of seconds >= 1, got ${String(ttl)}`)
-  if (typeof wait !== 'number' || !(wait >= 0)) throw new TypeError(`tied-session: lock wait must be a number of milliseconds >= 0, got ${String(wait)}`)
-}
-
-function lockedError(key: string, waited: number): SessionError {
-  const message = `session ${key} is locked by another holder; waited ${Math.round(waited)} ms. Try again later or wait longer (lockTimeout); a holder that never releases loses the lock after its lockTtl`
-  return new SessionError('ERR_LOCKED', message)
-}
-
-/** Jittered backoff between tries for a held lock: 5-10 ms at first, growing to 50-100 ms. */
-const backoff = (attempt: number) => Math.min(100, 10 * 1.5 ** attempt) * (0.5 + Math.random() / 2)
-
-/** Resolves after `ms`, or rejects with the abort reason as soon as `signal` aborts. */
-function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortReason(signal))
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(abortReason(signal!))
-    }
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
 }
 
 /**

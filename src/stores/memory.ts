@@ -1,5 +1,6 @@
 import { SessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { MAX_TIMER, abortReason, checkLockOptions, lockedError, unrefAfter } from './lock.js'
 
 interface Item {
   value: string
@@ -20,35 +21,6 @@ interface Holder {
 interface Waiter {
   grant(): void
   fail(error: Error): void
-}
-
-/** setTimeout's longest delay (about 24.8 days); longer ones fire at once. */
-const MAX_TIMER = 2 ** 31 - 1
-
-/** The error of an aborted wait: the signal's reason when it is an Error, else an AbortError. */
-const abortReason = (signal: AbortSignal): Error =>
-  signal.reason instanceof Error ? signal.reason : new DOMException('the wait for a session lock was aborted', 'AbortError')
-
-function checkLockOptions({ ttl, wait }: LockOptions): void {
-  if (!Number.isInteger(ttl) || ttl < 1) throw new TypeError(`tied-session: lock ttl must be a whole number of seconds >= 1, got ${String(ttl)}`)
-  if (typeof wait !== 'number' || !(wait >= 0)) throw new TypeError(`tied-session: lock wait must be a number of milliseconds >= 0, got ${String(wait)}`)
-}
-
-function lockedError(key: string, waited: number): SessionError {
-  const message = `session ${key} is locked by another holder; waited ${Math.round(waited)} ms. Try again later or wait longer (lockTimeout); a holder that never releases loses the lock after its lockTtl`
-  return new SessionError('ERR_LOCKED', message)
-}
-
-/** Calls `fn` after `ms` (any length) on an unref'd timer, so that it never keeps the process alive; returns the cancel. */
-function unrefAfter(ms: number, fn: () => void): () => void {
-  const end = performance.now() + ms
-  let timer: NodeJS.Timeout
-  const arm = () => {
-    const left = end - performance.now()
-    timer = setTimeout(left > MAX_TIMER ? arm : fn, Math.min(Math.max(left, 0), MAX_TIMER)).unref()
-  }
-  arm()
-  return () => clearTimeout(timer)
 }
 
 /** Options of {@link memoryStore}. */

@@ -34,17 +34,20 @@ test.after.always(async () => {
 storeContract({
   name: 'memcached store',
   clock: 'real',
-  create: async () => memcachedStore({ servers: principal!.address }),
-  peer: async () => memcachedStore({ servers: principal!.address }),
+  create: async () => memcachedStore({ servers: principal!.address, requestTimeout: PATIENT }),
+  peer: async () => memcachedStore({ servers: principal!.address, requestTimeout: PATIENT }),
 })
 storeContract({
   name: 'memcached store with local',
   clock: 'real',
-  create: async () => memcachedStore({ servers: principal!.address, local: local!.address }),
-  peer: async () => memcachedStore({ servers: principal!.address, local: local!.address }),
+  create: async () => memcachedStore({ servers: principal!.address, local: local!.address, requestTimeout: PATIENT }),
+  peer: async () => memcachedStore({ servers: principal!.address, local: local!.address, requestTimeout: PATIENT }),
 })
 
 /** A store closed in the test's teardown. */
+/** A deadline for tests that do not measure deadlines: on a loaded 2-core machine 1 s is not always enough. */
+const PATIENT = 5000
+
 function open(t: T, options: MemcachedStoreOptions): MemcachedStore {
   const store = memcachedStore(options)
   t.teardown(() => store.close())
@@ -172,10 +175,10 @@ test('principal/local: a local server that is down or stalled costs no error', a
       t.true(await closed.delete('k'))
     })(),
   )
-  t.true(ms < 2000, `a closed local port cost ${ms} ms`)
+  t.true(ms < 4000, `a closed local port cost ${ms} ms`)
 
   const l = await useMemcached(t)
-  const store = open(t, { servers: p.address, local: l.address, requestTimeout: 300 })
+  const store = open(t, { servers: p.address, local: l.address, requestTimeout: 1000 })
   await store.write('k2', 'v', set)
   await store.get('k2')
   await l.stop()
@@ -351,17 +354,17 @@ test('a principal killed during a run: calls fail fast, and the same store serve
 
 test('a stalled server: a call fails after requestTimeout, and the store serves again when it resumes', async (t) => {
   const p = await useMemcached(t)
-  const store = open(t, { servers: p.address, requestTimeout: 300 })
+  const store = open(t, { servers: p.address, requestTimeout: 1000 })
   await store.write('k', 'v', set)
   t.teardown(() => p.resume())
   await p.pause()
   const start = performance.now()
   const err = await rejects(t, store.get('k'), 'ERR_STORE_UNAVAILABLE')
   const ms = performance.now() - start
-  t.true(ms >= 280 && ms < 2000, `${ms} ms`)
-  t.regex(err?.message ?? '', new RegExp(`no answer from memcached ${p.address} in 300 ms`))
+  t.true(ms >= 980 && ms < 3000, `${ms} ms`)
+  t.regex(err?.message ?? '', new RegExp(`no answer from memcached ${p.address} in 1000 ms`))
   p.resume()
-  // serves again: the first calls after SIGCONT may still miss a 300 ms deadline on a loaded machine
+  // serves again: the first calls after SIGCONT may still miss the deadline on a loaded machine
   let value: string | undefined
   for (let i = 0; i < 20 && value === undefined; i++) value = (await store.get('k').catch(() => undefined))?.value
   t.is(value, 'v')
