@@ -44,7 +44,7 @@ export interface TieOptions {
   lock?: 'none' | 'exclusive'
   /** Milliseconds to wait for an exclusive lock before `ERR_LOCKED`. @default 5000 */
   lockTimeout?: number
-  /** Seconds an exclusive lock survives a holder that never releases it (a crash). @default 30 */
+  /** Seconds an exclusive lock lasts at most (a lease): a crashed holder frees it then; keep it above your longest hold. @default 30 */
   lockTtl?: number
   /** Aborts the wait for an exclusive lock. */
   signal?: AbortSignal
