@@ -25,6 +25,24 @@ if (!have('memcached')) {
 }
 
 const args = process.argv.slice(2)
+
+// With no file arguments (the whole suite): the type check and the lint come first, as one check each.
+let prechecks = 0
+if (args.length === 0) {
+  for (const [name, cmd, cmdArgs] of [
+    ['typecheck', process.execPath, ['node_modules/typescript/bin/tsc', '--noEmit', '-p', 'tsconfig.json']],
+    ['lint', process.execPath, ['node_modules/eslint/bin/eslint.js', 'src', 'test', 'bench', 'scripts']],
+  ]) {
+    const r = spawnSync(cmd, cmdArgs, { stdio: 'inherit' })
+    if (r.status !== 0) {
+      console.error(`${name} failed`)
+      console.log('0 passed, 1 failed')
+      process.exit(1)
+    }
+    console.log(`  ✔ ${name}`)
+    prechecks++
+  }
+}
 const child = spawn(process.execPath, ['node_modules/ava/entrypoints/cli.mjs', ...args], {
   stdio: ['ignore', 'pipe', 'pipe'],
   env: { ...process.env, FORCE_COLOR: process.env.FORCE_COLOR ?? (process.stdout.isTTY ? '1' : '0') },
@@ -44,10 +62,9 @@ child.on('close', (code) => {
   // ava prints one line per test: ✔ passed, ✘ failed (its closing counts leave out the passed
   // ones when some failed); uncaught exceptions and unhandled rejections count as failures too
   const lines = plain.split('\n')
-  const passed = lines.filter((l) => /^\s*✔/.test(l)).length
+  const passed = prechecks + lines.filter((l) => /^\s*✔/.test(l)).length
   const count = (re) => Number(plain.match(re)?.[1] ?? 0)
-  const failed =
-    lines.filter((l) => /^\s*✘/.test(l)).length + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/)
+  const failed = lines.filter((l) => /^\s*✘/.test(l)).length + count(/(\d+) uncaught exceptions?/) + count(/(\d+) unhandled rejections?/)
   const bad = code !== 0 && failed === 0 ? 1 : failed
   console.log(`${passed} passed, ${bad} failed`)
   process.exit(code ?? 1)

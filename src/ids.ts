@@ -12,7 +12,12 @@ const VALID_ID = /^[A-Za-z0-9_-]{1,128}$/
 export function checkId(id: unknown): string {
   if (typeof id === 'string' && VALID_ID.test(id)) return id
   const shown = typeof id === 'string' ? JSON.stringify(id.length > 40 ? `${id.slice(0, 40)}…` : id) : typeof id
-  const why = typeof id !== 'string' ? 'it is not a string' : id.length > 128 ? `it is ${id.length} chars long` : 'it has a character outside [A-Za-z0-9_-]'
+  const why =
+    typeof id !== 'string'
+      ? 'it is not a string'
+      : id.length > 128
+        ? `it is ${id.length} chars long`
+        : 'it has a character outside [A-Za-z0-9_-]'
   throw new SessionError(
     'ERR_INVALID_ID',
     `invalid session id ${shown}: ${why}; an id is 1-128 chars of letters, digits, "_" and "-" (pass undefined for a new session)`,

@@ -1,4 +1,16 @@
-export { tieSession, save, untie, reload, destroy, regenerate, isTied, closeStores, updateSession, findSessions, destroySessions } from './tie.js'
+export {
+  tieSession,
+  save,
+  untie,
+  reload,
+  destroy,
+  regenerate,
+  isTied,
+  closeStores,
+  updateSession,
+  findSessions,
+  destroySessions,
+} from './tie.js'
 export { md5Hex, MAX_INDEXED } from './principal.js'
 export type { TieOptions, Tied } from './tie.js'
 export { SessionError, isSessionError } from './errors.js'

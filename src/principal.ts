@@ -27,6 +27,7 @@ const MAX_TRIES = 60
  */
 export function md5Hex(uid: string): string {
   // hashBinary takes one byte per char code; hash() encodes to UTF-8 first
+  // eslint-disable-next-line no-control-regex -- Latin-1 is U+0000-U+00FF, control chars included
   return /^[\u0000-\u00ff]*$/.test(uid) ? SparkMD5.hashBinary(uid) : SparkMD5.hash(uid)
 }
 
@@ -54,9 +55,7 @@ function parseList(text: string): IndexEntry[] {
   try {
     const list: unknown = JSON.parse(text)
     if (Array.isArray(list)) {
-      return list.filter(
-        (e): e is IndexEntry => typeof e?.id === 'string' && typeof e.exp === 'number' && typeof e.at === 'number',
-      )
+      return list.filter((e): e is IndexEntry => typeof e?.id === 'string' && typeof e.exp === 'number' && typeof e.at === 'number')
     }
   } catch {
     // a list another tool broke is rebuilt from what this write knows
@@ -98,9 +97,7 @@ export async function updateList(
   for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
     const entry = await place.store.get(key, { consistent: true })
     const before = entry === undefined ? [] : parseList(entry.value)
-    const after = (await change(before.map((e) => ({ ...e }))))
-      .sort((a, b) => b.at - a.at)
-      .slice(0, MAX_INDEXED)
+    const after = (await change(before.map((e) => ({ ...e })))).sort((a, b) => b.at - a.at).slice(0, MAX_INDEXED)
     const text = JSON.stringify(after)
     if (entry !== undefined && text === entry.value) return after
     let result

@@ -39,9 +39,7 @@ function describe(value: unknown): string {
 }
 
 function refuse(serializer: string, path: string, value: unknown, hint: string): never {
-  throw new TypeError(
-    `tied-session: cannot store ${describe(value)} at ${path || '(root)'} with the ${serializer} serializer${hint}`,
-  )
+  throw new TypeError(`tied-session: cannot store ${describe(value)} at ${path || '(root)'} with the ${serializer} serializer${hint}`)
 }
 
 function isPlainObject(value: object): value is Record<string, unknown> {
@@ -112,7 +110,13 @@ const jsonCopy = walker(
     }
     return refuse('json', path, value, typeof value === 'bigint' ? '; use the rich serializer to keep it' : '')
   },
-  (value, path) => refuse('json', path, value, '; store plain objects, arrays, strings, finite numbers, booleans, null (or use the rich serializer for Date, Map, Set, BigInt)'),
+  (value, path) =>
+    refuse(
+      'json',
+      path,
+      value,
+      '; store plain objects, arrays, strings, finite numbers, booleans, null (or use the rich serializer for Date, Map, Set, BigInt)',
+    ),
 )
 
 /**

@@ -63,7 +63,11 @@ export function parseData(serializer: Serializer, text: string, id: string): Dat
   try {
     data = serializer.parse(text)
   } catch (cause) {
-    throw new SessionError('ERR_CORRUPT', `session ${id} holds data the ${serializer.name} serializer cannot read; destroy it or fix the serializer`, { cause })
+    throw new SessionError(
+      'ERR_CORRUPT',
+      `session ${id} holds data the ${serializer.name} serializer cannot read; destroy it or fix the serializer`,
+      { cause },
+    )
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw new SessionError('ERR_CORRUPT', `session ${id} does not hold an object; destroy it`)
@@ -423,7 +427,8 @@ export class Session {
   private replaceAll(data: Data): void {
     for (const key of Object.keys(this.data)) if (key !== ID_FIELD) delete this.data[key]
     for (const key of Object.keys(data)) {
-      if (key !== ID_FIELD) Object.defineProperty(this.data, key, { value: data[key], writable: true, enumerable: true, configurable: true })
+      if (key !== ID_FIELD)
+        Object.defineProperty(this.data, key, { value: data[key], writable: true, enumerable: true, configurable: true })
     }
     this.exposed.clear()
   }

@@ -65,8 +65,21 @@ export type Tied<T extends object = Record<string, unknown>> = T & {
 const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '', lock: 'none' } as const
 const MEMCACHED = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes'] as const
 const KNOWN = new Set([
-  'store', ...MEMCACHED, 'expires', 'timeout', 'updateOnly', 'autoSave', 'serializer', 'namespace',
-  'lock', 'lockTimeout', 'lockTtl', 'signal', 'principal', 'maxSessions', 'onError',
+  'store',
+  ...MEMCACHED,
+  'expires',
+  'timeout',
+  'updateOnly',
+  'autoSave',
+  'serializer',
+  'namespace',
+  'lock',
+  'lockTimeout',
+  'lockTtl',
+  'signal',
+  'principal',
+  'maxSessions',
+  'onError',
 ])
 
 const sessions = new WeakMap<object, Session>()
@@ -90,13 +103,23 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
   const o = opts as Record<string, unknown>
   const defined = (k: string) => o[k] !== undefined
   if (defined('expires') && defined('timeout') && o.expires !== o.timeout) {
-    throw new TypeError(`tied-session: options expires (${String(o.expires)}) and timeout (${String(o.timeout)}) disagree; timeout is only an alias of expires, give one`)
+    throw new TypeError(
+      `tied-session: options expires (${String(o.expires)}) and timeout (${String(o.timeout)}) disagree; timeout is only an alias of expires, give one`,
+    )
   }
   const ttl = seconds(defined('expires') ? 'expires' : 'timeout', o.expires ?? o.timeout ?? DEFAULTS.expires)
   const serializer = opts.serializer ?? DEFAULTS.serializer
-  option('serializer', typeof serializer.stringify === 'function' && typeof serializer.parse === 'function', 'an object with stringify and parse')
+  option(
+    'serializer',
+    typeof serializer.stringify === 'function' && typeof serializer.parse === 'function',
+    'an object with stringify and parse',
+  )
   const namespace = opts.namespace ?? DEFAULTS.namespace
-  option('namespace', typeof namespace === 'string' && /^[\x21-\x7e]{0,64}$/.test(namespace), 'a string of at most 64 printable ASCII chars, no spaces')
+  option(
+    'namespace',
+    typeof namespace === 'string' && /^[\x21-\x7e]{0,64}$/.test(namespace),
+    'a string of at most 64 printable ASCII chars, no spaces',
+  )
   for (const name of ['updateOnly', 'autoSave'] as const) option(name, o[name] === undefined || typeof o[name] === 'boolean', 'a boolean')
   option('lock', o.lock === undefined || o.lock === 'none' || o.lock === 'exclusive', "'none' or 'exclusive'")
   const lockTimeout = o.lockTimeout ?? 5000
@@ -104,12 +127,25 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
   const lockTtl = seconds('lockTtl', o.lockTtl ?? 30)
   option('lockTtl', lockTtl >= 1, 'at least 1 second')
   option('signal', o.signal === undefined || o.signal instanceof AbortSignal, 'an AbortSignal')
-  option('principal', o.principal === undefined || (typeof o.principal === 'string' && o.principal !== '' && o.principal !== ID_FIELD), 'a field name')
-  option('maxSessions', o.maxSessions === undefined || (Number.isInteger(o.maxSessions) && (o.maxSessions as number) >= 1), 'an integer >= 1')
-  if (o.maxSessions !== undefined && o.principal === undefined) throw new TypeError('tied-session: option maxSessions needs principal (the field naming the user)')
+  option(
+    'principal',
+    o.principal === undefined || (typeof o.principal === 'string' && o.principal !== '' && o.principal !== ID_FIELD),
+    'a field name',
+  )
+  option(
+    'maxSessions',
+    o.maxSessions === undefined || (Number.isInteger(o.maxSessions) && (o.maxSessions as number) >= 1),
+    'an integer >= 1',
+  )
+  if (o.maxSessions !== undefined && o.principal === undefined)
+    throw new TypeError('tied-session: option maxSessions needs principal (the field naming the user)')
   option('onError', o.onError === undefined || typeof o.onError === 'function', 'a function')
   if (opts.store !== undefined) {
-    option('store', typeof opts.store.get === 'function' && typeof opts.store.write === 'function', 'a Store (get, write, delete, touch, close)')
+    option(
+      'store',
+      typeof opts.store.get === 'function' && typeof opts.store.write === 'function',
+      'a Store (get, write, delete, touch, close)',
+    )
   }
   const store = opts.store ?? memcachedFrom(o) ?? (defaultStore ??= fileStore())
   let acquire: SessionConfig['acquire']
@@ -164,10 +200,7 @@ export async function closeStores(): Promise<void> {
  * s.cart.items.push(42)
  * await untie(s)
  */
-export async function tieSession<T extends object = Record<string, unknown>>(
-  id?: string | null,
-  opts: TieOptions = {},
-): Promise<Tied<T>> {
+export async function tieSession<T extends object = Record<string, unknown>>(id?: string | null, opts: TieOptions = {}): Promise<Tied<T>> {
   const fresh = id === undefined || id === null || id === ''
   if (!fresh) checkId(id)
   const { updateOnly, ...config } = resolveOptions(opts)
@@ -279,8 +312,9 @@ export async function updateSession<T extends object = Record<string, unknown>>(
     const data = parseData(serializer, entry.value, id)
     const before = principal ? uidOf(data[principal.field]) : undefined
     const result = await fn(data as T)
-    const next = (serializer.copy ? serializer.copy(result ?? data, '') : result ?? data) as Record<string, unknown>
-    if (typeof next !== 'object' || next === null || Array.isArray(next)) throw new TypeError('tied-session: updateSession fn must return an object or undefined')
+    const next = (serializer.copy ? serializer.copy(result ?? data, '') : (result ?? data)) as Record<string, unknown>
+    if (typeof next !== 'object' || next === null || Array.isArray(next))
+      throw new TypeError('tied-session: updateSession fn must return an object or undefined')
     Object.defineProperty(next, ID_FIELD, { value: id, writable: true, enumerable: true, configurable: true })
     if (principal) stampDigest(next, principal.field)
     const text = serializer.stringify(next)

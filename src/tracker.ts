@@ -54,8 +54,7 @@ export function track<T extends object>(data: Data, hooks: TrackerHooks): T {
   // handed out, and the session compares that key at the next flush instead.
   let described: { target: object; key: string | symbol } | undefined
 
-  const unwrap = (value: unknown): unknown =>
-    typeof value === 'object' && value !== null ? (raw.get(value) ?? value) : value
+  const unwrap = (value: unknown): unknown => (typeof value === 'object' && value !== null ? (raw.get(value) ?? value) : value)
 
   const read = (target: Data, key: string | symbol, top: string | undefined, path: string): unknown => {
     const justDescribed = described !== undefined && described.target === target && described.key === key

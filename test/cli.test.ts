@@ -70,7 +70,11 @@ let running = 0
 const queue: Array<() => void> = []
 
 /** Runs `node dist/cli.js ...args`, at most SLOTS at a time; SIGKILLed after `timeoutMs` and in teardown if it still runs. */
-async function cli(t: ExecutionContext, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; direct?: boolean } = {}): Promise<Run> {
+async function cli(
+  t: ExecutionContext,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; direct?: boolean } = {},
+): Promise<Run> {
   if (running >= SLOTS) await new Promise<void>((resolve) => queue.push(resolve))
   running++
   try {
@@ -81,7 +85,11 @@ async function cli(t: ExecutionContext, args: string[], opts: { env?: NodeJS.Pro
   }
 }
 
-function spawnCli(t: ExecutionContext, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; direct?: boolean }): Promise<Run> {
+function spawnCli(
+  t: ExecutionContext,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; direct?: boolean },
+): Promise<Run> {
   const started = performance.now()
   const [file, argv] = opts.direct ? [BIN, args] : [process.execPath, [BIN, ...args]]
   const child = spawn(file, argv, { cwd: root, env: { ...baseEnv, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -309,7 +317,11 @@ test("find lists a user's sessions with expiry and size; a user with none exits 
   const dir = storeDir(t)
   const ids = new Set<string>()
   const before = Math.floor(Date.now() / 1000)
-  for (const args of [['--expires', '600', 'new', 'uid=erin'], ['new', 'uid=erin', 'cart.items.0.sku=42'], ['--expires', '0', 'new', 'uid=erin']]) {
+  for (const args of [
+    ['--expires', '600', 'new', 'uid=erin'],
+    ['new', 'uid=erin', 'cart.items.0.sku=42'],
+    ['--expires', '0', 'new', 'uid=erin'],
+  ]) {
     ids.add((await cli(t, ['--dir', dir, ...args])).stdout.trim())
   }
   const other = (await cli(t, ['--dir', dir, 'new', 'uid=frank'])).stdout.trim()
@@ -317,7 +329,10 @@ test("find lists a user's sessions with expiry and size; a user with none exits 
 
   const found = await cli(t, ['--dir', dir, 'find', 'erin', '--json'])
   exits(t, found, 0)
-  const { user: who, sessions } = json(found) as { user: string; sessions: Array<{ id: string; exp: number | null; expires: string | null; size: number }> }
+  const { user: who, sessions } = json(found) as {
+    user: string
+    sessions: Array<{ id: string; exp: number | null; expires: string | null; size: number }>
+  }
   t.is(who, 'erin')
   t.deepEqual(sessions.map((s) => s.id).sort(), [...ids].sort())
   t.false(sessions.some((s) => s.id === other))
@@ -337,8 +352,14 @@ test("find lists a user's sessions with expiry and size; a user with none exits 
   const lines = table.stdout.trimEnd().split('\n')
   t.regex(lines[0]!, /^ID +EXPIRES +SIZE$/)
   t.is(lines.length, 5)
-  t.regex(lines.find((l) => l.startsWith(never!.id))!, / never +\d+ B$/)
-  t.regex(lines.find((l) => l.startsWith(tenMinutes!.id))!, / \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in (9m|10m)\d*s?\) +\d+ B$/)
+  t.regex(
+    lines.find((l) => l.startsWith(never!.id))!,
+    / never +\d+ B$/,
+  )
+  t.regex(
+    lines.find((l) => l.startsWith(tenMinutes!.id))!,
+    / \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in (9m|10m)\d*s?\) +\d+ B$/,
+  )
   t.is(lines[4], '3 sessions of erin')
 
   const none = await cli(t, ['--dir', dir, 'find', 'nobody'])
@@ -396,8 +417,14 @@ test('list walks the file store, leaves index keys out, and filters with --where
   const lines = human.stdout.trimEnd().split('\n')
   t.regex(lines[0]!, /^ID +USER +SIZE +KEYS$/)
   t.is(lines.length, 6)
-  t.regex(lines.find((l) => l.startsWith(a1))!, new RegExp(`^${a1}  alice +\\d+ B  cart$`))
-  t.regex(lines.find((l) => l.startsWith(anon))!, new RegExp(`^${anon}  - +\\d+ B  visits$`))
+  t.regex(
+    lines.find((l) => l.startsWith(a1))!,
+    new RegExp(`^${a1}  alice +\\d+ B  cart$`),
+  )
+  t.regex(
+    lines.find((l) => l.startsWith(anon))!,
+    new RegExp(`^${anon}  - +\\d+ B  visits$`),
+  )
   t.is(lines[5], '4 sessions')
 
   const where = async (...filters: string[]) => {
@@ -418,7 +445,9 @@ test('list walks the file store, leaves index keys out, and filters with --where
 
 test('sweep removes expired sessions and says how many', async (t) => {
   const dir = storeDir(t)
-  const short = await Promise.all([1, 2, 3].map(async (n) => (await cli(t, ['--dir', dir, '--expires', '1', 'new', `n=${n}`])).stdout.trim()))
+  const short = await Promise.all(
+    [1, 2, 3].map(async (n) => (await cli(t, ['--dir', dir, '--expires', '1', 'new', `n=${n}`])).stdout.trim()),
+  )
   const long = (await cli(t, ['--dir', dir, 'new', 'n=4'])).stdout.trim()
   t.is(short.length, 3)
   t.is(readdirSync(dir).filter((f) => f.endsWith('.session')).length, 4)
@@ -428,7 +457,10 @@ test('sweep removes expired sessions and says how many', async (t) => {
   exits(t, swept, 0)
   t.deepEqual(json(swept), { removed: 3, directory: dir })
   t.is(swept.stderr, '') // no progress bar off a terminal
-  t.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.session')), [`${long}.session`])
+  t.deepEqual(
+    readdirSync(dir).filter((f) => f.endsWith('.session')),
+    [`${long}.session`],
+  )
   const again = await cli(t, ['--dir', dir, 'sweep'])
   exits(t, again, 0)
   t.is(again.stdout, `removed 0 expired keys (sessions and index entries) from ${dir}\n`)
@@ -441,7 +473,10 @@ test('the store options come from TIED_SESSION_* variables, and a flag wins', as
   t.regex(id, /^[0-9a-f]{32}$/)
   t.true(readdirSync(one).includes(`app1-${id}.session`))
   exits(t, await cli(t, ['show', id], { env }), 0)
-  t.deepEqual(json(await cli(t, ['find', 'ivan', '--json'], { env })).sessions.map((s: { id: string }) => s.id), [id])
+  t.deepEqual(
+    json(await cli(t, ['find', 'ivan', '--json'], { env })).sessions.map((s: { id: string }) => s.id),
+    [id],
+  )
   exits(t, await cli(t, ['--dir', two, 'show', id], { env }), 1) // --dir wins over TIED_SESSION_DIR
   exits(t, await cli(t, ['--namespace', 'app2-', 'show', id], { env }), 1)
   const bad = await cli(t, ['show', id], { env: { ...env, TIED_SESSION_EXPIRES: 'soon' } })
@@ -518,14 +553,24 @@ test('list on memcached lists every session the test created and no index key', 
   exits(t, kims, 0)
   const lines = kims.stdout.trimEnd().split('\n')
   t.is(lines.at(-1), `6 sessions matching uid=${who[0]}`)
-  t.deepEqual(lines.slice(1, -1).map((l) => l.split(' ')[0]).sort(), created.filter((_, i) => i % 2 === 0).sort())
+  t.deepEqual(
+    lines
+      .slice(1, -1)
+      .map((l) => l.split(' ')[0])
+      .sort(),
+    created.filter((_, i) => i % 2 === 0).sort(),
+  )
 })
 
 test('list on a memcached that refuses lru_crawler metadump says why, exit 3', async (t) => {
   const refusing = await useMemcached(t, { extraArgs: ['-X'] })
   const run = await cli(t, ['--servers', refusing.address, 'list'])
   exits(t, run, 3)
-  oneLine(t, run, /cannot list sessions: memcached 127\.0\.0\.1:\d+ \(version [\d.]+\) refuses lru_crawler metadump \("ERROR metadump not allowed"\).*-X.*find <user>/)
+  oneLine(
+    t,
+    run,
+    /cannot list sessions: memcached 127\.0\.0\.1:\d+ \(version [\d.]+\) refuses lru_crawler metadump \("ERROR metadump not allowed"\).*-X.*find <user>/,
+  )
   t.is(run.stdout, '')
 })
 
@@ -545,10 +590,13 @@ test('ping reports version, latency, items and memory of the principal and local
   const run = await cli(t, [...args, '--json'])
   exits(t, run, 0)
   const probes = json(run).servers as Array<Record<string, unknown>>
-  t.deepEqual(probes.map((p) => [p.role, p.server, p.up]), [
-    ['principal', server!.address, true],
-    ['local', local.address, true],
-  ])
+  t.deepEqual(
+    probes.map((p) => [p.role, p.server, p.up]),
+    [
+      ['principal', server!.address, true],
+      ['local', local.address, true],
+    ],
+  )
   const stats = await local.stats()
   for (const p of probes) {
     t.is(p.version, stats.version)
@@ -590,7 +638,17 @@ test.serial('an unreachable or stalled server: exit 3 within 2 s, one clear line
   const down = `127.0.0.1:${await freePort()}`
   const within = await bound(t)
   const id = 'a'.repeat(32)
-  const commands = [['new', 'uid=x'], ['show', id], ['set', id, 'a=1'], ['unset', id, 'a'], ['destroy', id], ['find', 'x'], ['logout', 'x'], ['list'], ['demo']]
+  const commands = [
+    ['new', 'uid=x'],
+    ['show', id],
+    ['set', id, 'a=1'],
+    ['unset', id, 'a'],
+    ['destroy', id],
+    ['find', 'x'],
+    ['logout', 'x'],
+    ['list'],
+    ['demo'],
+  ]
   const runs = await Promise.all(commands.map((args) => cli(t, ['--servers', down, ...args])))
   runs.forEach((run, i) => {
     exits(t, run, 3)

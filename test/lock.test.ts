@@ -94,16 +94,19 @@ async function race(t: T, kind: Kind, modes: Mode[]): Promise<Record<Mode, Count
 
 for (const kind of ['file', 'memcached'] as const) {
   // serial: one race at a time, so that 8 busy processes do not starve the timing tests around
-  test.serial(`${kind}: ${WORKERS} processes x ${ITERATIONS} increments of one counter: exactly ${WORKERS * ITERATIONS} under lock: 'exclusive' and with updateSession; plain ties keep each process's own key`, async (t) => {
-    const result = await race(t, kind, ['lock', 'update', 'plain'])
-    t.is(result.lock.counter, WORKERS * ITERATIONS, "lock: 'exclusive'")
-    t.is(result.update.counter, WORKERS * ITERATIONS, 'updateSession')
-    // plain ties: optimistic saves merge by top-level key, so the shared key is last writer wins
-    const plain = result.plain
-    t.log(`${kind}: plain ties: the shared counter ended at ${plain.counter} of ${WORKERS * ITERATIONS} (lost updates are expected)`)
-    t.true(plain.counter! >= ITERATIONS && plain.counter! <= WORKERS * ITERATIONS, `plain counter ${plain.counter}`)
-    for (let w = 0; w < WORKERS; w++) t.is(plain[`w${w}`], ITERATIONS, `plain ties: worker ${w}'s own key`)
-  })
+  test.serial(
+    `${kind}: ${WORKERS} processes x ${ITERATIONS} increments of one counter: exactly ${WORKERS * ITERATIONS} under lock: 'exclusive' and with updateSession; plain ties keep each process's own key`,
+    async (t) => {
+      const result = await race(t, kind, ['lock', 'update', 'plain'])
+      t.is(result.lock.counter, WORKERS * ITERATIONS, "lock: 'exclusive'")
+      t.is(result.update.counter, WORKERS * ITERATIONS, 'updateSession')
+      // plain ties: optimistic saves merge by top-level key, so the shared key is last writer wins
+      const plain = result.plain
+      t.log(`${kind}: plain ties: the shared counter ended at ${plain.counter} of ${WORKERS * ITERATIONS} (lost updates are expected)`)
+      t.true(plain.counter! >= ITERATIONS && plain.counter! <= WORKERS * ITERATIONS, `plain counter ${plain.counter}`)
+      for (let w = 0; w < WORKERS; w++) t.is(plain[`w${w}`], ITERATIONS, `plain ties: worker ${w}'s own key`)
+    },
+  )
 
   test(`${kind}: a holder killed with SIGKILL keeps the lock for lockTtl, then another process gets it`, async (t) => {
     const ttl = 3
@@ -114,7 +117,9 @@ for (const kind of ['file', 'memcached'] as const) {
     const lockedAt = performance.now()
     holder.process.kill('SIGKILL')
     t.is((await holder.exited).signal, 'SIGKILL')
-    const early = await t.throwsAsync(tieSession(id, { ...options, lock: 'exclusive', lockTtl: ttl, lockTimeout: 0 }), { instanceOf: SessionError })
+    const early = await t.throwsAsync(tieSession(id, { ...options, lock: 'exclusive', lockTtl: ttl, lockTimeout: 0 }), {
+      instanceOf: SessionError,
+    })
     t.is(early?.code, 'ERR_LOCKED', 'the dead holder still holds the lock')
     const s = await tieSession<Counter>(id, { ...options, lock: 'exclusive', lockTtl: ttl, lockTimeout: 15_000 })
     const after = performance.now() - lockedAt

@@ -171,7 +171,11 @@ for (const target of targets) {
     await pass(3.2)
     t.deepEqual(await findSessions(uid, { store }), [long])
     const list = JSON.parse((await store.get(`${md5Hex(uid)}:sessions`))!.value)
-    t.deepEqual(list.map((e: Any) => e.id), [long], 'the dead entry left the stored list too')
+    t.deepEqual(
+      list.map((e: Any) => e.id),
+      [long],
+      'the dead entry left the stored list too',
+    )
   })
 
   test(`${name}: maxSessions destroys the user's oldest sessions`, async (t) => {
@@ -238,7 +242,9 @@ test('memcached: index keys are byte for byte what Memorycached writes (raw clie
   t.is(viaClient, id)
   // flag 0, exactly the 32 bytes of the id
   t.is(await server!.raw(`get ${digest}\r\n`), `VALUE ${digest} 0 32\r\n${id}\r\nEND\r\n`)
-  const session = JSON.parse(await new Promise<string>((resolve, reject) => raw.get(id, (err, data) => (err ? reject(err) : resolve(data)))))
+  const session = JSON.parse(
+    await new Promise<string>((resolve, reject) => raw.get(id, (err, data) => (err ? reject(err) : resolve(data)))),
+  )
   t.is(session.uid_MD5, digest)
 })
 

@@ -1,14 +1,6 @@
 // tieSession on real memcached servers: { servers, local } as in Apache::Session::Memorycached.
 import anyTest, { type TestFn } from 'ava'
-import {
-  SessionError,
-  closeStores,
-  memcachedStore,
-  save,
-  tieSession,
-  untie,
-  type Store,
-} from '../src/index.js'
+import { SessionError, closeStores, memcachedStore, save, tieSession, untie, type Store } from '../src/index.js'
 import { runFixture } from './helpers/child.js'
 import { freePort, useMemcached } from './helpers/memcached.js'
 
@@ -87,7 +79,7 @@ test('a principal that is down is ERR_STORE_UNAVAILABLE within requestTimeout, n
   t.is(err!.code, 'ERR_STORE_UNAVAILABLE')
   t.true(err!.message.includes(address), err!.message)
   t.true(Date.now() - started < 2000)
-  t.false(err!.code === 'ERR_SESSION_NOT_FOUND' as string)
+  t.false(err!.code === ('ERR_SESSION_NOT_FOUND' as string))
 })
 
 test('an oversized session is ERR_TOO_LARGE, nothing written, and the server keeps serving', async (t) => {
@@ -125,7 +117,10 @@ test('64 concurrent ties on a cold store all succeed', async (t) => {
   await Promise.all(ties.map((s) => untie(s)))
   await closeStores()
   const again = await Promise.all(ties.map((s) => tieSession<Any>(s._session_id, opts)))
-  t.deepEqual(again.map((s) => s.i), ties.map((_, i) => i))
+  t.deepEqual(
+    again.map((s) => s.i),
+    ties.map((_, i) => i),
+  )
 })
 
 test('expires over 30 days: the session is still there (sent as a Unix time)', async (t) => {

@@ -98,12 +98,18 @@ test('malformed ids are ERR_INVALID_ID before any I/O', async (t) => {
 test('_session_id is read-only and cannot be deleted', async (t) => {
   const s = await tieSession<Any>(undefined, { store: t.context.store })
   const id = s._session_id
-  t.throws(() => {
-    ;(s as Any)._session_id = 'other'
-  }, { instanceOf: TypeError, message: /read-only/ })
-  t.throws(() => {
-    delete (s as Any)._session_id
-  }, { instanceOf: TypeError })
+  t.throws(
+    () => {
+      ;(s as Any)._session_id = 'other'
+    },
+    { instanceOf: TypeError, message: /read-only/ },
+  )
+  t.throws(
+    () => {
+      delete (s as Any)._session_id
+    },
+    { instanceOf: TypeError },
+  )
   t.is(s._session_id, id)
   t.false(Object.getOwnPropertyDescriptor(s, '_session_id')!.writable)
 })
@@ -445,7 +451,10 @@ test('expires sets the ttl of every write; timeout is its alias; 0 is never', as
     const s = await tieSession<Any>(undefined, { store: t.context.store, ...opts })
     s.x = 1
     await save(s)
-    t.true(t.context.writes.getCalls().every((c) => c.args[2].ttl === ttl), JSON.stringify(opts))
+    t.true(
+      t.context.writes.getCalls().every((c) => c.args[2].ttl === ttl),
+      JSON.stringify(opts),
+    )
   }
 })
 

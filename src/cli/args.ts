@@ -107,7 +107,10 @@ function storeConfig(flags: Values, env: NodeJS.ProcessEnv, command: string | un
   const namespace = flags.namespace ?? fromEnv('namespace') ?? ''
   // as tieSession checks it: list and sweep read keys without going through tieSession
   if (!/^[\x21-\x7e]{0,64}$/.test(namespace)) {
-    throw new UsageError(`${source('namespace')} must be at most 64 printable ASCII characters, no spaces; got ${JSON.stringify(namespace)}`, command)
+    throw new UsageError(
+      `${source('namespace')} must be at most 64 printable ASCII characters, no spaces; got ${JSON.stringify(namespace)}`,
+      command,
+    )
   }
   const principal = flags.principal ?? fromEnv('principal') ?? 'uid'
   if (principal === '') throw new UsageError(`${source('principal')} must name a session field, e.g. uid`, command)
@@ -136,7 +139,10 @@ function storeConfig(flags: Values, env: NodeJS.ProcessEnv, command: string | un
 
 /** `h:p,h:p` as normalized `host:port` strings (port 11211 when left out). */
 function serverList(text: string, source: string, command: string | undefined): string[] {
-  const list = text.split(',').map((s) => s.trim()).filter((s) => s !== '')
+  const list = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
   if (list.length === 0) throw new UsageError(`${source} must name at least one host:port`, command)
   return list.map((server) => {
     const match = /^([^\s:/]+)(?::(\d{1,5}))?$/.exec(server)
@@ -151,7 +157,9 @@ export function storeFlags(config: StoreConfig, dir?: string): string[] {
   // `--name=value`: a value that is empty or starts with "-" is still read as the value
   const flags =
     config.kind === 'file'
-      ? dir === undefined ? [] : [`--dir=${dir}`]
+      ? dir === undefined
+        ? []
+        : [`--dir=${dir}`]
       : [`--servers=${config.servers.join(',')}`, ...(config.local.length > 0 ? [`--local=${config.local.join(',')}`] : [])]
   flags.push(`--namespace=${config.namespace}`, `--principal=${config.principal}`)
   if (config.expires !== undefined) flags.push(`--expires=${config.expires}`)

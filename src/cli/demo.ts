@@ -80,7 +80,9 @@ export const demo: Command = async (ctx) => {
 
   const ids = await findSessions(user, tie)
   if (!ids.includes(id)) throw new CliError(`findSessions("${user}") did not find session ${id}; the principal index is not working`, 1)
-  say(`findSessions("${user}") looked the user up in the index and found ${ids.length === 1 ? 'the session' : `${ids.length} sessions`}: ${ids.join(', ')}.`)
+  say(
+    `findSessions("${user}") looked the user up in the index and found ${ids.length === 1 ? 'the session' : `${ids.length} sessions`}: ${ids.join(', ')}.`,
+  )
 
   const destroyed = await destroySessions(user, tie)
   let gone = false

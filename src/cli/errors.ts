@@ -48,6 +48,9 @@ export function isOptionError(err: unknown): boolean {
 /** The one line that reports `err`: `tied-session: <message>`, whatever the message started with. */
 export function errorLine(err: unknown): string {
   const message = err instanceof Error ? err.message : String(err)
-  const bare = message.replace(/^(tied-session|fileStore):\s*/, '').replace(/\s*\n\s*/g, ' ').trim()
+  const bare = message
+    .replace(/^(tied-session|fileStore):\s*/, '')
+    .replace(/\s*\n\s*/g, ' ')
+    .trim()
   return `tied-session: ${bare || (err instanceof Error ? err.name : 'failed')}`
 }

@@ -24,7 +24,10 @@ export const COMMANDS: Record<string, CommandHelp> = {
     synopsis: 'show <id>',
     summary: 'print a session (a path/value table, or --json)',
     details: 'Prints every value of the session, one dotted path per line. Exit 1 when there is no such session.',
-    examples: ['tied-session show 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5', 'tied-session show 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5 --json | jq .cart'],
+    examples: [
+      'tied-session show 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5',
+      'tied-session show 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5 --json | jq .cart',
+    ],
   },
   set: {
     synopsis: 'set <id> path=value ...',
@@ -36,7 +39,7 @@ export const COMMANDS: Record<string, CommandHelp> = {
       'be at most its length (which appends). The session gets the --expires TTL again (default 86400 s).',
     examples: [
       'tied-session set 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5 cart.items.0.sku=42 cart.items.0.qty=2',
-      "tied-session set 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5 name=Dupont zip='\"75001\"' prefs='{\"lang\":\"fr\"}'",
+      'tied-session set 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5 name=Dupont zip=\'"75001"\' prefs=\'{"lang":"fr"}\'',
     ],
   },
   unset: {
@@ -48,14 +51,18 @@ export const COMMANDS: Record<string, CommandHelp> = {
   destroy: {
     synopsis: 'destroy <id> ...',
     summary: 'destroy sessions',
-    details: "Destroys each session and takes it out of its user's index. Exit 1 when one of them was not found (the others are destroyed).",
-    examples: ['tied-session destroy 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5', 'tied-session destroy 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5 9b1c7d2e4f6a8b0c1d3e5f7a9b2c4d0e'],
+    details:
+      "Destroys each session and takes it out of its user's index. Exit 1 when one of them was not found (the others are destroyed).",
+    examples: [
+      'tied-session destroy 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5',
+      'tied-session destroy 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5 9b1c7d2e4f6a8b0c1d3e5f7a9b2c4d0e',
+    ],
   },
   find: {
     synopsis: 'find <user>',
     summary: "the user's sessions: id, expiry, size",
     details:
-      "Looks the user up in the principal index (md5 of the user id, as Apache::Session::Memorycached keeps it)\n" +
+      'Looks the user up in the principal index (md5 of the user id, as Apache::Session::Memorycached keeps it)\n' +
       'and prints each live session: its id, when it expires (as the index recorded it) and its size in bytes.\n' +
       'Exit 1 when the user has no session.',
     examples: ['tied-session find dwho', 'tied-session --servers 10.0.0.15:11211 find dwho --json'],
@@ -63,7 +70,8 @@ export const COMMANDS: Record<string, CommandHelp> = {
   logout: {
     synopsis: 'logout <user>',
     summary: "destroy all of the user's sessions, print how many",
-    details: 'Single logout: destroys every session of the user the principal index lists. Processes that hold one tied get ERR_SESSION_NOT_FOUND at their next save.',
+    details:
+      'Single logout: destroys every session of the user the principal index lists. Processes that hold one tied get ERR_SESSION_NOT_FOUND at their next save.',
     examples: ['tied-session logout dwho', 'TIED_SESSION_SERVERS=10.0.0.15:11211 tied-session logout dwho'],
   },
   list: {
@@ -75,7 +83,11 @@ export const COMMANDS: Record<string, CommandHelp> = {
       'Index keys of the principal index are not sessions and are left out.\n' +
       '--where path=value keeps the sessions whose value at path is value (JSON, or the text); repeat it to\n' +
       'require several.',
-    examples: ['tied-session list', 'tied-session list --where uid=dwho --where cart.items.0.sku=42', 'tied-session --servers 127.0.0.1:11211 list --json'],
+    examples: [
+      'tied-session list',
+      'tied-session list --where uid=dwho --where cart.items.0.sku=42',
+      'tied-session --servers 127.0.0.1:11211 list --json',
+    ],
   },
   sweep: {
     synopsis: 'sweep',

@@ -52,7 +52,12 @@ export const list: Command = async (ctx) => {
     s.id,
     s.user === undefined ? '-' : showValue(s.user),
     s.size < 1024 ? `${s.size} B` : humanBytes(s.size),
-    truncate(Object.keys(s.data).filter((k) => !hidden.has(k)).join(',') || '-', 50),
+    truncate(
+      Object.keys(s.data)
+        .filter((k) => !hidden.has(k))
+        .join(',') || '-',
+      50,
+    ),
   ])
   if (rows.length > 0) ctx.out.table(['ID', 'USER', 'SIZE', 'KEYS'], rows, [2])
   const filtered = filters.length > 0 ? ` matching ${filters.map((f) => `${f.path}=${f.raw}`).join(' and ')}` : ''

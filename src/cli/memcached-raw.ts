@@ -26,7 +26,9 @@ export function memcachedCommand(server: string, command: string, timeoutMs: num
     // one deadline for connect and reply: the socket's own timeout only measures idleness
     const timer = setTimeout(() => settle(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs)
     socket.setEncoding('utf8')
-    socket.on('error', (err: NodeJS.ErrnoException) => settle(new Error(err.code === 'ECONNREFUSED' ? 'connection refused' : (err.code ?? err.message))))
+    socket.on('error', (err: NodeJS.ErrnoException) =>
+      settle(new Error(err.code === 'ECONNREFUSED' ? 'connection refused' : (err.code ?? err.message))),
+    )
     socket.on('data', (chunk: string) => {
       reply += chunk
       if (LAST_LINE.test(reply)) settle(undefined)

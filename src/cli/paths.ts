@@ -25,7 +25,8 @@ const INDEX = /^(0|[1-9]\d{0,8})$/
 /** `cart.items.0` -> ['cart', 'items', '0']; throws UsageError for an empty or unsafe segment. */
 export function splitPath(path: string, command: string, writing = true): string[] {
   const segments = path.split('.')
-  if (segments.some((s) => s === '')) throw new UsageError(`bad path ${JSON.stringify(path)}: empty segment (paths look like cart.items.0.sku)`, command)
+  if (segments.some((s) => s === ''))
+    throw new UsageError(`bad path ${JSON.stringify(path)}: empty segment (paths look like cart.items.0.sku)`, command)
   const unsafe = segments.find((s) => FORBIDDEN.has(s))
   if (unsafe !== undefined) throw new UsageError(`bad path ${JSON.stringify(path)}: "${unsafe}" cannot be a path segment`, command)
   if (writing && segments[0] === ID_FIELD) throw new UsageError(`${ID_FIELD} is read-only`, command)
@@ -65,7 +66,8 @@ function assign(node: Container, segment: string, value: unknown, where: string,
   if (!INDEX.test(segment)) throw new UsageError(`cannot set ${where}: its parent is an array; use an index (0, 1, ...)`, command)
   const index = Number(segment)
   // JSON has no holes: an index past the end would store nulls
-  if (index > node.length) throw new UsageError(`cannot set ${where}: index ${index} is past the end of an array of ${node.length}`, command)
+  if (index > node.length)
+    throw new UsageError(`cannot set ${where}: index ${index} is past the end of an array of ${node.length}`, command)
   node[index] = value
 }
 

@@ -44,13 +44,25 @@ export const ping: Command = async (ctx) => {
     const status = (p: Probe): Cell => (p.up ? { text: 'up', style: 'green' } : { text: `down: ${p.error ?? ''}`, style: 'red' })
     const latency = (p: Probe) => (p.latencyMs === null ? '-' : `${p.latencyMs.toFixed(1)} ms`)
     if (config.kind === 'file') {
-      ctx.out.table(['STORE', 'DIRECTORY', 'LATENCY', 'STATUS'], probes.map((p) => ['file', p.server, latency(p), status(p)]), [2])
+      ctx.out.table(
+        ['STORE', 'DIRECTORY', 'LATENCY', 'STATUS'],
+        probes.map((p) => ['file', p.server, latency(p), status(p)]),
+        [2],
+      )
     } else {
       const memory = (p: Probe) =>
         p.bytes === null || p.limitMaxbytes === null
           ? '-'
           : `${humanBytes(p.bytes)} / ${humanBytes(p.limitMaxbytes)} (${p.limitMaxbytes > 0 ? Math.round((p.bytes / p.limitMaxbytes) * 100) : 0}%)`
-      const rows = probes.map((p) => [p.role, p.server, p.version ?? '-', latency(p), p.items === null ? '-' : String(p.items), memory(p), status(p)])
+      const rows = probes.map((p) => [
+        p.role,
+        p.server,
+        p.version ?? '-',
+        latency(p),
+        p.items === null ? '-' : String(p.items),
+        memory(p),
+        status(p),
+      ])
       ctx.out.table(['ROLE', 'SERVER', 'VERSION', 'LATENCY', 'ITEMS', 'MEMORY', 'STATUS'], rows, [3, 4])
     }
   }
@@ -70,7 +82,8 @@ async function roundTrip(store: Store, key: string): Promise<number> {
   const read = await store.get(key, { consistent: true })
   await store.delete(key)
   const ms = performance.now() - started
-  if (read?.value !== 'ping') throw new Error(`wrote "ping" to ${key} and read back ${read === undefined ? 'nothing' : JSON.stringify(read.value)}`)
+  if (read?.value !== 'ping')
+    throw new Error(`wrote "ping" to ${key} and read back ${read === undefined ? 'nothing' : JSON.stringify(read.value)}`)
   return ms
 }
 
@@ -105,7 +118,16 @@ async function probeServer(role: 'principal' | 'local', server: string, namespac
 
 async function probeFile(open: OpenStore, namespace: string): Promise<Probe> {
   const directory = open.kind === 'file' ? open.store.directory : describeStore(open)
-  const probe: Probe = { role: 'file', server: directory, up: false, version: null, latencyMs: null, items: null, bytes: null, limitMaxbytes: null }
+  const probe: Probe = {
+    role: 'file',
+    server: directory,
+    up: false,
+    version: null,
+    latencyMs: null,
+    items: null,
+    bytes: null,
+    limitMaxbytes: null,
+  }
   try {
     probe.latencyMs = await roundTrip(open.store, pingKey(namespace))
     probe.up = true

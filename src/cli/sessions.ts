@@ -43,7 +43,11 @@ export const show: Command = async (ctx) => {
   const data = plain(s)
   await untie(s)
   if (ctx.out.json) ctx.out.print(data)
-  else ctx.out.table(['PATH', 'VALUE'], flatten(data).map(([path, value]) => [path, showValue(value)]))
+  else
+    ctx.out.table(
+      ['PATH', 'VALUE'],
+      flatten(data).map(([path, value]) => [path, showValue(value)]),
+    )
   return EXIT.ok
 }
 

@@ -19,17 +19,18 @@ export interface FileStoreOptions {
 }
 
 /** The file store: a {@link Store} that also names its directory and sweeps expired files. */
-export type FileStore = Store & Required<Pick<Store, 'lock'>> & {
-  /** The absolute directory the store writes to. */
-  readonly directory: string
-  /**
-   * Removes the files of expired keys; resolves to how many it removed. `onProgress` is called
-   * before each file and at the end, with how many files were looked at and how many there are.
-   */
-  deleteExpired(options?: { onProgress?: (done: number, total: number) => void }): Promise<number>
-  /** The live keys that start with `prefix`, in no particular order; the file store always lists. */
-  keys(prefix?: string): AsyncIterable<string>
-}
+export type FileStore = Store &
+  Required<Pick<Store, 'lock'>> & {
+    /** The absolute directory the store writes to. */
+    readonly directory: string
+    /**
+     * Removes the files of expired keys; resolves to how many it removed. `onProgress` is called
+     * before each file and at the end, with how many files were looked at and how many there are.
+     */
+    deleteExpired(options?: { onProgress?: (done: number, total: number) => void }): Promise<number>
+    /** The live keys that start with `prefix`, in no particular order; the file store always lists. */
+    keys(prefix?: string): AsyncIterable<string>
+  }
 
 interface Item {
   version: string
@@ -97,7 +98,9 @@ function parse(key: string, file: string, text: string): Item {
   let head: { v?: unknown; e?: unknown } | null = null
   try {
     if (nl >= 0) head = JSON.parse(text.slice(0, nl)) as { v?: unknown; e?: unknown } | null
-  } catch {}
+  } catch {
+    // not our header: reported as ERR_CORRUPT below
+  }
   if (typeof head?.v !== 'string' || typeof head.e !== 'number') {
     throw new SessionError('ERR_CORRUPT', `the file of key "${key}" (${file}) is not a tied-session file; delete the key`)
   }
@@ -105,8 +108,7 @@ function parse(key: string, file: string, text: string): Item {
 }
 
 /** `item` unless it expired: an expired file reads as absent until deleteExpired() removes it. */
-const live = (item: Item | undefined) =>
-  item !== undefined && (item.expires === 0 || item.expires > Date.now()) ? item : undefined
+const live = (item: Item | undefined) => (item !== undefined && (item.expires === 0 || item.expires > Date.now()) ? item : undefined)
 
 /**
  * In a shared temp directory another user could have made our folder, or could write to it,
@@ -176,7 +178,9 @@ function guardedLockFs(staleMs: number) {
       let owner: string | undefined
       try {
         owner = fsCallbacks.readFileSync(ownerFile(dir), 'utf8')
-      } catch {}
+      } catch {
+        // no owner file: a lock directory that proper-lockfile made before writing it
+      }
       if (removable(fsCallbacks.statSync(dir), owner)) fsCallbacks.rmSync(dir, { recursive: true, force: true })
     },
   }
@@ -332,7 +336,15 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       // the path is only a name; the directory is lockfilePath). Compromise (a lost lock) is not
       // an error here: the release then does nothing.
       const name = `${dir}#${randomBytes(6).toString('hex')}`
-      const options = { realpath: false, lockfilePath: dir, stale: staleMs, update: REFRESH_MS, retries: 0, fs: guarded.fs, onCompromised: () => {} }
+      const options = {
+        realpath: false,
+        lockfilePath: dir,
+        stale: staleMs,
+        update: REFRESH_MS,
+        retries: 0,
+        fs: guarded.fs,
+        onCompromised: () => {},
+      }
       unlock = await lock(name, options)
       guarded.hold()
     } catch (err) {

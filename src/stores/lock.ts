@@ -10,8 +10,10 @@ export const abortReason = (signal: AbortSignal): Error =>
   signal.reason instanceof Error ? signal.reason : new DOMException('the wait for a session lock was aborted', 'AbortError')
 
 export function checkLockOptions({ ttl, wait }: LockOptions): void {
-  if (!Number.isInteger(ttl) || ttl < 1) throw new TypeError(`tied-session: lock ttl must be a whole number of seconds >= 1, got ${String(ttl)}`)
-  if (typeof wait !== 'number' || !(wait >= 0)) throw new TypeError(`tied-session: lock wait must be a number of milliseconds >= 0, got ${String(wait)}`)
+  if (!Number.isInteger(ttl) || ttl < 1)
+    throw new TypeError(`tied-session: lock ttl must be a whole number of seconds >= 1, got ${String(ttl)}`)
+  if (typeof wait !== 'number' || !(wait >= 0))
+    throw new TypeError(`tied-session: lock wait must be a number of milliseconds >= 0, got ${String(wait)}`)
 }
 
 export function lockedError(key: string, waited: number): SessionError {

@@ -55,7 +55,8 @@ export interface MemcachedStoreOptions {
 }
 
 /** A memcached store: a {@link Store} that also tells its servers. */
-export type MemcachedStore = Store & Required<Pick<Store, 'lock'>> & { readonly servers: readonly string[]; readonly local: readonly string[] }
+export type MemcachedStore = Store &
+  Required<Pick<Store, 'lock'>> & { readonly servers: readonly string[]; readonly local: readonly string[] }
 
 const OPTION_NAMES = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes', 'poolSize', 'client', 'localClient']
 const CLIENT_METHODS = ['get', 'gets', 'set', 'add', 'replace', 'cas', 'del', 'touch', 'end'] as const
@@ -103,7 +104,8 @@ function hostPort(server: unknown, option: string): string {
 
 function serverList(value: unknown, option: string): string[] {
   const list = typeof value === 'string' ? [value] : value
-  if (!Array.isArray(list)) throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be a "host:port" string or an array of them`)
+  if (!Array.isArray(list))
+    throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be a "host:port" string or an array of them`)
   return list.map((server) => hostPort(server, option))
 }
 
@@ -117,23 +119,29 @@ function positiveInteger(value: unknown, option: string, fallback: number, max =
 
 function injected(value: unknown, option: string): MemcachedClient {
   const missing = CLIENT_METHODS.filter((m) => typeof (value as Record<string, unknown> | null)?.[m] !== 'function')
-  if (missing.length > 0) throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be a memcached client; it lacks ${missing.join(', ')}`)
+  if (missing.length > 0)
+    throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be a memcached client; it lacks ${missing.join(', ')}`)
   return value as MemcachedClient
 }
 
 function resolveOptions(options: MemcachedStoreOptions) {
   if (typeof options !== 'object' || options === null) throw new TypeError('tied-session: memcachedStore takes an options object')
   for (const name of Object.keys(options)) {
-    if (!OPTION_NAMES.includes(name)) throw new TypeError(`tied-session: unknown memcachedStore option \`${name}\` (known: ${OPTION_NAMES.join(', ')})`)
+    if (!OPTION_NAMES.includes(name))
+      throw new TypeError(`tied-session: unknown memcachedStore option \`${name}\` (known: ${OPTION_NAMES.join(', ')})`)
   }
   const { servers, local, client, localClient } = options
-  if ((servers === undefined) === (client === undefined)) throw new TypeError('tied-session: memcachedStore needs exactly one of `servers` and `client`')
-  if (local !== undefined && localClient !== undefined) throw new TypeError('tied-session: memcachedStore takes `local` or `localClient`, not both')
+  if ((servers === undefined) === (client === undefined))
+    throw new TypeError('tied-session: memcachedStore needs exactly one of `servers` and `client`')
+  if (local !== undefined && localClient !== undefined)
+    throw new TypeError('tied-session: memcachedStore takes `local` or `localClient`, not both')
   const principal = servers === undefined ? undefined : serverList(servers, 'servers')
   if (principal?.length === 0) throw new TypeError('tied-session: memcachedStore option `servers` must name at least one server')
   const requestTimeout = options.requestTimeout ?? 1000
   if (typeof requestTimeout !== 'number' || !(requestTimeout > 0 && requestTimeout <= 2 ** 31 - 1)) {
-    throw new TypeError(`tied-session: memcachedStore option \`requestTimeout\` must be a positive number of milliseconds, got ${String(requestTimeout)}`)
+    throw new TypeError(
+      `tied-session: memcachedStore option \`requestTimeout\` must be a positive number of milliseconds, got ${String(requestTimeout)}`,
+    )
   }
   return {
     servers: principal,
@@ -324,7 +332,14 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
         settle()
         const first: unknown = Array.isArray(err) ? err[0] : err
         if ((first as { notStored?: unknown } | undefined)?.notStored === true) resolve(NOT_STORED)
-        else if (first) reject(new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} failed: ${message(first)}; check that it runs and is reachable`, { cause: first }))
+        else if (first)
+          reject(
+            new SessionError(
+              'ERR_STORE_UNAVAILABLE',
+              `memcached ${server} failed: ${message(first)}; check that it runs and is reachable`,
+              { cause: first },
+            ),
+          )
         else resolve(result)
       }
       const abort = (error: SessionError) => {
@@ -336,7 +351,12 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
         reject(error)
       }
       const timer = setTimeout(() => {
-        abort(new SessionError('ERR_STORE_UNAVAILABLE', `no answer from memcached ${server} in ${requestTimeout} ms; check that it runs and is reachable`))
+        abort(
+          new SessionError(
+            'ERR_STORE_UNAVAILABLE',
+            `no answer from memcached ${server} in ${requestTimeout} ms; check that it runs and is reachable`,
+          ),
+        )
       }, requestTimeout)
       pending.add(abort)
       // A burst on a cold pool would open a socket per call and overflow it ("The connection pool
@@ -366,7 +386,8 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       const full = Buffer.from(side.namespace + key)
       let reason = ''
       if (full.length === 0 || full.length > 250) reason = `it is ${full.length} bytes; memcached takes 1 to 250`
-      else if (full.some((byte) => byte <= 0x20 || byte === 0x7f) || /\s/u.test(key)) reason = 'memcached keys hold no space, line break or control character'
+      else if (full.some((byte) => byte <= 0x20 || byte === 0x7f) || /\s/u.test(key))
+        reason = 'memcached keys hold no space, line break or control character'
       // The client puts the key into the command with String#replace, which expands these patterns.
       else if (/\$[$&'`]/.test(key)) reason = 'the memcached client garbles "$$", "$&", "$\'" and "$`" in keys'
       // The client returns `gets` as { [key]: value, cas }, so these keys lose their value.
@@ -377,17 +398,22 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
 
   function checkWrite(key: string, value: string, opts: WriteOptions): void {
     if (typeof value !== 'string') throw new TypeError(`tied-session: the value for "${key}" must be a string, got ${typeof value}`)
-    if (!['set', 'add', 'replace', 'cas'].includes(opts?.mode)) throw new TypeError(`tied-session: write mode must be set, add, replace or cas, got ${String(opts?.mode)}`)
+    if (!['set', 'add', 'replace', 'cas'].includes(opts?.mode))
+      throw new TypeError(`tied-session: write mode must be set, add, replace or cas, got ${String(opts?.mode)}`)
     checkTtl(opts.ttl)
     // The client sends every CR and LF as backslash + CR/LF: that is the size the server sees.
     const bytes = Buffer.byteLength(value) + (value.match(/[\r\n]/g)?.length ?? 0)
     if (bytes > maxValueBytes) {
-      throw new SessionError('ERR_TOO_LARGE', `the value for "${key}" is ${bytes} bytes as stored, over maxValueBytes (${maxValueBytes}); store less in the session`)
+      throw new SessionError(
+        'ERR_TOO_LARGE',
+        `the value for "${key}" is ${bytes} bytes as stored, over maxValueBytes (${maxValueBytes}); store less in the session`,
+      )
     }
   }
 
   function checkTtl(ttl: number): void {
-    if (!Number.isInteger(ttl) || ttl < 0) throw new TypeError(`tied-session: ttl must be a whole number of seconds (0 = never), got ${String(ttl)}`)
+    if (!Number.isInteger(ttl) || ttl < 0)
+      throw new TypeError(`tied-session: ttl must be a whole number of seconds (0 = never), got ${String(ttl)}`)
   }
 
   /** memcached reads an exptime over 30 days as an absolute Unix time, so send such TTLs as one. */
@@ -398,7 +424,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     if (result === undefined) return undefined
     const { [principal.namespace + key]: value, cas } = result as Record<string, unknown>
     if (typeof value !== 'string') {
-      throw new SessionError('ERR_CORRUPT', `"${key}" on memcached ${serverOf(principal, key)} is not a plain string (another client wrote it with flags); delete it`)
+      throw new SessionError(
+        'ERR_CORRUPT',
+        `"${key}" on memcached ${serverOf(principal, key)} is not a plain string (another client wrote it with flags); delete it`,
+      )
     }
     return { value, version: String(cas) }
   }
@@ -418,7 +447,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     if (answer === NOT_STORED && mode === 'add') return 'exists'
     if (answer === NOT_STORED && mode === 'replace') return 'not_found'
     // false with no error: a SERVER_ERROR (out of memory, object too large), on which the client drops the connection.
-    throw new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${serverOf(principal, key)} refused to store "${key}" (SERVER_ERROR); check its memory (-m) and item size (-I)`)
+    throw new SessionError(
+      'ERR_STORE_UNAVAILABLE',
+      `memcached ${serverOf(principal, key)} refused to store "${key}" (SERVER_ERROR); check its memory (-m) and item size (-I)`,
+    )
   }
 
   function remember(key: string, ttl: number | undefined): void {
@@ -461,7 +493,9 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
           const tail = chunks.slice(-2).join('')
           if (/(^|\n)(END|BUSY[^\n]*|ERROR|CLIENT_ERROR[^\n]*)\r\n$/.test(tail)) socket.end()
         })
-        socket.on('error', (err) => reject(new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} did not list its keys: ${err.message}`, { cause: err })))
+        socket.on('error', (err) =>
+          reject(new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} did not list its keys: ${err.message}`, { cause: err })),
+        )
         socket.on('close', () => {
           dumps.delete(socket)
           resolve(chunks.join(''))
@@ -472,7 +506,8 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
         await new Promise((resolve) => setTimeout(resolve, 50))
         continue
       }
-      if (!reply.endsWith('END\r\n')) throw new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} did not list its keys: ${reply.slice(0, 100) || 'no reply'}`)
+      if (!reply.endsWith('END\r\n'))
+        throw new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} did not list its keys: ${reply.slice(0, 100) || 'no reply'}`)
       const now = Date.now() / 1000
       const found: string[] = []
       // Lines are "key=<url-encoded> exp=<unix time, -1 = never> la=... cas=..."
@@ -534,7 +569,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
         throw abortReason(signal)
       }
       if (answer !== NOT_STORED) {
-        throw new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${serverOf(principal, lockKey)} refused to store "${lockKey}" (SERVER_ERROR); check its memory (-m)`)
+        throw new SessionError(
+          'ERR_STORE_UNAVAILABLE',
+          `memcached ${serverOf(principal, lockKey)} refused to store "${lockKey}" (SERVER_ERROR); check its memory (-m)`,
+        )
       }
       const waited = performance.now() - started
       if (waited >= wait) throw lockedError(key, waited)

@@ -92,7 +92,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & Required<
       }
       const onAbort = () => waiter.fail(abortReason(signal!))
       // not unref'd: the caller awaits it, and it ends within `wait`
-      const timer = Number.isFinite(wait) ? setTimeout(() => waiter.fail(lockedError(key, performance.now() - started)), Math.min(wait, MAX_TIMER)) : undefined
+      const timer = Number.isFinite(wait)
+        ? setTimeout(() => waiter.fail(lockedError(key, performance.now() - started)), Math.min(wait, MAX_TIMER))
+        : undefined
       signal?.addEventListener('abort', onAbort, { once: true })
       lockState.waiters.push(waiter)
     })

@@ -76,7 +76,9 @@ export function rawCommand(port: number, command: string, timeoutMs = 2000): Pro
     const socket = net.connect(port, HOST)
     let reply = ''
     socket.setEncoding('utf8')
-    socket.setTimeout(timeoutMs, () => socket.destroy(new Error(`no reply to ${JSON.stringify(command.slice(0, 40))} from ${HOST}:${port} in ${timeoutMs} ms`)))
+    socket.setTimeout(timeoutMs, () =>
+      socket.destroy(new Error(`no reply to ${JSON.stringify(command.slice(0, 40))} from ${HOST}:${port} in ${timeoutMs} ms`)),
+    )
     socket.on('error', reject)
     socket.on('data', (chunk: string) => {
       reply += chunk

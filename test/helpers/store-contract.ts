@@ -123,9 +123,7 @@ export function storeContract(target: ContractTarget): void {
     const k = key('cas_race')
     await store.write(k, 'base', { ttl: 60, mode: 'set' })
     const { version } = (await store.get(k))!
-    const results = await Promise.all(
-      ['a', 'b', 'c', 'd'].map((v) => store.write(k, v, { ttl: 60, mode: 'cas', version: version! })),
-    )
+    const results = await Promise.all(['a', 'b', 'c', 'd'].map((v) => store.write(k, v, { ttl: 60, mode: 'cas', version: version! })))
     t.is(results.filter((r) => r === 'stored').length, 1)
     t.is(results.filter((r) => r === 'exists').length, 3)
     const winner = ['a', 'b', 'c', 'd'][results.indexOf('stored')]

@@ -240,9 +240,12 @@ test('file store: a file-system failure is ERR_STORE_UNAVAILABLE with the cause'
     t.is((err?.cause as NodeJS.ErrnoException | undefined)?.code, 'EEXIST')
     t.regex(err?.message ?? '', /^tied-session: .*not-a-directory/)
   }
-  await t.throwsAsync(async () => {
-    for await (const key of store.keys()) void key
-  }, { instanceOf: SessionError, message: /ERR|EEXIST/ })
+  await t.throwsAsync(
+    async () => {
+      for await (const key of store.keys()) void key
+    },
+    { instanceOf: SessionError, message: /ERR|EEXIST/ },
+  )
 })
 
 test('file store: a directory removed while in use (a temp cleaner, say) is made again', async (t) => {
@@ -299,7 +302,10 @@ test('file store: four processes doing get + cas on one key lose no write', asyn
   for (const id of ids) for (let i = 0; i < 50; i++) t.is(object[`w${id}_${i}`], i)
   const conflicts = exits.map((e) => (JSON.parse(e.stdout) as { conflicts: number }).conflicts)
   t.log(`cas conflicts per worker: ${conflicts.join(', ')}`)
-  t.true(conflicts.some((n) => n > 0), 'the workers never raced, so the test proved nothing')
+  t.true(
+    conflicts.some((n) => n > 0),
+    'the workers never raced, so the test proved nothing',
+  )
 })
 
 test('file store: readers never see half a value, and a writer killed mid-write leaves a whole one', async (t) => {
@@ -352,7 +358,9 @@ test('file store: a session lock is the directory <file>-lock, apart from the wr
   await release()
   t.deepEqual(await fs.readdir(store.directory), ['k.session'])
   // a lock needs no data file, and keys that are no file name are ERR_INVALID_ID as for data
-  await (await store.lock('nothing-here', { ttl: 10, wait: 0 }))()
+  await (
+    await store.lock('nothing-here', { ttl: 10, wait: 0 })
+  )()
   t.is((await errorOf(t, store.lock('a'.repeat(233), { ttl: 10, wait: 0 })))?.code, 'ERR_INVALID_ID')
 })
 

@@ -525,7 +525,9 @@ test('lock: the lock of k is k:lock on the principal only, holding a random toke
   t.is((await store.get('k'))?.value, 'v')
   // deleted, not left as a tombstone: another holder gets it at once
   const start = performance.now()
-  await (await store.lock('k', { ttl: 5, wait: 0 }))()
+  await (
+    await store.lock('k', { ttl: 5, wait: 0 })
+  )()
   t.true(performance.now() - start < 2000)
 })
 
@@ -544,7 +546,9 @@ test('lock: a key whose lock key memcached cannot hold is ERR_INVALID_ID before 
   const store = open(t, { servers: p.address })
   const before = await p.stats()
   for (const key of ['with space', 'a'.repeat(246), 'x$&y']) await rejects(t, store.lock(key, { ttl: 5, wait: 0 }), 'ERR_INVALID_ID')
-  await (await store.lock('a'.repeat(245), { ttl: 5, wait: 0 }))() // 250 bytes with ":lock"
+  await (
+    await store.lock('a'.repeat(245), { ttl: 5, wait: 0 })
+  )() // 250 bytes with ":lock"
   const after = await p.stats()
   t.is(counter(before, after, 'cmd_set'), 2, 'only the add and the cas of the release of the valid one')
 })

@@ -53,7 +53,7 @@ test('memory store: close fails the waiters with ERR_STORE_UNAVAILABLE and frees
   t.is(err?.code, 'ERR_STORE_UNAVAILABLE')
   const again = await store.lock!('k', { ttl: 10, wait: 0 })
   await release() // the old holder's release does nothing now
-  t.is((await store.lock!('k', { ttl: 10, wait: 0 }).catch((e: SessionError) => e.code)), 'ERR_LOCKED')
+  t.is(await store.lock!('k', { ttl: 10, wait: 0 }).catch((e: SessionError) => e.code), 'ERR_LOCKED')
   await again()
 })
 
