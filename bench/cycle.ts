@@ -1,0 +1,120 @@
+/**
+ * 1 cycle, 3 floor, 4 peers: one request's session work on a ~1 KB JSON session, through
+ * tied-session and through the clients it is compared with, sequential and 64 concurrent,
+ * side by side on one memcached.
+ *
+ * tied-session cycle, as a user writes it (default options, so autoSave is on; untie flushes):
+ *   const s = await tieSession(id, { servers })   // 1 `gets` (the version for cas)
+ *   s.uid; s.email; s.prefs.theme; s.cart.updated = n
+ *   await untie(s)                                 // 1 `cas`
+ */
+import { lib } from './lib/tied.js'
+import { benchId, sessionText, type BenchSession } from './lib/data.js'
+import { connectMemcachedClient, floorClient, memjsClient, rawClient, touch, type Client } from './lib/clients.js'
+import { countPerOp, startMemcached } from './lib/memcached.js'
+import { emit, fmt, sideBySide, verdict, type Contestant, type Summary } from './lib/measure.js'
+
+const { closeStores, save, tieSession, untie } = lib
+const QUICK = process.env.BENCH_QUICK === '1'
+const ROUNDS = QUICK ? 2 : 10
+const SLICE_MS = QUICK ? 300 : 600
+const WORKERS = 64
+/** `seq`, `c64` or both (the runner runs `seq` pinned to one core, `c64` free: see README). */
+const MODES = (process.argv[2] ?? 'seq,c64').split(',') as Array<'seq' | 'c64'>
+
+const server = await startMemcached()
+const servers = [server.address]
+
+const tied: Client = {
+  seed: async () => undefined, // seeded by the raw client: same flag-0 JSON text
+  async cycle(id, n) {
+    const s = await tieSession<BenchSession>(id, { servers })
+    touch(s, n)
+    await untie(s)
+  },
+  close: () => closeStores(),
+}
+
+const clients: Array<[string, Client]> = [
+  ['memcached (raw)', rawClient(server.address)],
+  ['tied-session', tied],
+  ['floor (1 socket)', await floorClient(server.port)],
+  ['memjs', memjsClient(server.address)],
+  ['connect-memcached', connectMemcachedClient(server.address)],
+]
+const seeder = rawClient(server.address)
+const keysOf = new Map<string, string[]>()
+for (const [name, client] of clients) {
+  const keys = Array.from({ length: WORKERS }, (_, w) => benchId(name, w))
+  keysOf.set(name, keys)
+  for (const [w, key] of keys.entries()) await (client === tied ? seeder : client).seed(key, sessionText(key, w))
+}
+await seeder.close()
+
+let n = 0
+const contestants = (mode: 'seq' | 'c64'): Contestant[] =>
+  clients.map(([name, client]) => {
+    const keys = keysOf.get(name)!
+    let next = 0
+    return {
+      name,
+      op: mode === 'seq' ? () => client.cycle(keys[next++ % WORKERS]!, n++) : (w) => client.cycle(keys[w]!, n++),
+    }
+  })
+
+// Commands per cycle, from the server's stats (a separate, untimed pass).
+const perCycle = new Map<string, string>()
+for (const [name, client] of clients) {
+  const keys = keysOf.get(name)!
+  const [c] = await countPerOp([server], 50, (i) => client.cycle(keys[i % WORKERS]!, n++))
+  perCycle.set(name, `${fmt.n(c!.get)} get + ${fmt.n(c!.store)} store${c!.other ? ` + ${fmt.n(c!.other)} other` : ''}`)
+}
+
+for (const mode of MODES) {
+  const results = await sideBySide(contestants(mode), { rounds: ROUNDS, sliceMs: SLICE_MS, concurrency: mode === 'seq' ? 1 : WORKERS })
+  const raw = results.get('memcached (raw)')!
+  const bench = mode === 'seq' ? 'cycle, sequential' : `cycle, ${WORKERS} concurrent`
+  for (const [name, r] of results) {
+    const figure = (s: Summary) => `${fmt.int(s.perSec)} cycles/s, p50 ${fmt.us(s.p50)}, p99 ${fmt.us(s.p99)}; ${perCycle.get(name)}`
+    if (name === 'memcached (raw)') {
+      emit({ bench, name, figure: figure(r), ratio: 'baseline' })
+    } else if (mode === 'seq') {
+      const ratio = r.meanUs / raw.meanUs
+      const isTied = name === 'tied-session'
+      emit({
+        bench,
+        name,
+        figure: figure(r),
+        ratio: `${fmt.x(ratio)} raw's time (p50 ${fmt.x(r.p50 / raw.p50)})`,
+        ...(isTied ? { target: '<= 1.15x', result: verdict(ratio <= 1.15) } : {}),
+      })
+    } else {
+      const ratio = r.perSec / raw.perSec
+      const isTied = name === 'tied-session'
+      emit({
+        bench,
+        name,
+        figure: figure(r),
+        ratio: `${fmt.x(ratio)} raw's throughput`,
+        ...(isTied ? { target: '>= 0.90x', result: verdict(ratio >= 0.9) } : {}),
+      })
+    }
+  }
+}
+if (MODES.includes('seq')) {
+  const [twoSaves] = await countPerOp([server], 50, async (i) => {
+    const s = await tieSession<BenchSession>(keysOf.get('tied-session')![i % WORKERS]!, { servers })
+    s.visits++
+    await save(s)
+    s.visits++
+    await untie(s)
+  })
+  emit({
+    bench: 'cycle, sequential',
+    name: 'tied-session, save twice',
+    figure: `tie + write + save + write + untie: ${fmt.n(twoSaves!.get)} get + ${fmt.n(twoSaves!.store)} store (a save forgets the version: the 2nd save re-reads)`,
+  })
+}
+
+for (const [, client] of clients) await client.close()
+await server.stop()

@@ -1,0 +1,82 @@
+/**
+ * 2 local hit: tie a session that the `local` server holds vs tie it from the principal, and
+ * count the principal's gets per tie from its `stats` (target 0). Also counted, not timed
+ * against a target: the same with a write, where the save needs the principal's version.
+ */
+import { lib } from './lib/tied.js'
+import { benchId, sessionText, type BenchSession } from './lib/data.js'
+import { rawClient, touch } from './lib/clients.js'
+import { countPerOp, startMemcached } from './lib/memcached.js'
+import { consume, emit, fmt, sideBySide, verdict } from './lib/measure.js'
+
+const { closeStores, tieSession, untie } = lib
+const QUICK = process.env.BENCH_QUICK === '1'
+const KEYS = 64
+const principal = await startMemcached()
+const local = await startMemcached()
+const viaPrincipal = { servers: [principal.address] }
+const viaLocal = { servers: [principal.address], local: [local.address] }
+
+const seeder = rawClient(principal.address)
+const ids = Array.from({ length: KEYS }, (_, i) => benchId('local', i))
+for (const [i, id] of ids.entries()) await seeder.seed(id, sessionText(id, i))
+await seeder.close()
+
+/** A read-only request: tie, read 3 fields, untie (nothing changed, so nothing is written). */
+const readOnly = (opts: object) => async (i: number) => {
+  const s = await tieSession<BenchSession>(ids[i % KEYS]!, opts)
+  consume(s.uid)
+  consume(s.email)
+  consume(s.prefs.theme)
+  await untie(s)
+}
+let next = 0
+const fromPrincipal = readOnly(viaPrincipal)
+const fromLocal = readOnly(viaLocal)
+// the first tie through `local` copies each session there
+for (let i = 0; i < KEYS; i++) await fromLocal(i)
+
+const results = await sideBySide(
+  [
+    { name: 'principal', op: () => fromPrincipal(next++) },
+    { name: 'local hit', op: () => fromLocal(next++) },
+  ],
+  { rounds: QUICK ? 2 : 5, sliceMs: QUICK ? 300 : 600, concurrency: 1 },
+)
+const p = results.get('principal')!
+const l = results.get('local hit')!
+
+const [pp, pl] = await countPerOp([principal, local], 100, fromPrincipal)
+const [lp, ll] = await countPerOp([principal, local], 100, fromLocal)
+let n = 0
+const [wp, wl] = await countPerOp([principal, local], 100, async (i) => {
+  const s = await tieSession<BenchSession>(ids[i % KEYS]!, viaLocal)
+  touch(s, n++)
+  await untie(s)
+})
+const per = (c: { get: number; store: number; other: number }) =>
+  `${fmt.n(c.get)} get + ${fmt.n(c.store)} store${c.other ? ` + ${fmt.n(c.other)} del` : ''}`
+
+emit({
+  bench: 'local hit (tie + read 3 + untie)',
+  name: 'from the principal',
+  figure: `${fmt.int(p.perSec)} ties/s, p50 ${fmt.us(p.p50)}, p99 ${fmt.us(p.p99)}; principal ${per(pp!)}, local ${per(pl!)}`,
+  ratio: 'baseline',
+})
+emit({
+  bench: 'local hit (tie + read 3 + untie)',
+  name: 'from local (hit)',
+  figure: `${fmt.int(l.perSec)} ties/s, p50 ${fmt.us(l.p50)}, p99 ${fmt.us(l.p99)}; principal ${per(lp!)}, local ${per(ll!)}`,
+  ratio: `${fmt.x(l.meanUs / p.meanUs)} principal's time`,
+  target: 'principal gets 0',
+  result: verdict(lp!.get === 0),
+})
+emit({
+  bench: 'local hit (tie + read 3 + untie)',
+  name: 'with local, + 1 write',
+  figure: `principal ${per(wp!)}, local ${per(wl!)} per cycle (a local read has no cas version: the save re-reads the principal, then drops the local copy)`,
+})
+
+await closeStores()
+await principal.stop()
+await local.stop()
