@@ -7,7 +7,7 @@ import { newId } from './ids.js'
 import { addToIndex, md5Hex, removeFromIndex } from './principal.js'
 import type { Serializer } from './serializers.js'
 import type { Store, WriteOptions } from './stores/store.js'
-import { ID_FIELD, track } from './tracker.js'
+import { ID_FIELD, track, type TrackerHooks } from './tracker.js'
 
 type Data = Record<string, unknown>
 
@@ -75,17 +75,21 @@ export function parseData(serializer: Serializer, text: string, id: string): Dat
   return data as Data
 }
 
-export class Session {
+export class Session implements TrackerHooks {
   id: string
   readonly proxy: object
   private readonly data: Data
   private version: string | undefined
   /** false for a new updateOnly session until its first write */
   private stored: boolean
+  /**
+   * The stored text, kept only while the version is unknown (a read served by `local`, or after
+   * a save): a save then re-reads, and needs no merge when the text is still ours.
+   */
   private text: string | undefined
   private readonly changed = new Set<string>()
   /** keys whose raw value was handed out untracked, with the text they had at the last write */
-  private readonly exposed = new Map<string, string>()
+  private exposed: Map<string, string> | undefined
   private state: 'open' | 'untied' | 'destroyed' = 'open'
   private timer: NodeJS.Immediate | undefined
   private flushing: Promise<void> | undefined
@@ -104,28 +108,30 @@ export class Session {
     this.data = data
     Object.defineProperty(data, ID_FIELD, { value: id, writable: true, enumerable: true, configurable: true })
     this.version = loaded.version
-    this.text = loaded.text
+    this.text = loaded.version === undefined ? loaded.text : undefined
     this.stored = loaded.stored
     const field = config.principal?.field
     const uid = field === undefined ? undefined : uidOf(data[field])
     this.indexed = uid === undefined ? undefined : { uid, at: undefined }
-    this.proxy = track(data, {
-      copy: (value, path) => this.copy(value, path),
-      change: (key) => {
-        this.changed.add(key)
-        this.schedule()
-      },
-      expose: (key) => {
-        if (!this.exposed.has(key)) this.exposed.set(key, this.textOf(key))
-        this.schedule()
-      },
-      writable: () => {
-        if (this.state !== 'open') {
-          throw new TypeError(`tied-session: session ${this.id} is ${this.state}; tie it again to change it`)
-        }
-      },
-      dispose: () => this.untie(),
-    })
+    this.proxy = track(data, this)
+  }
+
+  /** Tracker hook: top-level `key` changed. */
+  change(key: string): void {
+    this.changed.add(key)
+    this.schedule()
+  }
+
+  /** Tracker hook: the raw value under `key` was handed out untracked. */
+  expose(key: string): void {
+    const exposed = (this.exposed ??= new Map())
+    if (!exposed.has(key)) exposed.set(key, this.textOf(key))
+    this.schedule()
+  }
+
+  /** Tracker hook: `await using` support. */
+  dispose(): Promise<void> {
+    return this.untie()
   }
 
   get key(): string {
@@ -198,7 +204,7 @@ export class Session {
     if (entry === undefined) throw notFound(this.id)
     this.replaceAll(parseData(this.config.serializer, entry.value, this.id))
     this.version = entry.version
-    this.text = entry.value
+    this.text = entry.version === undefined ? entry.value : undefined
     this.changed.clear()
   }
 
@@ -244,8 +250,9 @@ export class Session {
     }
   }
 
-  private writable(): void {
-    if (this.state !== 'open') throw new TypeError(`tied-session: session ${this.id} is ${this.state}`)
+  /** Tracker hook: throws once the session takes no writes. */
+  writable(): void {
+    if (this.state !== 'open') throw new TypeError(`tied-session: session ${this.id} is ${this.state}; tie it again to change it`)
   }
 
   private setId(id: string): void {
@@ -253,7 +260,8 @@ export class Session {
     this.data[ID_FIELD] = id
   }
 
-  private copy(value: unknown, path: string): unknown {
+  /** Tracker hook: the stored copy of a written value. */
+  copy(value: unknown, path: string): unknown {
     const { serializer } = this.config
     if (serializer.copy) return serializer.copy(value, path)
     try {
@@ -336,21 +344,22 @@ export class Session {
   /** The top-level keys changed since the last write, including exposed values that differ now. */
   private dirty(): Set<string> {
     const dirty = new Set(this.changed)
-    for (const [key, text] of this.exposed) if (this.textOf(key) !== text) dirty.add(key)
+    for (const [key, text] of this.exposed ?? []) if (this.textOf(key) !== text) dirty.add(key)
     return dirty
   }
 
   /** An exposed value was changed without passing a trap: check it now, naming the path. */
   private validateExposed(): void {
-    for (const key of this.exposed.keys()) if (Object.hasOwn(this.data, key)) this.copy(this.data[key], key)
+    for (const key of this.exposed?.keys() ?? []) if (Object.hasOwn(this.data, key)) this.copy(this.data[key], key)
   }
 
   private resetExposed(): void {
-    for (const key of this.exposed.keys()) this.exposed.set(key, this.textOf(key))
+    const exposed = this.exposed
+    for (const key of exposed?.keys() ?? []) exposed!.set(key, this.textOf(key))
   }
 
   private async flush(): Promise<void> {
-    await this.settle()
+    if (this.flushing) await this.settle()
     if (this.state !== 'open') return
     const dirty = this.dirty()
     if (dirty.size === 0) return
@@ -413,14 +422,14 @@ export class Session {
     const keys = new Set([...Object.keys(this.data), ...Object.keys(theirs)])
     for (const key of keys) {
       if (key === ID_FIELD || dirty.has(key) || this.changed.has(key)) continue
-      const exposedText = this.exposed.get(key)
+      const exposedText = this.exposed?.get(key)
       if (exposedText !== undefined && exposedText !== this.textOf(key)) continue
       if (!Object.hasOwn(theirs, key)) {
         delete this.data[key]
       } else if (!Object.hasOwn(this.data, key) || this.textOf(key) !== this.config.serializer.stringify(theirs[key])) {
         Object.defineProperty(this.data, key, { value: theirs[key], writable: true, enumerable: true, configurable: true })
       }
-      if (exposedText !== undefined) this.exposed.set(key, this.textOf(key))
+      if (exposedText !== undefined) this.exposed!.set(key, this.textOf(key))
     }
   }
 
@@ -430,6 +439,6 @@ export class Session {
       if (key !== ID_FIELD)
         Object.defineProperty(this.data, key, { value: data[key], writable: true, enumerable: true, configurable: true })
     }
-    this.exposed.clear()
+    this.exposed = undefined
   }
 }

@@ -9,7 +9,7 @@ import { Session, notFound, parseData, stampDigest, uidOf, type SessionConfig } 
 import { fileStore } from './stores/file.js'
 import { closeStores as closeMemcachedStores, sharedMemcachedStore, type MemcachedStoreOptions } from './stores/memcached.js'
 import type { Store } from './stores/store.js'
-import { ID_FIELD } from './tracker.js'
+import { HOOKS, ID_FIELD } from './tracker.js'
 
 /** Options of {@link tieSession}. Unknown keys are a TypeError. */
 export interface TieOptions {
@@ -82,7 +82,6 @@ const KNOWN = new Set([
   'onError',
 ])
 
-const sessions = new WeakMap<object, Session>()
 let defaultStore: Store | undefined
 
 function option(name: string, ok: boolean, expected: string): void {
@@ -219,7 +218,6 @@ export async function tieSession<T extends object = Record<string, unknown>>(id?
     }
     if (unlock) session.holdLock(unlock)
   }
-  sessions.set(session.proxy, session)
   return session.proxy as Tied<T>
 }
 
@@ -243,8 +241,14 @@ async function load(config: SessionConfig, id: string): Promise<Session> {
   return new Session(config, id, data, { version: entry.version, text: entry.value, stored: true })
 }
 
+/** The session behind a tied object (its root proxy answers HOOKS), or undefined. */
+function sessionFrom(s: unknown): Session | undefined {
+  const hooks = typeof s === 'object' && s !== null ? (s as Record<symbol, unknown>)[HOOKS] : undefined
+  return hooks instanceof Session ? hooks : undefined
+}
+
 function sessionOf(s: object, verb: string): Session {
-  const session = typeof s === 'object' && s !== null ? sessions.get(s) : undefined
+  const session = sessionFrom(s)
   if (session === undefined) throw new TypeError(`tied-session: ${verb}() takes an object returned by tieSession()`)
   return session
 }
@@ -281,7 +285,7 @@ export async function regenerate(s: object): Promise<string> {
 
 /** True when `s` is a tied session that has not been untied or destroyed. */
 export function isTied(s: unknown): boolean {
-  return typeof s === 'object' && s !== null && sessions.get(s)?.open === true
+  return sessionFrom(s)?.open === true
 }
 
 /** Compare-and-swap rounds of {@link updateSession} before ERR_CONFLICT. */

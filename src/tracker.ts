@@ -22,15 +22,18 @@ export interface TrackerHooks {
   dispose(): Promise<void>
 }
 
+/**
+ * The root proxy answers this private symbol with its hooks (the session), so that `save(s)`
+ * and the other verbs find the session without a WeakMap from proxy to session: V8's young-
+ * generation GC treats WeakMap values as strong, and the session references its proxy, so every
+ * such entry survived minor GCs and each tied session was promoted to the old generation.
+ */
+export const HOOKS = Symbol('tied-session hooks')
+
 /** The read-only id field every tied object has, as in Apache::Session. */
 export const ID_FIELD = '_session_id'
 
 type Data = Record<string | symbol, unknown>
-
-interface ViewState {
-  top: string
-  path: string
-}
 
 const isTrackable = (value: object): boolean => {
   if (Array.isArray(value)) return true
@@ -45,121 +48,154 @@ function assign(target: Data, key: string, value: unknown): void {
   } else target[key] = value
 }
 
-/** The proxy tying `data` to `hooks`; `data[ID_FIELD]` must already hold the id. */
-export function track<T extends object>(data: Data, hooks: TrackerHooks): T {
-  const views = new WeakMap<object, { proxy: object; state: ViewState }>()
-  const raw = new WeakMap<object, object>()
+/**
+ * The handler of a nested object's proxy: which top-level key it belongs to, and its path for
+ * error messages (both updated when the same object is reached another way).
+ */
+class Nested implements ProxyHandler<Data> {
+  constructor(
+    private readonly tracker: Tracker,
+    public top: string,
+    public path: string,
+  ) {}
+  get(target: Data, key: string | symbol) {
+    return this.tracker.read(target, key, this.top, this.path)
+  }
+  set(target: Data, key: string | symbol, value: unknown) {
+    return this.tracker.write(target, key, value, this.top, this.path)
+  }
+  deleteProperty(target: Data, key: string | symbol) {
+    return this.tracker.remove(target, key, this.top)
+  }
+  defineProperty(target: Data, key: string | symbol, desc: PropertyDescriptor) {
+    return this.tracker.define(target, key, desc, this.top, this.path)
+  }
+  getOwnPropertyDescriptor(target: Data, key: string | symbol) {
+    return this.tracker.describe(target, key)
+  }
+}
+
+/**
+ * One session's tracking: the handler of its root proxy, and what its nested proxies share.
+ * Traps are methods on a prototype, not closures, so a session costs a few objects.
+ */
+class Tracker implements ProxyHandler<Data> {
+  /** raw nested object -> its proxy and handler; made on the first nested read */
+  private views: WeakMap<object, { proxy: object; handler: Nested }> | undefined
+  /** nested proxy -> raw object */
+  private raws: WeakMap<object, object> | undefined
   // Spread, Object.entries and Object.assign({}, s) read each key's descriptor and then its
   // value; structuredClone refuses proxies, so in exactly that sequence the raw value is
   // handed out, and the session compares that key at the next flush instead.
-  let described: { target: object; key: string | symbol } | undefined
+  private described: { target: object; key: string | symbol } | undefined
+  private disposer: (() => Promise<void>) | undefined
 
-  const unwrap = (value: unknown): unknown => (typeof value === 'object' && value !== null ? (raw.get(value) ?? value) : value)
+  constructor(private readonly hooks: TrackerHooks) {}
 
-  const read = (target: Data, key: string | symbol, top: string | undefined, path: string): unknown => {
-    const justDescribed = described !== undefined && described.target === target && described.key === key
-    described = undefined
+  get(target: Data, key: string | symbol) {
+    if (typeof key === 'symbol') {
+      if (key === HOOKS) return this.hooks
+      if (key === Symbol.asyncDispose) return (this.disposer ??= () => this.hooks.dispose())
+    }
+    return this.read(target, key, undefined, '')
+  }
+  set(target: Data, key: string | symbol, value: unknown) {
+    if (key === ID_FIELD) throw new TypeError(`tied-session: ${ID_FIELD} is read-only; use regenerate(s) for a new id`)
+    return this.write(target, key, value, key as string, '')
+  }
+  deleteProperty(target: Data, key: string | symbol) {
+    if (key === ID_FIELD) throw new TypeError(`tied-session: ${ID_FIELD} cannot be deleted; use destroy(s)`)
+    return this.remove(target, key, key as string)
+  }
+  defineProperty(target: Data, key: string | symbol, desc: PropertyDescriptor) {
+    if (key === ID_FIELD) throw new TypeError(`tied-session: ${ID_FIELD} is read-only`)
+    return this.define(target, key, desc, key as string, '')
+  }
+  getOwnPropertyDescriptor(target: Data, key: string | symbol) {
+    const desc = this.describe(target, key)
+    // the id is reported read-only; allowed because the property stays configurable
+    if (key === ID_FIELD && desc !== undefined) desc.writable = false
+    return desc
+  }
+
+  private unwrap(value: unknown): unknown {
+    return typeof value === 'object' && value !== null ? (this.raws?.get(value) ?? value) : value
+  }
+
+  read(target: Data, key: string | symbol, top: string | undefined, path: string): unknown {
+    const described = this.described
+    this.described = undefined
     const value = target[key]
     if (typeof value !== 'object' || value === null || typeof key === 'symbol' || !Object.hasOwn(target, key)) {
       return value
     }
     const owner = top ?? key
-    if (justDescribed || !isTrackable(value)) {
-      hooks.expose(owner)
+    if ((described !== undefined && described.target === target && described.key === key) || !isTrackable(value)) {
+      this.hooks.expose(owner)
       return value
     }
     const at = top === undefined ? childPath('', key) : childPath(path, Array.isArray(target) ? Number(key) : key)
+    const views = (this.views ??= new WeakMap())
     let view = views.get(value)
     if (view === undefined) {
-      const state = { top: owner, path: at }
-      view = { proxy: new Proxy(value, nested(state)), state }
+      const handler = new Nested(this, owner, at)
+      view = { proxy: new Proxy(value as Data, handler), handler }
       views.set(value, view)
-      raw.set(view.proxy, value)
+      ;(this.raws ??= new WeakMap()).set(view.proxy, value)
     } else {
-      view.state.top = owner
-      view.state.path = at
+      view.handler.top = owner
+      view.handler.path = at
     }
     return view.proxy
   }
 
-  const write = (target: Data, key: string | symbol, value: unknown, top: string, path: string): boolean => {
-    described = undefined
-    hooks.writable()
+  write(target: Data, key: string | symbol, value: unknown, top: string, path: string): boolean {
+    this.described = undefined
+    this.hooks.writable()
     if (typeof key === 'symbol') throw new TypeError(`tied-session: cannot store a symbol-keyed property at ${path}`)
     const isArray = Array.isArray(target)
     if (isArray && key === 'length') {
       if (target.length !== value) {
         ;(target as unknown as unknown[]).length = value as number
-        hooks.change(top)
+        this.hooks.change(top)
       }
       return true
     }
     const at = isArray && /^\d+$/.test(key) ? childPath(path, Number(key)) : childPath(path, key)
-    if (value === undefined && !isArray) return remove(target, key, top)
+    if (value === undefined && !isArray) return this.remove(target, key, top)
     const before = target[key]
     if (Object.is(before, value) && (typeof value !== 'object' || value === null) && Object.hasOwn(target, key)) {
       return true
     }
-    assign(target, key, hooks.copy(unwrap(value), at))
-    hooks.change(top)
+    assign(target, key, this.hooks.copy(this.unwrap(value), at))
+    this.hooks.change(top)
     return true
   }
 
-  const remove = (target: Data, key: string | symbol, top: string): boolean => {
-    described = undefined
-    hooks.writable()
+  remove(target: Data, key: string | symbol, top: string): boolean {
+    this.described = undefined
+    this.hooks.writable()
     if (Object.hasOwn(target, key)) {
       delete target[key]
-      hooks.change(top)
+      this.hooks.change(top)
     }
     return true
   }
 
-  const define = (target: Data, key: string | symbol, desc: PropertyDescriptor, top: string, path: string) => {
+  define(target: Data, key: string | symbol, desc: PropertyDescriptor, top: string, path: string): boolean {
     if (!('value' in desc) || desc.get !== undefined || desc.set !== undefined) {
       throw new TypeError(`tied-session: cannot store an accessor at ${childPath(path, String(key))}`)
     }
-    return write(target, key, desc.value, top, path)
+    return this.write(target, key, desc.value, top, path)
   }
 
-  const describe = (target: Data, key: string | symbol) => {
-    described = { target, key }
+  describe(target: Data, key: string | symbol): PropertyDescriptor | undefined {
+    this.described = { target, key }
     return Reflect.getOwnPropertyDescriptor(target, key)
   }
+}
 
-  function nested(state: ViewState): ProxyHandler<Data> {
-    return {
-      get: (target, key) => read(target, key, state.top, state.path),
-      set: (target, key, value) => write(target, key, value, state.top, state.path),
-      deleteProperty: (target, key) => remove(target, key, state.top),
-      defineProperty: (target, key, desc) => define(target, key, desc, state.top, state.path),
-      getOwnPropertyDescriptor: describe,
-    }
-  }
-
-  const root: ProxyHandler<Data> = {
-    get(target, key) {
-      if (key === Symbol.asyncDispose) return hooks.dispose
-      return read(target, key, undefined, '')
-    },
-    set(target, key, value) {
-      if (key === ID_FIELD) throw new TypeError(`tied-session: ${ID_FIELD} is read-only; use regenerate(s) for a new id`)
-      return write(target, key, value, key as string, '')
-    },
-    deleteProperty(target, key) {
-      if (key === ID_FIELD) throw new TypeError(`tied-session: ${ID_FIELD} cannot be deleted; use destroy(s)`)
-      return remove(target, key, key as string)
-    },
-    defineProperty(target, key, desc) {
-      if (key === ID_FIELD) throw new TypeError(`tied-session: ${ID_FIELD} is read-only`)
-      return define(target, key, desc, key as string, '')
-    },
-    getOwnPropertyDescriptor(target, key) {
-      const desc = describe(target, key)
-      // the id is reported read-only; allowed because the property stays configurable
-      if (key === ID_FIELD && desc !== undefined) desc.writable = false
-      return desc
-    },
-  }
-  return new Proxy(data, root) as T
+/** The proxy tying `data` to `hooks`; `data[ID_FIELD]` must already hold the id. */
+export function track<T extends object>(data: Data, hooks: TrackerHooks): T {
+  return new Proxy(data, new Tracker(hooks)) as T
 }
