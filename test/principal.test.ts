@@ -47,28 +47,38 @@ test('md5Hex hashes as Perl Digest::MD5 does: Latin-1 when it can, else UTF-8', 
 interface Target {
   name: string
   /** a fresh store (and its cleanup) and the tie options that reach it from another process */
-  open(t: ExecutionContext): { store: Store; child: string[] }
+  open(t: ExecutionContext): { store: Store; child: string[]; peer: () => Store }
   clock: 'fake' | 'real'
 }
 
 const targets: Target[] = [
-  { name: 'memory', clock: 'fake', open: () => ({ store: memoryStore(), child: [] }) },
+  {
+    name: 'memory',
+    clock: 'fake',
+    open() {
+      const store = memoryStore()
+      return { store, child: [], peer: () => store }
+    },
+  },
   {
     name: 'file',
     clock: 'fake',
     open(t) {
       const directory = mkdtempSync(join(tmpdir(), 'tied-session-principal-'))
       t.teardown(() => rmSync(directory, { recursive: true, force: true }))
-      return { store: fileStore({ directory }), child: ['file', directory] }
+      return { store: fileStore({ directory }), child: ['file', directory], peer: () => fileStore({ directory }) }
     },
   },
   {
     name: 'memcached',
     clock: 'real',
     open(t) {
-      const store = memcachedStore({ servers: server!.address, requestTimeout: 5000 })
-      t.teardown(() => store.close())
-      return { store, child: ['memcached', server!.address] }
+      const connect = () => {
+        const store = memcachedStore({ servers: server!.address, requestTimeout: 5000 })
+        t.teardown(() => store.close())
+        return store
+      }
+      return { store: connect(), child: ['memcached', server!.address], peer: connect }
     },
   },
 ]
@@ -190,12 +200,13 @@ for (const target of targets) {
   })
 
   test(`${name}: destroySessions logs the user out everywhere`, async (t) => {
-    const { store } = target.open(t)
+    const { store, peer } = target.open(t)
     const uid = user()
     const other = user()
     const ids = [await login(store, uid), await login(store, uid), await login(store, uid)]
     const bystander = await login(store, other)
-    const stillTied = await tieSession<Any>(ids[0]!, { store, principal: 'uid', autoSave: false })
+    // held by another process's store handle while the user is logged out
+    const stillTied = await tieSession<Any>(ids[0]!, { store: peer(), principal: 'uid', autoSave: false })
     t.is(await destroySessions(uid, { store }), 3)
     t.deepEqual(await findSessions(uid, { store }), [])
     for (const id of ids) t.is(await store.get(id), undefined)

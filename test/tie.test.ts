@@ -576,3 +576,84 @@ test('without store or servers, sessions live in the file store and a script exi
   t.is(again.cart.items[0], 42)
   await destroy(again)
 })
+
+// --- lock: 'exclusive' ---------------------------------------------------------------------------
+
+/** True when nobody holds the session's lock: a lock with no wait succeeds (and is released). */
+async function lockIsFree(store: Store, key: string): Promise<boolean> {
+  try {
+    const release = await store.lock!(key, { ttl: 5, wait: 0 })
+    await release()
+    return true
+  } catch {
+    return false
+  }
+}
+
+test('lock: exclusive holds the session from tie to untie; another tie waits, then gets ERR_LOCKED', async (t) => {
+  const { store } = t.context
+  const first = await tieSession<Any>(undefined, { store, lock: 'exclusive' })
+  const id = first._session_id
+  const started = Date.now()
+  const err = await t.throwsAsync(tieSession(id, { store, lock: 'exclusive', lockTimeout: 150 }))
+  t.is((err as SessionError).code, 'ERR_LOCKED')
+  t.true(Date.now() - started >= 140)
+  const waiting = tieSession<Any>(id, { store, lock: 'exclusive', lockTimeout: 5000 })
+  first.n = 1
+  await untie(first)
+  const second = await waiting
+  t.is(second.n, 1, 'the waiter read what the holder wrote')
+  t.false(await lockIsFree(store, id))
+  await untie(second)
+  t.true(await lockIsFree(store, id))
+})
+
+test('lock: released by await using, by destroy, and by an untie whose save fails (which still throws)', async (t) => {
+  const { store } = t.context
+  let id: string
+  {
+    await using s = await tieSession<Any>(undefined, { store, lock: 'exclusive' })
+    id = s._session_id
+    t.false(await lockIsFree(store, id))
+  }
+  t.true(await lockIsFree(store, id))
+
+  const d = await tieSession<Any>(id, { store, lock: 'exclusive' })
+  await destroy(d)
+  t.true(await lockIsFree(store, id))
+
+  const s = await tieSession<Any>(undefined, { store, lock: 'exclusive', autoSave: false })
+  t.context.writes.restore()
+  const failure = new SessionError('ERR_STORE_UNAVAILABLE', 'injected')
+  sinon.stub(store, 'write').rejects(failure)
+  s.x = 1
+  t.is(await t.throwsAsync(untie(s)), failure)
+  t.true(await lockIsFree(store, s._session_id))
+})
+
+test('lock: a tie that fails after taking the lock does not keep it', async (t) => {
+  const { store } = t.context
+  const missing = '0123456789abcdef0123456789abcdef'
+  t.is(((await t.throwsAsync(tieSession(missing, { store, lock: 'exclusive' }))) as SessionError).code, 'ERR_SESSION_NOT_FOUND')
+  t.true(await lockIsFree(store, missing))
+  await store.write('corrupt', '{', { ttl: 60, mode: 'set' })
+  t.is(((await t.throwsAsync(tieSession('corrupt', { store, lock: 'exclusive' }))) as SessionError).code, 'ERR_CORRUPT')
+  t.true(await lockIsFree(store, 'corrupt'))
+})
+
+test('lock: regenerate moves the lock to the new id', async (t) => {
+  const { store } = t.context
+  const s = await tieSession<Any>(undefined, { store, lock: 'exclusive' })
+  const old = s._session_id
+  const id = await regenerate(s)
+  t.true(await lockIsFree(store, old))
+  t.false(await lockIsFree(store, id))
+  await untie(s)
+  t.true(await lockIsFree(store, id))
+})
+
+test('lock: a store without lock() is a TypeError at tie', async (t) => {
+  const { lock: _lock, ...rest } = memoryStore()
+  const store = rest as Store
+  await t.throwsAsync(tieSession(undefined, { store, lock: 'exclusive' }), { instanceOf: TypeError, message: /lock/ })
+})
