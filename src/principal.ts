@@ -5,7 +5,7 @@
  * - `md5_hex(uid)` holds the id of the user's latest saved session (a plain string, byte for
  *   byte what Memorycached writes, so Perl readers keep working), with the session's TTL;
  * - `md5_hex(uid) + ':sessions'` lists ALL of the user's sessions as JSON
- *   `[{ "id": "...", "exp": <unix s, 0 = never>, "at": <unix ms of the last index write> }]`,
+ *   `[{ "id": "...", "exp": <unix s, 0 = never>, "ttl": <the session's ttl, s>, "at": <unix ms of the last index write> }]`,
  *   newest first, updated with compare-and-swap, pruned of dead sessions, capped at
  *   {@link MAX_INDEXED} entries.
  */
@@ -36,6 +36,8 @@ export interface IndexEntry {
   id: string
   /** Unix seconds when the session expires at the latest; 0 = never. */
   exp: number
+  /** The session's TTL in seconds (0 = never): how far a live entry past its `exp` is moved on. */
+  ttl?: number
   /** Unix ms of the entry's last write: the order of "newest first". */
   at: number
 }
@@ -71,14 +73,14 @@ function listTtl(list: IndexEntry[]): number {
 }
 
 /** Entries whose recorded expiry passed are checked; only sessions that are gone are dropped. */
-async function prune(place: IndexPlace, list: IndexEntry[], ttlOf: (e: IndexEntry) => number): Promise<IndexEntry[]> {
+async function prune(place: IndexPlace, list: IndexEntry[], fallbackTtl: number): Promise<IndexEntry[]> {
   const now = nowSeconds()
   const kept = await Promise.all(
     list.map(async (e) => {
       if (e.exp === 0 || e.exp > now) return e
       // a session saved again after its entry was written outlives the entry's exp
       const alive = (await place.store.get(place.namespace + e.id, { consistent: true })) !== undefined
-      return alive ? { ...e, exp: expOf(ttlOf(e)) } : undefined
+      return alive ? { ...e, exp: expOf(e.ttl ?? fallbackTtl) } : undefined
     }),
   )
   return kept.filter((e): e is IndexEntry => e !== undefined)
@@ -134,9 +136,9 @@ export async function addToIndex(place: IndexPlace, digest: string, { id, ttl, m
     const others = await prune(
       place,
       list.filter((e) => e.id !== id),
-      () => ttl,
+      ttl,
     )
-    const next = [{ id, exp: expOf(ttl), at: Date.now() }, ...others.sort((a, b) => b.at - a.at)]
+    const next = [{ id, exp: expOf(ttl), ttl, at: Date.now() }, ...others.sort((a, b) => b.at - a.at)]
     if (maxSessions !== undefined && next.length > maxSessions) {
       evicted.push(...next.slice(maxSessions).map((e) => e.id))
       return next.slice(0, maxSessions)
@@ -179,8 +181,10 @@ export async function liveSessions(place: IndexPlace, digest: string, ttl: numbe
   const list = await updateList(place, digest, async (entries) => {
     const exists = await Promise.all(entries.map((e) => place.store.get(place.namespace + e.id, { consistent: true })))
     const now = nowSeconds()
-    // a live entry past its recorded expiry was saved again since: give it the session's ttl again
-    return entries.flatMap((e, i) => (exists[i] === undefined ? [] : [e.exp !== 0 && e.exp <= now ? { ...e, exp: expOf(ttl) } : e]))
+    // a live entry past its recorded expiry was saved again since: give it its session's ttl again
+    return entries.flatMap((e, i) =>
+      exists[i] === undefined ? [] : [e.exp !== 0 && e.exp <= now ? { ...e, exp: expOf(e.ttl ?? ttl) } : e],
+    )
   })
   return list.map((e) => e.id)
 }
