@@ -170,7 +170,7 @@ export class Session implements TrackerHooks {
       error = err
     }
     this.state = 'untied'
-    await this.release()
+    if (this.unlock !== undefined) await this.release()
     this.throwPending(error)
   }
 
@@ -398,7 +398,7 @@ export class Session implements TrackerHooks {
           // memcached does not say the new cas value; the next save reads it again
           this.version = undefined
           this.resetExposed()
-          await this.syncIndex()
+          if (this.config.principal !== undefined) await this.syncIndex()
           return
         }
         if (result === 'not_found') throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')

@@ -655,7 +655,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       if (result !== 'exists') remember(key, result === 'stored' ? opts.ttl : undefined)
       // The local copy is dropped rather than rewritten, so concurrent writers cannot leave an
       // older value there; the next read copies the new one. `exists`: nothing changed here.
-      if (result !== 'exists') await dropLocal(key)
+      if (local && result !== 'exists') await dropLocal(key)
       return result
     },
 
