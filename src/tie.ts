@@ -202,10 +202,11 @@ export async function closeStores(): Promise<void> {
 export async function tieSession<T extends object = Record<string, unknown>>(id?: string | null, opts: TieOptions = {}): Promise<Tied<T>> {
   const fresh = id === undefined || id === null || id === ''
   if (!fresh) checkId(id)
-  const { updateOnly, ...config } = resolveOptions(opts)
+  // the session keeps this object as its config (updateOnly included): no copy per tie
+  const config = resolveOptions(opts)
   let session: Session
   if (fresh) {
-    session = await create(config, updateOnly)
+    session = await create(config, config.updateOnly)
     // nobody else knows the new id yet, but the holder's lock must be there before it tells anyone
     if (config.acquire) session.holdLock(await config.acquire(config.namespace + session.id))
   } else {
@@ -260,7 +261,7 @@ export async function save(s: object): Promise<void> {
 
 /** Writes pending changes and releases the session; idempotent. Later writes to `s` throw. */
 export async function untie(s: object): Promise<void> {
-  await sessionOf(s, 'untie').untie()
+  return sessionOf(s, 'untie').untie()
 }
 
 /** Reads the session again from the store, skipping read caches; unsaved changes are dropped. */
