@@ -377,7 +377,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
         socket.on('data', (chunk: string) => {
           chunks.push(chunk)
           const tail = chunks.slice(-2).join('')
-          if (/(^|\n)(END|BUSY[^\n]*|ERROR|CLIENT_ERROR[^\n]*)\r\n$/.test(tail)) socket.end()
+          if (/(^|\n)(END|BUSY[^\n]*|ERROR[^\n]*|CLIENT_ERROR[^\n]*)\r\n$/.test(tail)) socket.end()
         })
         socket.on('error', (err) =>
           reject(new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} did not list its keys: ${err.message}`, { cause: err })),

@@ -570,3 +570,15 @@ test('lock: a held lock never keeps the process alive (it ends by its ttl)', asy
   t.is(exit.stdout, 'holding\n')
   t.regex(await p.raw('get held:lock\r\n'), /^VALUE held:lock 0 32\r\n/)
 })
+
+test("keys() on a server that refuses metadump (-X) fails at once with the server's reason", async (t) => {
+  const p = await useMemcached(t, { extraArgs: ['-X'] })
+  const store = open(t, { servers: p.address, requestTimeout: PATIENT })
+  const started = performance.now()
+  const listing = (async () => {
+    for await (const key of store.keys!()) void key
+  })()
+  const err = await rejects(t, listing, 'ERR_STORE_UNAVAILABLE')
+  t.regex(err?.message ?? '', /metadump not allowed/)
+  t.true(performance.now() - started < 2000, 'not the request deadline')
+})
