@@ -176,7 +176,10 @@ class Tracker implements ProxyHandler<Data> {
     this.described = undefined
     this.hooks.writable()
     if (Object.hasOwn(target, key)) {
-      delete target[key]
+      // JSON has no holes: a deleted array element reads back as null, so it shows null now
+      // (pop, shift and splice delete trailing elements and then shorten the array: no change)
+      if (Array.isArray(target) && typeof key === 'string' && /^\d+$/.test(key)) (target as Data)[key] = null
+      else delete target[key]
       this.hooks.change(top)
     }
     return true

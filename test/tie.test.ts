@@ -221,6 +221,20 @@ test('a value the serializer cannot keep throws a TypeError naming the path, and
   t.is(t.context.writes.callCount, writes, 'nothing to write')
 })
 
+test('deleting an array element leaves null, as a reload shows it; pop, shift and splice are unchanged', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
+  s.list = [1, 2, 3, 4, 5]
+  delete s.list[1]
+  t.deepEqual([...s.list], [1, null, 3, 4, 5])
+  t.is(s.list.pop(), 5)
+  t.is(s.list.shift(), 1)
+  s.list.splice(0, 1)
+  t.deepEqual([...s.list], [3, 4])
+  await save(s)
+  await reload(s)
+  t.deepEqual([...s.list], [3, 4])
+})
+
 test('assigning undefined deletes the property', async (t) => {
   const s = await tieSession<Any>(undefined, { store: t.context.store })
   s.a = 1
