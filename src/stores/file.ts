@@ -5,7 +5,7 @@ import path from 'node:path'
 import { lock } from 'proper-lockfile'
 import { SessionError, isSessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
-import { checkLockOptions, lockedError, backoff, pause, unrefAfter, abortReason } from './lock.js'
+import { pollLock, unrefAfter } from './lock.js'
 
 /** Options of {@link fileStore}. */
 export interface FileStoreOptions {
@@ -466,22 +466,8 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       }),
 
     async lock(key: string, opts: LockOptions) {
-      checkLockOptions(opts)
-      const { ttl, wait, signal } = opts
-      if (signal?.aborted) throw abortReason(signal)
       const file = pathOf(key)
-      const started = performance.now()
-      for (let attempt = 0; ; attempt++) {
-        const release = await guard('lock', () => takeSessionLock(key, file, ttl))
-        if (release !== undefined) {
-          if (!signal?.aborted) return release
-          await release().catch(() => {}) // aborted while it was being taken: nothing stays locked
-          throw abortReason(signal)
-        }
-        const waited = performance.now() - started
-        if (waited >= wait) throw lockedError(key, waited)
-        await pause(Math.min(backoff(attempt), wait - waited), signal)
-      }
+      return pollLock(key, opts, () => guard('lock', () => takeSessionLock(key, file, opts.ttl)))
     },
 
     /** Also releases the session locks this store still holds. */

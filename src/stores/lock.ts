@@ -51,3 +51,30 @@ export function unrefAfter(ms: number, fn: () => void): () => void {
   arm()
   return () => clearTimeout(timer)
 }
+
+/**
+ * Calls `tryOnce` until it takes the lock (resolves to its release), with jittered backoff, until
+ * `opts.wait` has passed (ERR_LOCKED) or `opts.signal` aborts. A lock taken just as the signal
+ * aborted is released again, so nothing stays locked.
+ */
+export async function pollLock(
+  key: string,
+  opts: LockOptions,
+  tryOnce: () => Promise<(() => Promise<void>) | undefined>,
+): Promise<() => Promise<void>> {
+  checkLockOptions(opts)
+  const { wait, signal } = opts
+  if (signal?.aborted) throw abortReason(signal)
+  const started = performance.now()
+  for (let attempt = 0; ; attempt++) {
+    const release = await tryOnce()
+    if (release !== undefined) {
+      if (!signal?.aborted) return release
+      await release().catch(() => {}) // aborted while it was being taken
+      throw abortReason(signal)
+    }
+    const waited = performance.now() - started
+    if (waited >= wait) throw lockedError(key, waited)
+    await pause(Math.min(backoff(attempt), wait - waited), signal)
+  }
+}

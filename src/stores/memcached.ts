@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { SessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
-import { abortReason, backoff, checkLockOptions, lockedError, pause } from './lock.js'
+import { pause, pollLock } from './lock.js'
 import { hardenedClient, injectedSide, isCold, serverOf, type Internals, type Side } from './memcached-client.js'
 
 /** A callback of the `memcached` client: `(err, result)`; may be called synchronously, late, or never. */
@@ -305,17 +305,25 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   /** memcached reads an exptime over 30 days as an absolute Unix time, so send such TTLs as one. */
   const exptime = (ttl: number) => (ttl > THIRTY_DAYS ? Math.floor(Date.now() / 1000) + ttl : ttl)
 
-  async function readPrincipal(key: string): Promise<Entry | undefined> {
+  /** `gets` on the principal: the value as the client gave it, and its cas unique; undefined when absent. */
+  async function getsPrincipal(key: string): Promise<{ value: unknown; cas: string } | undefined> {
     const result = await call(principal, key, (cb) => principal.client.gets(key, cb))
     if (result === undefined) return undefined
     const { [principal.namespace + key]: value, cas } = result as Record<string, unknown>
+    return { value, cas: String(cas) }
+  }
+
+  async function readPrincipal(key: string): Promise<Entry | undefined> {
+    const found = await getsPrincipal(key)
+    if (found === undefined) return undefined
+    const { value, cas } = found
     if (typeof value !== 'string') {
       throw new SessionError(
         'ERR_CORRUPT',
         `"${key}" on memcached ${serverOf(principal, key)} is not a plain string (another client wrote it with flags); delete it`,
       )
     }
-    return { value, version: String(cas) }
+    return { value, version: cas }
   }
 
   async function writePrincipal(key: string, value: string, { mode, ttl, version }: WriteOptions): Promise<WriteResult> {
@@ -350,9 +358,8 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   const copyTtl = (key: string) => Math.min(localTtl, Math.floor(((expiries.get(key) ?? Infinity) - Date.now()) / 1000))
 
   /** Local failures cost speed, never an error. */
-  const dropLocal = async (key: string) => {
-    if (local) await call(local, key, (cb) => local.client.del(key, cb)).catch(() => undefined)
-  }
+  const dropLocal = (key: string): Promise<unknown> | undefined =>
+    local && call(local, key, (cb) => local.client.del(key, cb)).catch(() => undefined)
 
   async function* keys(prefix = ''): AsyncGenerator<string> {
     for (const server of principal.servers) {
@@ -389,7 +396,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
         socket.write('lru_crawler metadump all\r\n')
       })
       if (reply.startsWith('BUSY') && attempt < 10) {
-        await new Promise((resolve) => setTimeout(resolve, 50))
+        await pause(50, undefined)
         continue
       }
       if (!reply.endsWith('END\r\n'))
@@ -412,12 +419,9 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
    * one step only if nobody took it since, and the next `add` succeeds at once (no tombstone).
    */
   async function unlock(lockKey: string, token: string): Promise<void> {
-    const c = principal.client
-    const result = await call(principal, lockKey, (cb) => c.gets(lockKey, cb))
-    if (result === undefined) return // expired
-    const { [principal.namespace + lockKey]: value, cas } = result as Record<string, unknown>
-    if (value !== token) return // expired, and taken by another since
-    await call(principal, lockKey, (cb) => c.cas(lockKey, 'released', String(cas), -1, cb)) // false: taken by another since
+    const found = await getsPrincipal(lockKey)
+    if (found?.value !== token) return // expired, or taken by another since
+    await call(principal, lockKey, (cb) => principal.client.cas(lockKey, 'released', found.cas, -1, cb)) // false: taken by another since
   }
 
   /**
@@ -426,44 +430,34 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
    * lock key is written with ttl + 1: it outlives its ttl by up to 1 s, never falls short of it.
    */
   async function lock(key: string, opts: LockOptions): Promise<() => Promise<void>> {
-    checkLockOptions(opts)
-    const { ttl, wait, signal } = opts
     const lockKey = key + LOCK_SUFFIX
     checkKey(lockKey, [principal])
-    if (signal?.aborted) throw abortReason(signal)
     const c = principal.client
     const token = randomBytes(16).toString('hex')
-    const started = performance.now()
-    for (let attempt = 0; ; attempt++) {
+    return pollLock(key, opts, async () => {
       let answer: unknown
       try {
-        answer = await call(principal, lockKey, (cb) => c.add(lockKey, token, exptime(ttl + 1), cb))
+        answer = await call(principal, lockKey, (cb) => c.add(lockKey, token, exptime(opts.ttl + 1), cb))
       } catch (err) {
         void unlock(lockKey, token).catch(() => {}) // an add that timed out may have landed
         throw err
       }
-      if (answer === true) {
-        let released: Promise<void> | undefined
-        const release = () =>
-          (released ??= (async () => {
-            held.delete(release)
-            await unlock(lockKey, token)
-          })())
-        held.add(release)
-        if (!signal?.aborted) return release
-        await release().catch(() => {}) // aborted while it was being taken: nothing stays locked
-        throw abortReason(signal)
-      }
-      if (answer !== NOT_STORED) {
+      if (answer === NOT_STORED) return undefined
+      if (answer !== true) {
         throw new SessionError(
           'ERR_STORE_UNAVAILABLE',
           `memcached ${serverOf(principal, lockKey)} refused to store "${lockKey}" (SERVER_ERROR); check its memory (-m)`,
         )
       }
-      const waited = performance.now() - started
-      if (waited >= wait) throw lockedError(key, waited)
-      await pause(Math.min(backoff(attempt), wait - waited), signal)
-    }
+      let released: Promise<void> | undefined
+      const release = () =>
+        (released ??= (async () => {
+          held.delete(release)
+          await unlock(lockKey, token)
+        })())
+      held.add(release)
+      return release
+    })
   }
 
   const store: MemcachedStore = {
@@ -495,7 +489,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       if (result !== 'exists') remember(key, result === 'stored' ? opts.ttl : undefined)
       // The local copy is dropped rather than rewritten, so concurrent writers cannot leave an
       // older value there; the next read copies the new one. `exists`: nothing changed here.
-      if (local && result !== 'exists') await dropLocal(key)
+      if (result !== 'exists') await dropLocal(key)
       return result
     },
 
