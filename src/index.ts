@@ -12,7 +12,7 @@ export {
   destroySessions,
 } from './tie.js'
 export { md5Hex, MAX_INDEXED } from './principal.js'
-export type { TieOptions, Tied } from './tie.js'
+export type { TieOptions, Tied, Saved } from './tie.js'
 export { SessionError, isSessionError } from './errors.js'
 export type { SessionErrorCode } from './errors.js'
 export { json, rich } from './serializers.js'

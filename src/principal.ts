@@ -72,15 +72,20 @@ function listTtl(list: IndexEntry[]): number {
   return Math.max(1, last - nowSeconds())
 }
 
-/** Entries whose recorded expiry passed are checked; only sessions that are gone are dropped. */
-async function prune(place: IndexPlace, list: IndexEntry[], fallbackTtl: number): Promise<IndexEntry[]> {
+/**
+ * Checks that listed sessions still exist and drops the ones that are gone: the entries whose
+ * recorded expiry passed, or every entry with `all`. A live entry past its expiry was saved again
+ * since it was listed, so its expiry moves on by its session's ttl.
+ */
+async function prune(place: IndexPlace, list: IndexEntry[], fallbackTtl: number, all = false): Promise<IndexEntry[]> {
   const now = nowSeconds()
   const kept = await Promise.all(
     list.map(async (e) => {
-      if (e.exp === 0 || e.exp > now) return e
-      // a session saved again after its entry was written outlives the entry's exp
+      const expired = e.exp !== 0 && e.exp <= now
+      if (!expired && !all) return e
       const alive = (await place.store.get(place.namespace + e.id, { consistent: true })) !== undefined
-      return alive ? { ...e, exp: expOf(e.ttl ?? fallbackTtl) } : undefined
+      if (!alive) return undefined
+      return expired ? { ...e, exp: expOf(e.ttl ?? fallbackTtl) } : e
     }),
   )
   return kept.filter((e): e is IndexEntry => e !== undefined)
@@ -99,7 +104,7 @@ export async function updateList(
   for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
     const entry = await place.store.get(key, { consistent: true })
     const before = entry === undefined ? [] : parseList(entry.value)
-    const after = (await change(before.map((e) => ({ ...e })))).sort((a, b) => b.at - a.at).slice(0, MAX_INDEXED)
+    const after = (await change(before)).sort((a, b) => b.at - a.at).slice(0, MAX_INDEXED)
     const text = JSON.stringify(after)
     if (entry !== undefined && text === entry.value) return after
     let result
@@ -150,6 +155,15 @@ export async function addToIndex(place: IndexPlace, digest: string, { id, ttl, m
   for (const old of evicted) await place.store.delete(place.namespace + old)
 }
 
+/**
+ * Keeps the index in step with a session whose user id went from `from` to `to` (either may be
+ * undefined): takes it out of the old user's index and adds it, again, to the new one's.
+ */
+export async function reindex(place: IndexPlace, from: string | undefined, to: string | undefined, add: AddOptions): Promise<void> {
+  if (from !== undefined && from !== to) await removeFromIndex(place, md5Hex(from), add.id)
+  if (to !== undefined) await addToIndex(place, md5Hex(to), add)
+}
+
 /** Removes session `id` from the user's list; the latest key is rewritten only if it named `id`. */
 export async function removeFromIndex(place: IndexPlace, digest: string, id: string): Promise<void> {
   const list = await updateList(place, digest, (entries) => entries.filter((e) => e.id !== id))
@@ -178,14 +192,7 @@ async function repointLatest(place: IndexPlace, digest: string, gone: Set<string
  * dropped from the list.
  */
 export async function liveSessions(place: IndexPlace, digest: string, ttl: number): Promise<string[]> {
-  const list = await updateList(place, digest, async (entries) => {
-    const exists = await Promise.all(entries.map((e) => place.store.get(place.namespace + e.id, { consistent: true })))
-    const now = nowSeconds()
-    // a live entry past its recorded expiry was saved again since: give it its session's ttl again
-    return entries.flatMap((e, i) =>
-      exists[i] === undefined ? [] : [e.exp !== 0 && e.exp <= now ? { ...e, exp: expOf(e.ttl ?? ttl) } : e],
-    )
-  })
+  const list = await updateList(place, digest, (entries) => prune(place, entries, ttl, true))
   return list.map((e) => e.id)
 }
 

@@ -42,13 +42,14 @@ function refuse(serializer: string, path: string, value: unknown, hint: string):
   throw new TypeError(`tied-session: cannot store ${describe(value)} at ${path || '(root)'} with the ${serializer} serializer${hint}`)
 }
 
-function isPlainObject(value: object): value is Record<string, unknown> {
+/** True for `{}`-made and null-prototype objects: the objects a session keeps as they are. */
+export function isPlainObject(value: object): value is Record<string, unknown> {
   const proto = Object.getPrototypeOf(value)
   return proto === Object.prototype || proto === null
 }
 
 /** Sets `key` on `out` without ever touching a prototype (a key named `__proto__` is data). */
-function put(out: Record<string, unknown>, key: string, value: unknown): void {
+export function put(out: Record<string, unknown>, key: string, value: unknown): void {
   if (key === '__proto__') Object.defineProperty(out, key, { value, writable: true, enumerable: true, configurable: true })
   else out[key] = value
 }

@@ -4,8 +4,8 @@
  */
 import { SessionError } from './errors.js'
 import { newId } from './ids.js'
-import { addToIndex, md5Hex, removeFromIndex } from './principal.js'
-import type { Serializer } from './serializers.js'
+import { addToIndex, md5Hex, reindex, removeFromIndex } from './principal.js'
+import { put, type Serializer } from './serializers.js'
 import type { Store, WriteOptions } from './stores/store.js'
 import { ID_FIELD, track, type TrackerHooks } from './tracker.js'
 
@@ -40,7 +40,7 @@ export function stampDigest(data: Record<string, unknown>, field: string): strin
   if (uid !== undefined) {
     const digest = md5Hex(uid)
     if (data[name] === digest) return undefined
-    Object.defineProperty(data, name, { value: digest, writable: true, enumerable: true, configurable: true })
+    data[name] = digest
     return name
   }
   if (!Object.hasOwn(data, name)) return undefined
@@ -106,7 +106,7 @@ export class Session implements TrackerHooks {
   ) {
     this.id = id
     this.data = data
-    Object.defineProperty(data, ID_FIELD, { value: id, writable: true, enumerable: true, configurable: true })
+    data[ID_FIELD] = id
     this.version = loaded.version
     this.text = loaded.version === undefined ? loaded.text : undefined
     this.stored = loaded.stored
@@ -329,16 +329,11 @@ export class Session implements TrackerHooks {
     if (principal === undefined) return
     const uid = uidOf(this.data[principal.field])
     const before = this.indexed
-    if (before !== undefined && before.uid !== uid) {
-      await removeFromIndex(this.place(), md5Hex(before.uid), this.id)
-      this.indexed = undefined
-    }
-    if (uid === undefined) return
     const { ttl } = this.config
-    const fresh = before?.uid === uid && before.at !== undefined && (ttl === 0 || Date.now() - before.at < ttl * 500)
+    const fresh = uid !== undefined && before?.uid === uid && before.at !== undefined && (ttl === 0 || Date.now() - before.at < ttl * 500)
     if (fresh) return
-    await addToIndex(this.place(), md5Hex(uid), { id: this.id, ttl, maxSessions: principal.maxSessions })
-    this.indexed = { uid, at: Date.now() }
+    await reindex(this.place(), before?.uid, uid, { id: this.id, ttl, maxSessions: principal.maxSessions })
+    this.indexed = uid === undefined ? undefined : { uid, at: Date.now() }
   }
 
   /** The top-level keys changed since the last write, including exposed values that differ now. */
@@ -427,7 +422,7 @@ export class Session implements TrackerHooks {
       if (!Object.hasOwn(theirs, key)) {
         delete this.data[key]
       } else if (!Object.hasOwn(this.data, key) || this.textOf(key) !== this.config.serializer.stringify(theirs[key])) {
-        Object.defineProperty(this.data, key, { value: theirs[key], writable: true, enumerable: true, configurable: true })
+        put(this.data, key, theirs[key])
       }
       if (exposedText !== undefined) this.exposed!.set(key, this.textOf(key))
     }
@@ -436,8 +431,7 @@ export class Session implements TrackerHooks {
   private replaceAll(data: Data): void {
     for (const key of Object.keys(this.data)) if (key !== ID_FIELD) delete this.data[key]
     for (const key of Object.keys(data)) {
-      if (key !== ID_FIELD)
-        Object.defineProperty(this.data, key, { value: data[key], writable: true, enumerable: true, configurable: true })
+      if (key !== ID_FIELD) put(this.data, key, data[key])
     }
     this.exposed = undefined
   }

@@ -4,7 +4,7 @@
 import { SessionError } from './errors.js'
 import { checkId, newId } from './ids.js'
 import { json, type Serializer } from './serializers.js'
-import { addToIndex, destroyAll, liveSessions, md5Hex, removeFromIndex } from './principal.js'
+import { destroyAll, liveSessions, md5Hex, reindex } from './principal.js'
 import { Session, notFound, parseData, stampDigest, uidOf, type SessionConfig } from './session.js'
 import { fileStore } from './stores/file.js'
 import { closeStores as closeMemcachedStores, sharedMemcachedStore, type MemcachedStoreOptions } from './stores/memcached.js'
@@ -62,7 +62,7 @@ export type Tied<T extends object = Record<string, unknown>> = T & {
   [Symbol.asyncDispose](): Promise<void>
 }
 
-const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '', lock: 'none' } as const
+const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '' } as const
 const MEMCACHED = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes'] as const
 const KNOWN = new Set([
   'store',
@@ -289,6 +289,9 @@ export function isTied(s: unknown): boolean {
   return sessionFrom(s)?.open === true
 }
 
+/** The data {@link updateSession} saved: plain data (not tied) with its id. */
+export type Saved<T extends object = Record<string, unknown>> = T & { readonly [ID_FIELD]: string }
+
 /** Compare-and-swap rounds of {@link updateSession} before ERR_CONFLICT. */
 const UPDATE_TRIES = 50
 
@@ -305,7 +308,7 @@ export async function updateSession<T extends object = Record<string, unknown>>(
   id: string,
   fn: (data: T) => T | void | Promise<T | void>,
   opts: TieOptions = {},
-): Promise<Tied<T>> {
+): Promise<Saved<T>> {
   checkId(id)
   if (typeof fn !== 'function') throw new TypeError('tied-session: updateSession(id, fn) needs a function')
   const config = resolveOptions(opts)
@@ -320,20 +323,18 @@ export async function updateSession<T extends object = Record<string, unknown>>(
     const next = (serializer.copy ? serializer.copy(result ?? data, '') : (result ?? data)) as Record<string, unknown>
     if (typeof next !== 'object' || next === null || Array.isArray(next))
       throw new TypeError('tied-session: updateSession fn must return an object or undefined')
-    Object.defineProperty(next, ID_FIELD, { value: id, writable: true, enumerable: true, configurable: true })
+    next[ID_FIELD] = id
     if (principal) stampDigest(next, principal.field)
     const text = serializer.stringify(next)
-    if (text === entry.value) return next as Tied<T>
+    if (text === entry.value) return next as Saved<T>
     const written = await store.write(key, text, { ttl, mode: 'cas', version: entry.version ?? '' })
     if (written === 'not_found') throw notFound(id)
     if (written === 'stored') {
       if (principal) {
-        const after = uidOf(next[principal.field])
         const place = { store, namespace: config.namespace }
-        if (before !== undefined && before !== after) await removeFromIndex(place, md5Hex(before), id)
-        if (after !== undefined) await addToIndex(place, md5Hex(after), { id, ttl, maxSessions: principal.maxSessions })
+        await reindex(place, before, uidOf(next[principal.field]), { id, ttl, maxSessions: principal.maxSessions })
       }
-      return next as Tied<T>
+      return next as Saved<T>
     }
     // another writer came first: wait a little, at random, so that competing writers spread out
     await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100, 5 * (attempt + 1))))

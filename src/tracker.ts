@@ -3,7 +3,7 @@
  * changed; I/O happens in the session's flush. The data under the proxy is always plain
  * (never a proxy): every written value is first copied by the serializer.
  */
-import { childPath } from './serializers.js'
+import { childPath, isPlainObject, put } from './serializers.js'
 
 /** What the tracker asks of the session it belongs to. */
 export interface TrackerHooks {
@@ -35,18 +35,7 @@ export const ID_FIELD = '_session_id'
 
 type Data = Record<string | symbol, unknown>
 
-const isTrackable = (value: object): boolean => {
-  if (Array.isArray(value)) return true
-  const proto = Object.getPrototypeOf(value)
-  return proto === Object.prototype || proto === null
-}
-
-/** Sets a data property without ever touching a prototype (`__proto__` is a plain key here). */
-function assign(target: Data, key: string, value: unknown): void {
-  if (key === '__proto__') {
-    Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true })
-  } else target[key] = value
-}
+const isTrackable = (value: object): boolean => Array.isArray(value) || isPlainObject(value)
 
 /**
  * The handler of a nested object's proxy: which top-level key it belongs to, and its path for
@@ -161,13 +150,13 @@ class Tracker implements ProxyHandler<Data> {
       }
       return true
     }
-    const at = isArray && /^\d+$/.test(key) ? childPath(path, Number(key)) : childPath(path, key)
     if (value === undefined && !isArray) return this.remove(target, key, top)
     const before = target[key]
     if (Object.is(before, value) && (typeof value !== 'object' || value === null) && Object.hasOwn(target, key)) {
       return true
     }
-    assign(target, key, this.hooks.copy(this.unwrap(value), at))
+    const at = isArray && /^\d+$/.test(key) ? childPath(path, Number(key)) : childPath(path, key)
+    put(target, key, this.hooks.copy(this.unwrap(value), at))
     this.hooks.change(top)
     return true
   }
