@@ -57,6 +57,20 @@ export function notFound(id: string, detail = 'it does not exist or has expired'
   return new SessionError('ERR_SESSION_NOT_FOUND', `session ${id} not found: ${detail}; tie a new session (id undefined)`)
 }
 
+/**
+ * Writes `data` under a new id with `add`, so that a colliding id is never overwritten (a new id
+ * is tried then, at most 5 in all). Returns the id and the text written.
+ */
+export async function bookNewId(config: SessionConfig, data: Data): Promise<{ id: string; text: string }> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const id = newId()
+    const text = config.serializer.stringify({ ...data, [ID_FIELD]: id })
+    const result = await config.store.write(config.namespace + id, text, { ttl: config.ttl, mode: 'add' })
+    if (result === 'stored') return { id, text }
+  }
+  throw new SessionError('ERR_CONFLICT', 'could not book a new session id after 5 tries; is the store answering add correctly?')
+}
+
 /** Parses stored text into session data, or ERR_CORRUPT. */
 export function parseData(serializer: Serializer, text: string, id: string): Data {
   let data: unknown
@@ -219,27 +233,18 @@ export class Session implements TrackerHooks {
       this.setId(newId())
       return
     }
-    for (let attempt = 0; ; attempt++) {
-      const id = newId()
-      const unlock = await this.config.acquire?.(this.config.namespace + id)
-      const data = { ...this.data, [ID_FIELD]: id }
-      this.validateExposed()
-      const text = this.config.serializer.stringify(data)
-      const result = await this.config.store.write(this.config.namespace + id, text, { ttl: this.config.ttl, mode: 'add' })
-      if (result === 'stored') {
-        this.setId(id)
-        this.text = text
-        this.version = undefined
-        this.changed.clear()
-        this.resetExposed()
-        if (unlock !== undefined) {
-          await this.release()
-          this.unlock = unlock
-        }
-        break
-      }
-      await unlock?.()
-      if (attempt >= 4) throw new SessionError('ERR_CONFLICT', `could not book a new id for session ${oldId}`)
+    this.validateExposed()
+    const { id, text } = await bookNewId(this.config, this.data)
+    // nobody else knows the new id yet: its lock is taken once it is booked, as for a new session
+    const unlock = await this.config.acquire?.(this.config.namespace + id)
+    this.setId(id)
+    this.text = text
+    this.version = undefined
+    this.changed.clear()
+    this.resetExposed()
+    if (unlock !== undefined) {
+      await this.release()
+      this.unlock = unlock
     }
     await this.config.store.delete(oldKey)
     if (this.indexed !== undefined) {

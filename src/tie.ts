@@ -5,7 +5,7 @@ import { SessionError } from './errors.js'
 import { checkId, newId } from './ids.js'
 import { json, type Serializer } from './serializers.js'
 import { destroyAll, liveSessions, md5Hex, reindex } from './principal.js'
-import { Session, notFound, parseData, stampDigest, uidOf, type SessionConfig } from './session.js'
+import { Session, bookNewId, notFound, parseData, stampDigest, uidOf, type SessionConfig } from './session.js'
 import { fileStore } from './stores/file.js'
 import { closeStores as closeMemcachedStores, sharedMemcachedStore, type MemcachedStoreOptions } from './stores/memcached.js'
 import type { Store } from './stores/store.js'
@@ -223,16 +223,12 @@ export async function tieSession<T extends object = Record<string, unknown>>(id?
 }
 
 async function create(config: SessionConfig, updateOnly: boolean): Promise<Session> {
-  for (let attempt = 0; attempt < 5; attempt++) {
+  if (updateOnly) {
     const id = newId()
-    const data = { [ID_FIELD]: id }
-    if (updateOnly) return new Session(config, id, data, { version: undefined, text: undefined, stored: false })
-    const text = config.serializer.stringify(data)
-    // booked at once with add: a colliding id is never overwritten
-    const result = await config.store.write(config.namespace + id, text, { ttl: config.ttl, mode: 'add' })
-    if (result === 'stored') return new Session(config, id, data, { version: undefined, text, stored: true })
+    return new Session(config, id, { [ID_FIELD]: id }, { version: undefined, text: undefined, stored: false })
   }
-  throw new SessionError('ERR_CONFLICT', 'could not book a new session id after 5 tries; is the store answering add correctly?')
+  const { id, text } = await bookNewId(config, {})
+  return new Session(config, id, { [ID_FIELD]: id }, { version: undefined, text, stored: true })
 }
 
 async function load(config: SessionConfig, id: string): Promise<Session> {
