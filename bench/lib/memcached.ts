@@ -2,10 +2,10 @@
  * memcached servers for benchmarks: each on a free port of 127.0.0.1, killed when the benchmark
  * exits however it exits (normal end, error, SIGINT/SIGTERM from the runner). Each pid is also
  * printed to stderr so that the runner can kill a leftover if a benchmark dies hard.
- * (The approach of test/helpers/memcached.ts, without its ava parts.)
+ * (The approach of test/helpers/memcached.ts, whose port and raw-command helpers it uses.)
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import net from 'node:net'
+import { freePort, rawCommand } from '../../test/helpers/memcached.js'
 import { PID_MARK } from './measure.js'
 
 const HOST = '127.0.0.1'
@@ -35,36 +35,6 @@ export interface Server {
   readonly address: string
   stats(): Promise<Record<string, number>>
   stop(): Promise<void>
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, HOST, () => {
-      const { port } = srv.address() as net.AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
-}
-
-/** Sends one command and resolves with the reply up to its last line. */
-export function rawCommand(port: number, command: string, end = /(?:^|\r\n)(?:END|OK|ERROR)\r\n$/): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, HOST)
-    let reply = ''
-    socket.setEncoding('utf8')
-    socket.setTimeout(2000, () => socket.destroy(new Error(`no reply from ${HOST}:${port}`)))
-    socket.on('error', reject)
-    socket.on('data', (chunk: string) => {
-      reply += chunk
-      if (end.test(reply)) {
-        socket.destroy()
-        resolve(reply)
-      }
-    })
-    socket.write(command)
-  })
 }
 
 async function stats(port: number): Promise<Record<string, number>> {
