@@ -102,7 +102,7 @@ async function probeServer(role: 'principal' | 'local', server: string, namespac
     return { ...probe, error: reason(err) }
   }
   // a store on this one server, whatever its role: a local server is checked as itself
-  const store = memcachedStore({ servers: [server], requestTimeout: REQUEST_TIMEOUT, poolSize: 1 })
+  const store = memcachedStore({ servers: [server], requestTimeout: REQUEST_TIMEOUT })
   try {
     const key = pingKey(namespace)
     await store.get(key) // opens the connection: the round trip measures commands, not the connect

@@ -3,28 +3,10 @@ import net from 'node:net'
 import { SessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
 import { pause, pollLock } from './lock.js'
-import { hardenedClient, injectedSide, isCold, serverOf, type Internals, type Side } from './memcached-client.js'
+import { CLIENT_METHODS, injectedPool, type MemcachedClient } from './memcached-injected.js'
+import { WireClient, type Pool } from './memcached-wire.js'
 
-/** A callback of the `memcached` client: `(err, result)`; may be called synchronously, late, or never. */
-export type MemcachedCallback = (err: unknown, result?: unknown) => void
-
-/**
- * What the store needs of an injected client. An instance of npm `memcached` 2.x has it all;
- * anything else must call back like it: a miss is `(undefined, undefined)`, `gets` gives
- * `{ [key]: value, cas }`, a refused `add`/`replace` is an error with `notStored: true`, a refused
- * `cas`/`del`/`touch` is `false`. Values must come back as the strings written (flag 0).
- */
-export interface MemcachedClient {
-  get(key: string, cb: MemcachedCallback): void
-  gets(key: string, cb: MemcachedCallback): void
-  set(key: string, value: string, lifetime: number, cb: MemcachedCallback): void
-  add(key: string, value: string, lifetime: number, cb: MemcachedCallback): void
-  replace(key: string, value: string, lifetime: number, cb: MemcachedCallback): void
-  cas(key: string, value: string, cas: string, lifetime: number, cb: MemcachedCallback): void
-  del(key: string, cb: MemcachedCallback): void
-  touch(key: string, lifetime: number, cb: MemcachedCallback): void
-  end(): void
-}
+export type { MemcachedCallback, MemcachedClient } from './memcached-injected.js'
 
 /** Options of {@link memcachedStore}. */
 export interface MemcachedStoreOptions {
@@ -40,14 +22,16 @@ export interface MemcachedStoreOptions {
   localTtl?: number
   /** Milliseconds a call may take before it fails with `ERR_STORE_UNAVAILABLE`; also the connect timeout. @default 1000 */
   requestTimeout?: number
-  /** Largest value, in bytes as stored (UTF-8, plus one byte per CR or LF, which the client escapes). Keep it under the server's item size (`-I`, 1 MiB) minus key and header. @default 1000000 */
+  /**
+   * Largest value, in bytes as stored: UTF-8 (an injected npm `memcached` client also sends each
+   * CR and LF as two bytes). Keep it under the server's item size (`-I`, 1 MiB) minus key and
+   * header. @default 1000000
+   */
   maxValueBytes?: number
-  /** Sockets per server the client may open. @default 64 */
-  poolSize?: number
   /**
    * An already-configured principal client instead of `servers` (see {@link MemcachedClient}); the
    * caller ends it. The store gives its calls deadlines, but its other traps stay the caller's
-   * (flag-2 items parsed in the socket handler, issue-log timers, `ping`): configure it as below.
+   * (flag-2 items parsed in the socket handler, issue-log timers, `ping`, the 100 s connect retry).
    */
   client?: MemcachedClient
   /** An already-configured local client instead of `local`; the caller ends it. */
@@ -58,11 +42,9 @@ export interface MemcachedStoreOptions {
 export type MemcachedStore = Store &
   Required<Pick<Store, 'lock'>> & { readonly servers: readonly string[]; readonly local: readonly string[] }
 
-const OPTION_NAMES = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes', 'poolSize', 'client', 'localClient']
-const CLIENT_METHODS = ['get', 'gets', 'set', 'add', 'replace', 'cas', 'del', 'touch', 'end'] as const
+const OPTION_NAMES = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes', 'client', 'localClient']
 /** memcached reads an exptime over 30 days as a Unix time. */
 const THIRTY_DAYS = 2_592_000
-const NOT_STORED = Symbol('NOT_STORED')
 const WRITE_MODES = new Set<unknown>(['set', 'add', 'replace', 'cas'])
 /** How many keys' expiry times a store remembers from its own writes and touches. */
 const EXPIRY_MEMORY = 10_000
@@ -125,16 +107,11 @@ function resolveOptions(options: MemcachedStoreOptions) {
     localTtl: positiveInteger(options.localTtl, 'localTtl', 60, THIRTY_DAYS),
     requestTimeout,
     maxValueBytes: positiveInteger(options.maxValueBytes, 'maxValueBytes', 1_000_000),
-    poolSize: positiveInteger(options.poolSize, 'poolSize', 64),
     client: client === undefined ? undefined : injected(client, 'client'),
     localClient: localClient === undefined ? undefined : injected(localClient, 'localClient'),
   }
 }
 type Config = ReturnType<typeof resolveOptions>
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
-}
 
 /**
  * A store on memcached, as Apache::Session::Memorycached: writes go to the principal `servers`,
@@ -156,33 +133,13 @@ export function memcachedStore(options: MemcachedStoreOptions): MemcachedStore {
 
 function createStore(config: Config, onClose: (() => void) | undefined): MemcachedStore {
   const { requestTimeout, maxValueBytes, localTtl } = config
-  const principal = config.client ? injectedSide(config.client) : hardenedClient(config.servers!, config)
+  const principal = config.client ? injectedPool(config.client, requestTimeout) : new WireClient(config.servers!, requestTimeout)
   const local = config.localClient
-    ? injectedSide(config.localClient)
+    ? injectedPool(config.localClient, requestTimeout)
     : config.local.length > 0
-      ? hardenedClient(config.local, config)
+      ? new WireClient(config.local, requestTimeout)
       : undefined
-  const sides = local ? [principal, local] : [principal]
-  /** Aborts of the calls in flight; close() fails them at once. */
-  /** Aborts of the calls in flight, with their deadlines (performance.now() ms), oldest first. */
-  const pending = new Map<(error?: SessionError) => void, number>()
-  /**
-   * One timer for all calls in flight, armed for the oldest deadline: a timer per call cost
-   * 1.3-1.6 µs (setTimeout + clearTimeout). Every call has the same timeout, so insertion order
-   * is deadline order. Unref'ed while nothing is in flight, so an idle store never holds the process.
-   */
-  let sweeper: NodeJS.Timeout | undefined
-  const sweep = () => {
-    sweeper = undefined
-    const now = performance.now()
-    for (const [abort, deadline] of pending) {
-      if (deadline > now) {
-        sweeper = setTimeout(sweep, deadline - now + 1)
-        return
-      }
-      abort() // its deadline passed
-    }
-  }
+  const pools = local ? [principal, local] : [principal]
   const dumps = new Set<net.Socket>()
   /** Key -> when it expires (ms), as this store last wrote or touched it; oldest first. */
   const expiries = new Map<string, number>()
@@ -193,91 +150,24 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
 
   const closedError = () => new SessionError('ERR_STORE_UNAVAILABLE', 'the memcached store is closed; create a new one')
 
-  /**
-   * Runs one client call with its own deadline: the memcached client never calls back when a
-   * socket dies or a server stalls, so every call carries a timer, and a late callback is ignored.
-   * Resolves the client's result, or NOT_STORED for a refused add/replace.
-   */
-  function call(side: Side, key: string, op: (cb: MemcachedCallback) => void): Promise<unknown> {
-    if (closed) return Promise.reject(closedError())
-    const server = serverOf(side, key)
-    return new Promise((resolve, reject) => {
-      let done = false
-      let warmed: (() => void) | undefined
-      const settle = () => {
-        done = true
-        pending.delete(abort)
-        if (pending.size === 0) sweeper?.unref()
-        warmed?.()
-      }
-      const cb: MemcachedCallback = (err, result) => {
-        if (done) return
-        settle()
-        const first: unknown = Array.isArray(err) ? err[0] : err
-        if ((first as { notStored?: unknown } | undefined)?.notStored === true) resolve(NOT_STORED)
-        else if (first)
-          reject(
-            new SessionError(
-              'ERR_STORE_UNAVAILABLE',
-              `memcached ${server} failed: ${message(first)}; check that it runs and is reachable`,
-              { cause: first },
-            ),
-          )
-        else resolve(result)
-      }
-      const abort = (
-        error = new SessionError(
-          'ERR_STORE_UNAVAILABLE',
-          `no answer from memcached ${server} in ${requestTimeout} ms; check that it runs and is reachable`,
-        ),
-      ) => {
-        if (done) return
-        settle()
-        // Replies are matched to requests in order per socket: one that will never come makes the socket useless.
-        const pool = (side.client as unknown as Partial<Internals>).connections?.[server]?.pool ?? []
-        for (const socket of pool) if (socket.metaData?.some((query) => query.callback === cb)) socket.destroy()
-        reject(error)
-      }
-      pending.set(abort, performance.now() + requestTimeout)
-      if (sweeper === undefined) sweeper = setTimeout(sweep, requestTimeout + 1)
-      else if (pending.size === 1) sweeper.ref()
-      // A burst on a cold pool would open a socket per call and overflow it ("The connection pool
-      // is full" refuses the whole server): the first call connects, the others wait for it.
-      const start = (): void => {
-        if (done) return
-        const gate = side.warming.get(server)
-        if (gate !== undefined) return void gate.then(start)
-        if (isCold(side.client, server)) {
-          const warm = new Promise<void>((release) => (warmed = release))
-          side.warming.set(server, warm)
-          void warm.then(() => side.warming.get(server) === warm && side.warming.delete(server))
-        }
-        try {
-          op(cb)
-        } catch (err) {
-          cb(err)
-        }
-      }
-      start()
-    })
-  }
-
   /** Keys that need no closer look (session ids always are): 1-250 word characters, '.', ':' and '-'. */
   const PLAIN_KEY = /^[\w.:-]{1,250}$/
 
-  function checkKey(key: string, on: Side[] = sides): void {
+  function checkKey(key: string, on: Pool[] = pools): void {
     if (typeof key !== 'string') throw new TypeError(`tied-session: a store key must be a string, got ${typeof key}`)
-    if (PLAIN_KEY.test(key) && key !== 'cas' && key !== '__proto__' && on.every((side) => side.namespace === '')) return
-    for (const side of on) {
-      const full = Buffer.from(side.namespace + key)
+    if (PLAIN_KEY.test(key) && on.every((pool) => !pool.injected || (pool.namespace === '' && key !== 'cas' && key !== '__proto__'))) return
+    for (const pool of on) {
+      const full = pool.namespace + key
+      const bytes = Buffer.byteLength(full)
       let reason = ''
-      if (full.length === 0 || full.length > 250) reason = `it is ${full.length} bytes; memcached takes 1 to 250`
-      else if (full.some((byte) => byte <= 0x20 || byte === 0x7f) || /\s/u.test(key))
-        reason = 'memcached keys hold no space, line break or control character'
-      // The client puts the key into the command with String#replace, which expands these patterns.
-      else if (/\$[$&'`]/.test(key)) reason = 'the memcached client garbles "$$", "$&", "$\'" and "$`" in keys'
-      // The client returns `gets` as { [key]: value, cas }, so these keys lose their value.
-      else if (full.toString() === 'cas' || full.toString() === '__proto__') reason = 'the memcached client cannot read it back with gets'
+      if (bytes === 0 || bytes > 250) reason = `it is ${bytes} bytes; memcached takes 1 to 250`
+      // eslint-disable-next-line no-control-regex -- control characters are what this looks for
+      else if (/[\u0000-\u0020\u007f]|\s/u.test(full)) reason = 'memcached keys hold no space, line break or control character'
+      // The npm client puts the key into the command with String#replace, which expands these patterns.
+      else if (pool.injected && /\$[$&'`]/.test(key)) reason = 'the injected memcached client garbles "$$", "$&", "$\'" and "$`" in keys'
+      // It returns `gets` as { [key]: value, cas }, so these keys lose their value.
+      else if (pool.injected && (full === 'cas' || full === '__proto__'))
+        reason = 'the injected memcached client cannot read it back with gets'
       if (reason) throw new SessionError('ERR_INVALID_ID', `${JSON.stringify(key)} cannot be a memcached key: ${reason}`)
     }
   }
@@ -287,8 +177,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     if (!WRITE_MODES.has(opts?.mode))
       throw new TypeError(`tied-session: write mode must be set, add, replace or cas, got ${String(opts?.mode)}`)
     checkTtl(opts.ttl)
-    // The client sends every CR and LF as backslash + CR/LF: that is the size the server sees.
-    const bytes = Buffer.byteLength(value) + (value.includes('\n') || value.includes('\r') ? (value.match(/[\r\n]/g)?.length ?? 0) : 0)
+    if (value.length * 3 <= maxValueBytes && !principal.injected) return // UTF-8 takes at most 3 bytes per UTF-16 unit
+    // An injected npm client sends every CR and LF as backslash + CR/LF: that is the size the server sees.
+    const escaped = principal.injected ? (value.match(/[\r\n]/g)?.length ?? 0) : 0
+    const bytes = Buffer.byteLength(value) + escaped
     if (bytes > maxValueBytes) {
       throw new SessionError(
         'ERR_TOO_LARGE',
@@ -305,46 +197,31 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   /** memcached reads an exptime over 30 days as an absolute Unix time, so send such TTLs as one. */
   const exptime = (ttl: number) => (ttl > THIRTY_DAYS ? Math.floor(Date.now() / 1000) + ttl : ttl)
 
-  /** `gets` on the principal: the value as the client gave it, and its cas unique; undefined when absent. */
-  async function getsPrincipal(key: string): Promise<{ value: unknown; cas: string } | undefined> {
-    const result = await call(principal, key, (cb) => principal.client.gets(key, cb))
-    if (result === undefined) return undefined
-    const { [principal.namespace + key]: value, cas } = result as Record<string, unknown>
-    return { value, cas: String(cas) }
-  }
-
   async function readPrincipal(key: string): Promise<Entry | undefined> {
-    const found = await getsPrincipal(key)
-    if (found === undefined) return undefined
-    const { value, cas } = found
-    if (typeof value !== 'string') {
+    const item = await principal.gets(key)
+    if (item === undefined) return undefined
+    if (item.flags !== 0) {
       throw new SessionError(
         'ERR_CORRUPT',
-        `"${key}" on memcached ${serverOf(principal, key)} is not a plain string (another client wrote it with flags); delete it`,
+        `"${key}" on memcached ${principal.serverOf(key)} is not a plain string (another client wrote it with flags); delete it`,
       )
     }
-    return { value, version: cas }
+    return item.cas === undefined ? { value: item.value } : { value: item.value, version: item.cas }
   }
 
   async function writePrincipal(key: string, value: string, { mode, ttl, version }: WriteOptions): Promise<WriteResult> {
-    const c = principal.client
-    const lifetime = exptime(ttl)
     if (mode === 'cas') {
       // No version (a read served by local) or not a cas unique: it cannot be the current one.
       if (version === undefined || !/^\d+$/.test(version)) return 'exists'
-      if ((await call(principal, key, (cb) => c.cas(key, value, version, lifetime, cb))) === true) return 'stored'
-      // The client answers false alike for EXISTS and NOT_FOUND: a get tells which.
-      return (await call(principal, key, (cb) => c.get(key, cb))) === undefined ? 'not_found' : 'exists'
+      const reply = await principal.cas(key, value, version, exptime(ttl))
+      return reply === 'STORED' ? 'stored' : reply === 'NOT_FOUND' ? 'not_found' : 'exists'
     }
-    const answer = await call(principal, key, (cb) => c[mode](key, value, lifetime, cb))
-    if (answer === true) return 'stored'
-    if (answer === NOT_STORED && mode === 'add') return 'exists'
-    if (answer === NOT_STORED && mode === 'replace') return 'not_found'
-    // false with no error: a SERVER_ERROR (out of memory, object too large), on which the client drops the connection.
-    throw new SessionError(
-      'ERR_STORE_UNAVAILABLE',
-      `memcached ${serverOf(principal, key)} refused to store "${key}" (SERVER_ERROR); check its memory (-m) and item size (-I)`,
-    )
+    const reply = await principal.store(mode, key, value, exptime(ttl))
+    return reply === 'STORED' ? 'stored' : mode === 'replace' ? 'not_found' : mode === 'add' ? 'exists' : unexpected(key, reply)
+  }
+
+  const unexpected = (key: string, reply: string): never => {
+    throw new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${principal.serverOf(key)} answered ${reply} to a set of "${key}"`)
   }
 
   function remember(key: string, ttl: number | undefined): void {
@@ -358,8 +235,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   const copyTtl = (key: string) => Math.min(localTtl, Math.floor(((expiries.get(key) ?? Infinity) - Date.now()) / 1000))
 
   /** Local failures cost speed, never an error. */
-  const dropLocal = (key: string): Promise<unknown> | undefined =>
-    local && call(local, key, (cb) => local.client.del(key, cb)).catch(() => undefined)
+  const dropLocal = (key: string): Promise<unknown> | undefined => local?.delete(key).catch(() => undefined)
 
   async function* keys(prefix = ''): AsyncGenerator<string> {
     for (const server of principal.servers) {
@@ -419,9 +295,9 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
    * one step only if nobody took it since, and the next `add` succeeds at once (no tombstone).
    */
   async function unlock(lockKey: string, token: string): Promise<void> {
-    const found = await getsPrincipal(lockKey)
-    if (found?.value !== token) return // expired, or taken by another since
-    await call(principal, lockKey, (cb) => principal.client.cas(lockKey, 'released', found.cas, -1, cb)) // false: taken by another since
+    const found = await principal.gets(lockKey)
+    if (found?.value !== token || found.cas === undefined) return // expired, or taken by another since
+    await principal.cas(lockKey, 'released', found.cas, -1) // EXISTS or NOT_FOUND: taken by another since, or expired
   }
 
   /**
@@ -432,23 +308,16 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   async function lock(key: string, opts: LockOptions): Promise<() => Promise<void>> {
     const lockKey = key + LOCK_SUFFIX
     checkKey(lockKey, [principal])
-    const c = principal.client
     const token = randomBytes(16).toString('hex')
     return pollLock(key, opts, async () => {
-      let answer: unknown
+      let answer: string
       try {
-        answer = await call(principal, lockKey, (cb) => c.add(lockKey, token, exptime(opts.ttl + 1), cb))
+        answer = await principal.store('add', lockKey, token, exptime(opts.ttl + 1))
       } catch (err) {
         void unlock(lockKey, token).catch(() => {}) // an add that timed out may have landed
         throw err
       }
-      if (answer === NOT_STORED) return undefined
-      if (answer !== true) {
-        throw new SessionError(
-          'ERR_STORE_UNAVAILABLE',
-          `memcached ${serverOf(principal, lockKey)} refused to store "${lockKey}" (SERVER_ERROR); check its memory (-m)`,
-        )
-      }
+      if (answer !== 'STORED') return undefined
       let released: Promise<void> | undefined
       const release = () =>
         (released ??= (async () => {
@@ -469,16 +338,16 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       if (!local || opts?.consistent === true) return readPrincipal(key)
       let copy: 'add' | 'set' | undefined = 'add'
       try {
-        const value = await call(local, key, (cb) => local.client.get(key, cb))
-        if (typeof value === 'string') return { value } // no version: see the cas write
-        if (value !== undefined) copy = 'set' // not ours: overwrite it
+        const item = await local.get(key)
+        if (item?.flags === 0) return { value: item.value } // no version: see the cas write
+        if (item !== undefined) copy = 'set' // not ours: overwrite it
       } catch {
         copy = undefined // local is down or slow: read the principal, leave local alone
       }
       const entry = await readPrincipal(key)
       const ttl = copyTtl(key)
       // `add`, not `set`: a copy made by a newer read is not overwritten by an older one.
-      if (entry && copy && ttl > 0) await call(local, key, (cb) => local.client[copy](key, entry.value, ttl, cb)).catch(() => undefined)
+      if (entry && copy && ttl > 0) await local.store(copy, key, entry.value, ttl).catch(() => undefined)
       return entry
     },
 
@@ -495,7 +364,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
 
     async delete(key) {
       checkKey(key)
-      const existed = (await call(principal, key, (cb) => principal.client.del(key, cb))) === true
+      const existed = (await principal.delete(key)) === 'DELETED'
       remember(key, undefined)
       await dropLocal(key)
       return existed
@@ -504,7 +373,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     async touch(key, ttl) {
       checkKey(key)
       checkTtl(ttl)
-      const found = (await call(principal, key, (cb) => principal.client.touch(key, exptime(ttl), cb))) === true
+      const found = (await principal.touch(key, exptime(ttl))) === 'TOUCHED'
       remember(key, found ? ttl : undefined)
       // A local copy is never touched (extending it could keep a stale copy alive forever), but
       // dropped when the key is gone or now ends before the copy might.
@@ -521,10 +390,8 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       (closing ??= (async () => {
         if (held.size > 0) await Promise.allSettled([...held].map((release) => release()))
         closed = true
-        for (const abort of [...pending.keys()]) abort(closedError())
-        if (sweeper !== undefined) clearTimeout(sweeper)
+        for (const pool of pools) pool.close(closedError())
         for (const socket of dumps) socket.destroy()
-        for (const side of sides) side.shutdown?.()
         onClose?.()
       })()),
   }
