@@ -115,6 +115,7 @@ class Connection {
     const colon = this.address.lastIndexOf(':')
     const socket = net.connect({ host: this.address.slice(0, colon), port: Number(this.address.slice(colon + 1)), noDelay: true })
     socket.unref()
+    socket.setKeepAlive(true, 60_000) // a connection dropped silently (a firewall, a crashed host) is found while idle
     let error: Error | undefined
     socket.on('data', (chunk: Buffer) => socket === this.socket && this.onData(chunk))
     socket.on('error', (err) => (error = err))
