@@ -225,6 +225,75 @@ test('two principals: keys spread over both and each is found again', async (t) 
   )
 })
 
+/** A loopback server in front of `target` that passes requests on and hands each reply back in pieces of `size` bytes, one per tick. */
+async function chopper(t: T, target: MemcachedServer, size: number): Promise<string> {
+  const sockets = new Set<net.Socket>()
+  const relay = net.createServer((client) => {
+    const upstream = net.connect(target.port, target.host)
+    sockets.add(client).add(upstream)
+    client.setNoDelay(true)
+    client.on('data', (chunk) => upstream.write(chunk))
+    let queue = Promise.resolve()
+    upstream.on('data', (chunk: Buffer) => {
+      queue = queue.then(async () => {
+        for (let at = 0; at < chunk.length; at += size) {
+          client.write(chunk.subarray(at, at + size))
+          await new Promise((resolve) => setImmediate(resolve))
+        }
+      })
+    })
+    for (const socket of [client, upstream]) socket.on('error', () => undefined).on('close', () => (client.destroy(), upstream.destroy()))
+  })
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+    return new Promise<void>((resolve) => relay.close(() => resolve()))
+  })
+  return `127.0.0.1:${(relay.address() as net.AddressInfo).port}`
+}
+
+test('replies cut at any byte (headers, values, line ends) are put together again', async (t) => {
+  const p = await useMemcached(t)
+  const values = ['{"a":"é€𝄞"}', 'x'.repeat(3000), '', 'END\r\nVALUE k 0 3\r\nabc\r\n']
+  for (const size of [1, 2, 3, 7]) {
+    const store = open(t, { servers: await chopper(t, p, size), requestTimeout: PATIENT })
+    const written = await Promise.all(values.map((v, i) => store.write(`cut${i}`, v, set)))
+    t.deepEqual(written, ['stored', 'stored', 'stored', 'stored'])
+    const read = await Promise.all([...values.map((_, i) => store.get(`cut${i}`)), store.get('cut-missing')])
+    t.deepEqual(
+      read.map((e) => e?.value),
+      [...values, undefined],
+      `pieces of ${size} bytes`,
+    )
+    t.is(await store.write('cut0', 'next', { ttl: 60, mode: 'cas', version: read[0]!.version! }), 'stored')
+  }
+})
+
+test('a server that answers out of step (ERROR): the calls in flight fail, the connection is dropped, and the next call reconnects', async (t) => {
+  const p = await useMemcached(t)
+  let broken = true
+  const sockets = new Set<net.Socket>()
+  const relay = net.createServer((client) => {
+    sockets.add(client)
+    if (broken) return void client.on('data', () => client.write('ERROR\r\n'))
+    const upstream = net.connect(p.port, p.host)
+    sockets.add(upstream)
+    client.pipe(upstream).pipe(client)
+  })
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+    return new Promise<void>((resolve) => relay.close(() => resolve()))
+  })
+  const store = open(t, { servers: `127.0.0.1:${(relay.address() as net.AddressInfo).port}`, requestTimeout: PATIENT })
+  const settled = await Promise.allSettled([store.get('a'), store.write('b', 'v', set), store.get('c')])
+  for (const result of settled) t.is(result.status === 'rejected' && (result.reason as SessionError).code, 'ERR_STORE_UNAVAILABLE')
+  t.regex(settled[0]!.status === 'rejected' ? (settled[0].reason as Error).message : '', /answered "ERROR", out of step/)
+  broken = false
+  t.is(await store.write('b', 'v', set), 'stored', 'a new connection')
+  t.is((await store.get('b'))?.value, 'v')
+})
+
 test("a SERVER_ERROR (item over the server's -I) is ERR_STORE_UNAVAILABLE naming it, and the connection stays in step", async (t) => {
   const p = await useMemcached(t, { extraArgs: ['-I', '1k', '-o', 'slab_chunk_max=1024'] }) // largest item: 1 KB
   const store = open(t, { servers: p.address })
