@@ -86,7 +86,8 @@ class Connection {
     return new Promise<T>((resolve, reject) => {
       if (this.closed) return reject(this.closed)
       if (this.refused) {
-        if (performance.now() < this.refused.until) return reject(this.refused.error)
+        const { until, error } = this.refused
+        if (performance.now() < until) return reject(unavailable(error.message, error.cause)) // a new error: its own stack
         this.refused = undefined
       }
       const socket = this.socket ?? this.connect()
