@@ -26,6 +26,8 @@ export type FileStore = Store &
     /**
      * Removes the files of expired keys; resolves to how many it removed. `onProgress` is called
      * before each file and at the end, with how many files were looked at and how many there are.
+     * Also removes temp files and lock directories that processes which died left behind
+     * (untouched for 10 minutes).
      */
     deleteExpired(options?: { onProgress?: (done: number, total: number) => void }): Promise<number>
     /** The live keys that start with `prefix`, in no particular order; the file store always lists. */
@@ -106,6 +108,15 @@ function parse(key: string, file: string, text: string): Item {
   }
   return { version: head.v, expires: head.e, value: text.slice(nl + 1) }
 }
+
+/**
+ * A temp file or lock directory untouched this long was left by a process that died mid-write or
+ * while holding a lock (live holders refresh their locks every 1-2 s; a write takes milliseconds):
+ * deleteExpired() removes it.
+ */
+const LEFTOVER_MS = 10 * 60_000
+/** The names of temp files (`.<16 hex>.tmp`) and of write and session lock directories. */
+const LEFTOVER = /^\.[0-9a-f]{16}\.tmp$|\.session(?:\.lock|-lock)$/
 
 /** `item` unless it expired: an expired file reads as absent until deleteExpired() removes it. */
 const live = (item: Item | undefined) => (item !== undefined && (item.expires === 0 || item.expires > Date.now()) ? item : undefined)
@@ -381,6 +392,17 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
     return found
   }
 
+  /** Removes the temp files and lock directories that dead processes left (see LEFTOVER_MS). */
+  async function removeLeftovers(): Promise<void> {
+    for (const name of await fs.readdir(directory)) {
+      if (!LEFTOVER.test(name)) continue
+      const leftover = path.join(directory, name)
+      const stat = await fs.stat(leftover).catch(() => undefined) // gone meanwhile
+      if (stat === undefined || stat.mtimeMs > Date.now() - LEFTOVER_MS) continue
+      await fs.rm(leftover, { recursive: true, force: true })
+    }
+  }
+
   return {
     directory,
 
@@ -462,6 +484,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
           if (gone) removed++
         }
         options.onProgress?.(all.length, all.length)
+        await removeLeftovers()
         return removed
       }),
 

@@ -205,6 +205,35 @@ test.serial('file store: deleteExpired removes exactly the expired files and cou
   t.false(await store.delete('medium'))
 })
 
+test('file store: deleteExpired also removes the temp files and lock directories of dead processes, once 10 minutes old', async (t) => {
+  const store = await open(t)
+  await store.write('kept', 'v', { ttl: 0, mode: 'set' })
+  const release = await store.lock('live', { ttl: 60, wait: 0 }) // a live holder's lock: refreshed, never swept
+  t.teardown(() => release())
+  const dir = store.directory
+  // what a writer killed before its rename, and holders killed while locked, leave behind
+  const old = ['.0123456789abcdef.tmp', 'dead.session-lock', 'kept.session.lock', '~a2V5.session-lock']
+  await fs.writeFile(path.join(dir, old[0]!), 'half a write')
+  for (const name of old.slice(1)) {
+    await fs.mkdir(path.join(dir, name))
+    await fs.writeFile(path.join(dir, name, 'owner'), 'a dead holder')
+  }
+  const fresh = ['.fedcba9876543210.tmp', 'recent.session-lock']
+  await fs.writeFile(path.join(dir, fresh[0]!), 'a write in progress')
+  await fs.mkdir(path.join(dir, fresh[1]!))
+  const stranger = 'notes.txt' // not ours: left alone whatever its age
+  await fs.writeFile(path.join(dir, stranger), 'x')
+  const elevenMinutesAgo = new Date(Date.now() - 11 * 60_000)
+  for (const name of [...old, stranger]) await fs.utimes(path.join(dir, name), elevenMinutesAgo, elevenMinutesAgo)
+
+  t.is(await store.deleteExpired(), 0, 'the count is of expired sessions only')
+  t.deepEqual((await fs.readdir(dir)).sort(), [...fresh, 'kept.session', 'live.session-lock', stranger].sort())
+  t.is((await store.get('kept'))?.value, 'v')
+  t.is(await store.write('kept', 'w', { ttl: 0, mode: 'set' }), 'stored', 'its write lock is free again')
+  await release()
+  t.is(await store.lock('live', { ttl: 60, wait: 0 }).then((again) => again()), undefined, 'the live lock was released normally')
+})
+
 test('file store: touch keeps the version, so a cas after it still lands', async (t) => {
   const store = await open(t)
   await store.write('k', 'v1', { ttl: 60, mode: 'set' })
