@@ -38,17 +38,25 @@ type Data = Record<string | symbol, unknown>
 const isTrackable = (value: object): boolean => Array.isArray(value) || isPlainObject(value)
 
 /**
- * The handler of a nested object's proxy: which top-level key it belongs to, and its path for
- * error messages (both updated when the same object is reached another way).
+ * The handler of a nested object's proxy: which top-level key it belongs to, and where it was
+ * last reached from (both updated when the same object is reached another way). Its path, for
+ * error messages, is only spelled out when a write needs it: reads stay cheap.
  */
 class Nested implements ProxyHandler<Data> {
   constructor(
     private readonly tracker: Tracker,
     public top: string,
-    public path: string,
+    /** The handler of the object it was reached through; undefined for a top-level value. */
+    public parent: Nested | undefined,
+    /** Its key there (a number in an array). */
+    public key: string | number,
   ) {}
+  /** Its path from the session, as `cart.items[2]`. */
+  get path(): string {
+    return pathOf(this, 100)
+  }
   get(target: Data, key: string | symbol) {
-    return this.tracker.read(target, key, this.top, this.path)
+    return this.tracker.read(target, key, this)
   }
   set(target: Data, key: string | symbol, value: unknown) {
     return this.tracker.write(target, key, value, this.top, this.path)
@@ -62,6 +70,11 @@ class Nested implements ProxyHandler<Data> {
   getOwnPropertyDescriptor(target: Data, key: string | symbol) {
     return this.tracker.describe(target, key)
   }
+}
+
+/** The path of `view`, of at most `steps` steps: data made cyclic behind the tracker's back has no end. */
+function pathOf(view: Nested, steps: number): string {
+  return childPath(view.parent === undefined || steps === 1 ? '' : pathOf(view.parent, steps - 1), view.key)
 }
 
 /**
@@ -86,7 +99,7 @@ class Tracker implements ProxyHandler<Data> {
       if (key === HOOKS) return this.hooks
       if (key === Symbol.asyncDispose) return (this.disposer ??= () => this.hooks.dispose())
     }
-    return this.read(target, key, undefined, '')
+    return this.read(target, key, undefined)
   }
   set(target: Data, key: string | symbol, value: unknown) {
     if (key === ID_FIELD) throw new TypeError(`tied-session: ${ID_FIELD} is read-only; use regenerate(s) for a new id`)
@@ -111,29 +124,32 @@ class Tracker implements ProxyHandler<Data> {
     return typeof value === 'object' && value !== null ? (this.raws?.get(value) ?? value) : value
   }
 
-  read(target: Data, key: string | symbol, top: string | undefined, path: string): unknown {
+  /** A read of `target[key]`, reached through `via` (undefined: the root): nested objects come back as views. */
+  read(target: Data, key: string | symbol, via: Nested | undefined): unknown {
     const described = this.described
     this.described = undefined
     const value = target[key]
     if (typeof value !== 'object' || value === null || typeof key === 'symbol' || !Object.hasOwn(target, key)) {
       return value
     }
-    const owner = top ?? key
+    const owner = via === undefined ? key : via.top
     if ((described !== undefined && described.target === target && described.key === key) || !isTrackable(value)) {
       this.hooks.expose(owner)
       return value
     }
-    const at = top === undefined ? childPath('', key) : childPath(path, Array.isArray(target) ? Number(key) : key)
+    const at = via !== undefined && Array.isArray(target) ? Number(key) : key
     const views = (this.views ??= new WeakMap())
     let view = views.get(value)
     if (view === undefined) {
-      const handler = new Nested(this, owner, at)
+      const handler = new Nested(this, owner, via, at)
       view = { proxy: new Proxy(value as Data, handler), handler }
       views.set(value, view)
       ;(this.raws ??= new WeakMap()).set(view.proxy, value)
     } else {
-      view.handler.top = owner
-      view.handler.path = at
+      const { handler } = view
+      handler.top = owner
+      handler.parent = via
+      handler.key = at
     }
     return view.proxy
   }

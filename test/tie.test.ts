@@ -221,6 +221,18 @@ test('a value the serializer cannot keep throws a TypeError naming the path, and
   t.is(t.context.writes.callCount, writes, 'nothing to write')
 })
 
+test('a path names where an object was last reached; data made cyclic behind the tracker still gives a TypeError, not a stack overflow', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
+  s.a = { list: [{ deep: {} }] }
+  s.b = {}
+  const deep = s.a.list[0].deep
+  t.throws(() => (deep.when = new Date()), { instanceOf: TypeError, message: / at a\.list\[0\]\.deep\.when / })
+  const raw = { ...s }.b // a shallow copy hands out the raw object
+  raw.self = raw
+  t.throws(() => (s.b.self.self.self.when = new Date()), { instanceOf: TypeError, message: /self\.self\.when/ })
+  await t.throwsAsync(save(s), { instanceOf: TypeError }, 'the cycle itself cannot be saved')
+})
+
 test('deleting an array element leaves null, as a reload shows it; pop, shift and splice are unchanged', async (t) => {
   const s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
   s.list = [1, 2, 3, 4, 5]
