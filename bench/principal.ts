@@ -1,6 +1,7 @@
 /**
  * 8 principal: findSessions for a user with 1, 10 and 100 sessions: ms per call, and the
- * commands and round trips it sends (counted by a relay in front of the server).
+ * commands and round trips it sends (counted by a relay in front of the server); and what a
+ * request on a logged-in user's session sends.
  *
  * findSessions is looked up at run time: a build without it prints one row saying so.
  */
@@ -49,6 +50,21 @@ for (const n of [1, 10, 100]) {
     figure: `p50 ${fmt.ms(t.p50 / 1000)}, p99 ${fmt.ms(t.p99 / 1000)}; ${c.roundTrips} round trips, ${c.commands} commands, ${c.keys} keys read${size === n ? '' : `; found ${size}, expected ${n}`}`,
   })
 }
+// A request on a logged-in user's session: the first save of each tie also refreshes the
+// user's index (its expiry follows the session's).
+const login = await tieSession(undefined, direct)
+login.uid = 'returning-user'
+await untie(login)
+relay.take()
+const again = await tieSession(login._session_id as string, counted)
+again.visits = 1
+await untie(again)
+const request = relay.take()
+emit({
+  bench: 'principal: a request',
+  name: 'tie + write + untie, uid set',
+  figure: `${request.roundTrips} round trips, ${request.commands} commands (a gets and a cas for the session itself; the rest refresh the user's index)`,
+})
 await closeStores()
 await relay.close()
 await server.stop()

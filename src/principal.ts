@@ -11,7 +11,7 @@
  */
 import SparkMD5 from 'spark-md5'
 import { SessionError } from './errors.js'
-import type { Store } from './stores/store.js'
+import type { Entry, Store } from './stores/store.js'
 
 /** Most sessions one user's list keeps; past it the oldest entries are dropped from the list (not destroyed). */
 export const MAX_INDEXED = 100
@@ -99,10 +99,12 @@ export async function updateList(
   place: IndexPlace,
   digest: string,
   change: (list: IndexEntry[]) => IndexEntry[] | Promise<IndexEntry[]>,
+  firstRead?: Promise<Entry | undefined>,
 ): Promise<IndexEntry[]> {
   const key = listKey(place, digest)
   for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
-    const entry = await place.store.get(key, { consistent: true })
+    // a read sent earlier may be stale by now: then the compare-and-swap fails and the list is read again
+    const entry = await (attempt === 0 && firstRead !== undefined ? firstRead : readList(place, digest))
     const before = entry === undefined ? [] : parseList(entry.value)
     const after = (await change(before)).sort((a, b) => b.at - a.at).slice(0, MAX_INDEXED)
     const text = JSON.stringify(after)
@@ -124,6 +126,11 @@ export async function updateList(
   throw new SessionError('ERR_CONFLICT', `the session list of user ${digest} kept changing (${MAX_TRIES} tries); save again`)
 }
 
+/** The user's list as stored now (with its version): read ahead, it lets {@link addToIndex} save a round trip. */
+export function readList(place: IndexPlace, digest: string): Promise<Entry | undefined> {
+  return place.store.get(listKey(place, digest), { consistent: true })
+}
+
 /** Options for adding a session to its user's index. */
 export interface AddOptions {
   id: string
@@ -131,27 +138,36 @@ export interface AddOptions {
   ttl: number
   /** destroy the user's oldest sessions past this many */
   maxSessions: number | undefined
+  /** {@link readList} of the user's list, sent earlier (with the session's own write); it may be stale. */
+  listRead?: { digest: string; entry: Promise<Entry | undefined> } | undefined
 }
 
 /** Records session `id` as the user's latest, and in the user's list; enforces maxSessions. */
-export async function addToIndex(place: IndexPlace, digest: string, { id, ttl, maxSessions }: AddOptions): Promise<void> {
+export async function addToIndex(place: IndexPlace, digest: string, { id, ttl, maxSessions, listRead }: AddOptions): Promise<void> {
   const evicted: string[] = []
-  await updateList(place, digest, async (list) => {
-    evicted.length = 0
-    const others = await prune(
-      place,
-      list.filter((e) => e.id !== id),
-      ttl,
-    )
-    const next = [{ id, exp: expOf(ttl), ttl, at: Date.now() }, ...others.sort((a, b) => b.at - a.at)]
-    if (maxSessions !== undefined && next.length > maxSessions) {
-      evicted.push(...next.slice(maxSessions).map((e) => e.id))
-      return next.slice(0, maxSessions)
-    }
-    return next
-  })
-  // the latest-session key, as Memorycached writes it: the id as a plain string
-  await place.store.write(latestKey(place, digest), id, { ttl, mode: 'set' })
+  // the latest-session key, as Memorycached writes it: the id as a plain string; sent at once,
+  // alongside the list's update (one round trip fewer)
+  const latest = place.store.write(latestKey(place, digest), id, { ttl, mode: 'set' })
+  const listed = updateList(
+    place,
+    digest,
+    async (list) => {
+      evicted.length = 0
+      const others = await prune(
+        place,
+        list.filter((e) => e.id !== id),
+        ttl,
+      )
+      const next = [{ id, exp: expOf(ttl), ttl, at: Date.now() }, ...others.sort((a, b) => b.at - a.at)]
+      if (maxSessions !== undefined && next.length > maxSessions) {
+        evicted.push(...next.slice(maxSessions).map((e) => e.id))
+        return next.slice(0, maxSessions)
+      }
+      return next
+    },
+    listRead?.digest === digest ? listRead.entry : undefined,
+  )
+  await Promise.all([latest, listed])
   for (const old of evicted) await place.store.delete(place.namespace + old)
 }
 
@@ -201,7 +217,7 @@ export async function liveSessions(place: IndexPlace, digest: string, ttl: numbe
  * concurrent login adds meanwhile stay); returns how many sessions were destroyed.
  */
 export async function destroyAll(place: IndexPlace, digest: string): Promise<number> {
-  const listed = await place.store.get(listKey(place, digest), { consistent: true })
+  const listed = await readList(place, digest)
   const ids = listed === undefined ? [] : parseList(listed.value).map((e) => e.id)
   const deleted = await Promise.all(ids.map((id) => place.store.delete(place.namespace + id)))
   const gone = new Set(ids)

@@ -4,7 +4,7 @@
  */
 import { SessionError } from './errors.js'
 import { newId } from './ids.js'
-import { addToIndex, md5Hex, reindex, removeFromIndex } from './principal.js'
+import { addToIndex, md5Hex, readList, reindex, removeFromIndex, type AddOptions } from './principal.js'
 import { put, type Serializer } from './serializers.js'
 import type { Store, WriteOptions } from './stores/store.js'
 import { ID_FIELD, track, type TrackerHooks } from './tracker.js'
@@ -329,16 +329,35 @@ export class Session implements TrackerHooks {
    * drops it when the uid is gone, and refreshes it on the first write of each tie (its expiry
    * follows the session's) or when half the TTL has passed since this tie refreshed it.
    */
-  private async syncIndex(): Promise<void> {
+  private async syncIndex(listRead: AddOptions['listRead']): Promise<void> {
     const principal = this.config.principal
     if (principal === undefined) return
     const uid = uidOf(this.data[principal.field])
-    const before = this.indexed
+    if (this.indexFresh(uid)) return
     const { ttl } = this.config
-    const fresh = uid !== undefined && before?.uid === uid && before.at !== undefined && (ttl === 0 || Date.now() - before.at < ttl * 500)
-    if (fresh) return
-    await reindex(this.place(), before?.uid, uid, { id: this.id, ttl, maxSessions: principal.maxSessions })
+    await reindex(this.place(), this.indexed?.uid, uid, { id: this.id, ttl, maxSessions: principal.maxSessions, listRead })
     this.indexed = uid === undefined ? undefined : { uid, at: Date.now() }
+  }
+
+  /** True when this tie refreshed `uid`'s index entry less than half a TTL ago. */
+  private indexFresh(uid: string | undefined): boolean {
+    const { indexed } = this
+    const { ttl } = this.config
+    return uid !== undefined && indexed?.uid === uid && indexed.at !== undefined && (ttl === 0 || Date.now() - indexed.at < ttl * 500)
+  }
+
+  /**
+   * When this save will refresh a user's index entry: that user's list, read now so that the read
+   * travels with the session's own write (one round trip fewer; a stale read only costs a retry).
+   */
+  private readListAhead(): AddOptions['listRead'] {
+    const field = this.config.principal?.field
+    const uid = field === undefined ? undefined : uidOf(this.data[field])
+    if (uid === undefined || this.indexFresh(uid)) return undefined
+    const digest = md5Hex(uid)
+    const entry = readList(this.place(), digest)
+    entry.catch(() => {}) // unused when the session's write fails
+    return { digest, entry }
   }
 
   /** The top-level keys changed since the last write, including exposed values that differ now. */
@@ -383,6 +402,7 @@ export class Session implements TrackerHooks {
   private async write(dirty: Set<string>): Promise<void> {
     const { store, ttl, serializer, principal } = this.config
     this.validateExposed()
+    const listRead = this.readListAhead()
     for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
       if (principal !== undefined) {
         const stamped = stampDigest(this.data, principal.field)
@@ -398,7 +418,7 @@ export class Session implements TrackerHooks {
           // memcached does not say the new cas value; the next save reads it again
           this.version = undefined
           this.resetExposed()
-          if (this.config.principal !== undefined) await this.syncIndex()
+          if (this.config.principal !== undefined) await this.syncIndex(listRead)
           return
         }
         if (result === 'not_found') throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')

@@ -226,6 +226,32 @@ for (const target of targets) {
     t.is(JSON.parse((await store.get(s._session_id))!.value).uid_MD5, md5Hex(uid))
   })
 
+  test(`${name}: a save reads the user's list along with its own write; a login that lands in between is kept`, async (t) => {
+    const { store, peer } = target.open(t)
+    const uid = user()
+    const first = await login(store, uid)
+    const s = await tieSession<Any>(undefined, { store, principal: 'uid' })
+    s.uid = uid
+    const gets = sinon.spy(store, 'get')
+    const write = sinon.stub(store, 'write').callThrough()
+    const listKey = `${md5Hex(uid)}:sessions`
+    const listReads = () => gets.getCalls().filter((call) => call.args[0] === listKey).length
+    let between: string | undefined
+    let byLogin = 0
+    write.withArgs(s._session_id).callsFake(async (...args) => {
+      if (between === undefined) {
+        const before = listReads()
+        between = await login(peer(), uid) // after the list was read ahead, before it is updated
+        byLogin = listReads() - before // the memory store's peer is the same store
+      }
+      return write.wrappedMethod.apply(store, args)
+    })
+    await untie(s)
+    write.restore()
+    t.is(listReads() - byLogin, 2, 'read ahead, then again after a refused cas')
+    t.deepEqual((await findSessions(uid, { store })).sort(), [first, between!, s._session_id].sort())
+  })
+
   if (name !== 'memory') {
     test(`${name}: 20 concurrent logins of one user from two processes are all listed`, async (t) => {
       const { store, child } = target.open(t)
