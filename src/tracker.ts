@@ -51,6 +51,9 @@ class Nested implements ProxyHandler<Data> {
     /** Its key there (a number in an array). */
     public key: string | number,
   ) {}
+  /** Its path as last spelled out, and its parent's path then: still right while those match. */
+  spelled: string | undefined
+  spelledUnder: string | undefined
   /** Its path from the session, as `cart.items[2]`. */
   get path(): string {
     return pathOf(this, 100)
@@ -74,7 +77,12 @@ class Nested implements ProxyHandler<Data> {
 
 /** The path of `view`, of at most `steps` steps: data made cyclic behind the tracker's back has no end. */
 function pathOf(view: Nested, steps: number): string {
-  return childPath(view.parent === undefined || steps === 1 ? '' : pathOf(view.parent, steps - 1), view.key)
+  const under = view.parent === undefined || steps === 1 ? '' : pathOf(view.parent, steps - 1)
+  if (view.spelled === undefined || view.spelledUnder !== under) {
+    view.spelledUnder = under
+    view.spelled = childPath(under, view.key)
+  }
+  return view.spelled
 }
 
 /**
@@ -148,8 +156,11 @@ class Tracker implements ProxyHandler<Data> {
     } else {
       const { handler } = view
       handler.top = owner
-      handler.parent = via
-      handler.key = at
+      if (handler.parent !== via || handler.key !== at) {
+        handler.parent = via
+        handler.key = at
+        handler.spelled = undefined
+      }
     }
     return view.proxy
   }
