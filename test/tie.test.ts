@@ -227,6 +227,8 @@ test('a path names where an object was last reached; data made cyclic behind the
   s.b = {}
   const deep = s.a.list[0].deep
   t.throws(() => (deep.when = new Date()), { instanceOf: TypeError, message: / at a\.list\[0\]\.deep\.when / })
+  ;({ ...s }).a.list.unshift({ first: true }) // through a raw copy: the same element object moves to list[1]
+  t.throws(() => (s.a.list[1].deep.when = new Date()), { instanceOf: TypeError, message: / at a\.list\[1\]\.deep\.when / })
   const raw = { ...s }.b // a shallow copy hands out the raw object
   raw.self = raw
   t.throws(() => (s.b.self.self.self.when = new Date()), { instanceOf: TypeError, message: /self\.self\.when/ })
