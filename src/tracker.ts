@@ -37,6 +37,10 @@ type Data = Record<string | symbol, unknown>
 
 const isTrackable = (value: object): boolean => Array.isArray(value) || isPlainObject(value)
 
+/** The array methods that move or insert elements, run on the raw array (see Tracker.arrayMethod). */
+const ARRAY_METHODS = new Set<string | symbol>(['push', 'pop', 'shift', 'unshift', 'splice', 'sort', 'reverse'])
+type ArrayMethod = 'push' | 'pop' | 'shift' | 'unshift' | 'splice' | 'sort' | 'reverse'
+
 /**
  * The handler of a nested object's proxy: which top-level key it belongs to, and where it was
  * last reached from (both updated when the same object is reached another way). Its path, for
@@ -138,6 +142,10 @@ class Tracker implements ProxyHandler<Data> {
     this.described = undefined
     const value = target[key]
     if (typeof value !== 'object' || value === null || typeof key === 'symbol' || !Object.hasOwn(target, key)) {
+      if (typeof value === 'function' && via !== undefined && ARRAY_METHODS.has(key) && Array.isArray(target)) {
+        const native = (Array.prototype as unknown as Record<string | symbol, unknown>)[key]
+        if (value === native) return this.arrayMethod(target, key as ArrayMethod, via)
+      }
       return value
     }
     const owner = via === undefined ? key : via.top
@@ -163,6 +171,45 @@ class Tracker implements ProxyHandler<Data> {
       }
     }
     return view.proxy
+  }
+
+  /**
+   * An array method that reorders or inserts, run on the raw array as plain JavaScript runs it:
+   * the elements it moves stay the same objects (a view held from before still writes into the
+   * session), only inserted values are copied, and a 1,000-element `unshift` moves pointers
+   * instead of copying every element again through the traps. Called on anything but the array's
+   * own view, it is the plain method.
+   */
+  private arrayMethod(target: unknown[], name: ArrayMethod, via: Nested): (...args: unknown[]) => unknown {
+    const native = Array.prototype[name] as (...args: unknown[]) => unknown
+    const proxy = this.views?.get(target)?.proxy
+    const { hooks } = this
+    const insert = (values: unknown[], from: number) =>
+      values.map((value, i) => hooks.copy(this.unwrap(value), childPath(via.path, from + i)))
+    return function (this: unknown, ...args: unknown[]): unknown {
+      if (this !== proxy) return native.apply(this, args)
+      hooks.writable()
+      const length = target.length
+      let call = args
+      if (name === 'push') call = insert(args, length)
+      else if (name === 'unshift') call = insert(args, 0)
+      else if (name === 'splice' && args.length > 2) {
+        const start = Math.trunc(Number(args[0])) || 0
+        call = [args[0], args[1], ...insert(args.slice(2), start < 0 ? Math.max(length + start, 0) : Math.min(start, length))]
+      }
+      const changes =
+        name === 'push' || name === 'unshift'
+          ? args.length > 0
+          : name === 'sort' || name === 'reverse'
+            ? length > 1
+            : length > 0 || args.length > 2
+      try {
+        const result = native.apply(target, call)
+        return result === target ? proxy : result // sort and reverse return the array: its view
+      } finally {
+        if (changes) hooks.change(via.top)
+      }
+    }
   }
 
   write(target: Data, key: string | symbol, value: unknown, top: string, path: string): boolean {

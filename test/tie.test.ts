@@ -235,6 +235,59 @@ test('a path names where an object was last reached; data made cyclic behind the
   await t.throwsAsync(save(s), { instanceOf: TypeError }, 'the cycle itself cannot be saved')
 })
 
+test('array methods move the elements themselves, as plain arrays do: a view held from before still writes into the session', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
+  s.items = [{ n: 1 }, { n: 2 }, { n: 3 }]
+  const [one, two, three] = [s.items[0], s.items[1], s.items[2]]
+  s.items.unshift({ n: 0 })
+  one.n = 10 // now items[1]
+  t.is(
+    s.items.sort((a: Any, b: Any) => b.n - a.n),
+    s.items,
+    'sort returns the array (its view)',
+  )
+  two.n = 20
+  t.is(s.items.reverse(), s.items)
+  t.deepEqual(s.items.splice(2, 1, { n: 5 }, { n: 6 }), [{ n: 3 }])
+  three.n = 30 // removed: like a plain array's removed element, it no longer belongs to it
+  const expected = [{ n: 0 }, { n: 20 }, { n: 5 }, { n: 6 }, { n: 10 }]
+  t.deepEqual(JSON.parse(JSON.stringify(s.items)), expected)
+  await save(s)
+  await reload(s)
+  t.deepEqual(JSON.parse(JSON.stringify(s.items)), expected)
+
+  // inserted values are copied and checked first: a refused one leaves the array as it was
+  const inserted = { n: 7 }
+  s.items.push(inserted)
+  inserted.n = 70
+  t.is(s.items[5].n, 7, 'an inserted value is a copy')
+  const before = JSON.stringify(s.items)
+  t.throws(() => s.items.unshift({ n: 1 }, new Date()), { instanceOf: TypeError, message: / at items\[1\] / })
+  t.throws(() => s.items.splice(2, 0, 1n), { instanceOf: TypeError, message: / at items\[2\] / })
+  t.is(JSON.stringify(s.items), before)
+
+  // called on another array, a method is the plain one
+  const other: number[] = []
+  s.items.push.call(other, 1)
+  t.deepEqual(other, [1])
+  t.is(s.items.length, 6)
+})
+
+test('array methods that change nothing write nothing', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  s.empty = []
+  s.one = [{ a: 1 }]
+  await save(s)
+  const writes = t.context.writes.callCount
+  t.is(s.empty.pop(), undefined)
+  t.is(s.empty.shift(), undefined)
+  s.empty.push()
+  s.one.sort()
+  s.one.reverse()
+  await save(s)
+  t.is(t.context.writes.callCount, writes)
+})
+
 test('deleting an array element leaves null, as a reload shows it; pop, shift and splice are unchanged', async (t) => {
   const s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
   s.list = [1, 2, 3, 4, 5]
