@@ -204,6 +204,10 @@ class Connection {
       this.queue = []
       this.head = 0
       this.socket?.unref()
+    } else if (this.head >= 1024) {
+      // under steady load the queue may never empty: drop the answered slots now and then
+      this.queue = this.queue.slice(this.head)
+      this.head = 0
     }
     this.received = buf.length - at
     this.chunks = this.received === 0 ? [] : [buf.subarray(at)]
