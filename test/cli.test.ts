@@ -207,7 +207,7 @@ test('bad usage exits 2 with one error line, then the usage, on stderr', async (
     [['--expires', 'soon', 'new'], /--expires takes whole seconds/, /new \[path=value/],
     [['show', 'abc', '--where', 'a=b'], /--where is an option of list only/, /show <id>/],
     [['--dir', dir, '--servers', '127.0.0.1:1', 'list'], /--dir and --servers name two stores/, /list/],
-    [['--servers', 'a b', 'ping'], /--servers takes host:port, got "a b"/, /ping/],
+    [['--servers', 'a b', 'ping'], /--servers takes host:port .*got "a b"/, /ping/],
     [['--namespace', 'a b', 'list'], /--namespace must be at most 64 printable ASCII characters/, /list/],
     [['help', 'nothing'], /unknown command "nothing"/, /<command>/],
   ]
@@ -590,8 +590,9 @@ test('sweep on memcached says that memcached expires items itself', async (t) =>
 })
 
 test('ping reports version, latency, items and memory of the principal and local servers', async (t) => {
-  const local = await useMemcached(t)
-  const args = ['--servers', server!.address, '--local', local.address, 'ping']
+  const local = await useMemcached(t, { extraArgs: ['-l', '::1'] })
+  const localV6 = `[::1]:${local.port}` // the local server by its IPv6 loopback address
+  const args = ['--servers', server!.address, '--local', `[::1]:${local.port}`, 'ping']
   const run = await cli(t, [...args, '--json'])
   exits(t, run, 0)
   const probes = json(run).servers as Array<Record<string, unknown>>
@@ -599,7 +600,7 @@ test('ping reports version, latency, items and memory of the principal and local
     probes.map((p) => [p.role, p.server, p.up]),
     [
       ['principal', server!.address, true],
-      ['local', local.address, true],
+      ['local', localV6, true],
     ],
   )
   const stats = await local.stats()
@@ -615,7 +616,7 @@ test('ping reports version, latency, items and memory of the principal and local
   const lines = human.stdout.trimEnd().split('\n')
   t.regex(lines[0]!, /^ROLE +SERVER +VERSION +LATENCY +ITEMS +MEMORY +STATUS$/)
   t.regex(lines[1]!, new RegExp(`^principal  ${server!.address} +[\\d.]+ +[\\d.]+ ms +\\d+  [\\d.]+ \\S+ / 64\\.0 MiB \\(\\d+%\\) +up$`))
-  t.regex(lines[2]!, new RegExp(`^local +${local.address} `))
+  t.regex(lines[2]!, new RegExp(`^local +${localV6.replace(/[[\]]/g, '\\$&')} `))
   t.notRegex(human.stdout, ANSI)
 
   const dir = storeDir(t)

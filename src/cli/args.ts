@@ -3,6 +3,7 @@
  * with their TIED_SESSION_* environment variables (a flag wins over its variable).
  */
 import { parseArgs } from 'node:util'
+import { normalizeServer } from '../stores/address.js'
 import { UsageError } from './errors.js'
 import { COMMANDS } from './help.js'
 
@@ -145,10 +146,10 @@ function serverList(text: string, source: string, command: string | undefined): 
     .filter((s) => s !== '')
   if (list.length === 0) throw new UsageError(`${source} must name at least one host:port`, command)
   return list.map((server) => {
-    const match = /^([^\s:/]+)(?::(\d{1,5}))?$/.exec(server)
-    const port = Number(match?.[2] ?? 11211)
-    if (!match || port < 1 || port > 65535) throw new UsageError(`${source} takes host:port, got ${JSON.stringify(server)}`, command)
-    return `${match[1]}:${port}`
+    const address = normalizeServer(server)
+    if (address === undefined)
+      throw new UsageError(`${source} takes host:port ([address]:port for IPv6), got ${JSON.stringify(server)}`, command)
+    return address
   })
 }
 

@@ -3,6 +3,7 @@
  * client has no `stats`, and a down or stalled server must answer within the timeout.
  */
 import net from 'node:net'
+import { socketAddress } from '../stores/address.js'
 
 /** What `stats` told: name -> value, as the server sent it. */
 export type Stats = Record<string, string>
@@ -12,10 +13,8 @@ const LAST_LINE = /(^|\r\n)(END|OK|BUSY|BADCLASS|NOTSTARTED|ERROR|CLIENT_ERROR|S
 
 /** Sends `command` (CRLF added) to `server` (`host:port`) and resolves the whole reply; rejects with a one-line reason. */
 export function memcachedCommand(server: string, command: string, timeoutMs: number): Promise<string> {
-  const at = server.lastIndexOf(':')
-  const [host, port] = [server.slice(0, at), Number(server.slice(at + 1))]
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port })
+    const socket = net.connect(socketAddress(server))
     let reply = ''
     const settle = (error: Error | undefined) => {
       clearTimeout(timer)

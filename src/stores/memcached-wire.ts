@@ -11,6 +11,7 @@
 import { createRequire } from 'node:module'
 import net from 'node:net'
 import { SessionError } from '../errors.js'
+import { socketAddress } from './address.js'
 
 /** An item as read: its value (UTF-8), its flags (0 for the plain strings this library writes), and for `gets` its cas unique. */
 export interface Item {
@@ -113,8 +114,7 @@ class Connection {
   }
 
   private connect(): net.Socket {
-    const colon = this.address.lastIndexOf(':')
-    const socket = net.connect({ host: this.address.slice(0, colon), port: Number(this.address.slice(colon + 1)), noDelay: true })
+    const socket = net.connect({ ...socketAddress(this.address), noDelay: true })
     socket.unref()
     socket.setKeepAlive(true, 60_000) // a connection dropped silently (a firewall, a crashed host) is found while idle
     let error: Error | undefined

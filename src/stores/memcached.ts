@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { SessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { normalizeServer, socketAddress } from './address.js'
 import { pause, pollLock } from './lock.js'
 import { CLIENT_METHODS, injectedPool, type MemcachedClient } from './memcached-injected.js'
 import { WireClient, type Pool } from './memcached-wire.js'
@@ -52,12 +53,13 @@ const EXPIRY_MEMORY = 10_000
 const LOCK_SUFFIX = ':lock'
 
 function hostPort(server: unknown, option: string): string {
-  const match = typeof server === 'string' ? /^([^\s:/]+)(?::(\d{1,5}))?$/.exec(server) : null
-  const port = Number(match?.[2] ?? 11211)
-  if (!match || port < 1 || port > 65535) {
-    throw new TypeError(`tied-session: memcachedStore option \`${option}\` takes "host:port" strings, got ${JSON.stringify(server)}`)
+  const address = normalizeServer(server)
+  if (address === undefined) {
+    throw new TypeError(
+      `tied-session: memcachedStore option \`${option}\` takes "host:port" strings ("[address]:port" for IPv6), got ${JSON.stringify(server)}`,
+    )
   }
-  return `${match[1]}:${port}`
+  return address
 }
 
 function serverList(value: unknown, option: string): string[] {
@@ -251,8 +253,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     for (let attempt = 1; ; attempt++) {
       const reply = await new Promise<string>((resolve, reject) => {
         if (closed) return reject(closedError())
-        const [host, port] = [server.slice(0, server.lastIndexOf(':')), Number(server.slice(server.lastIndexOf(':') + 1))]
-        const socket = net.connect(port, host)
+        const socket = net.connect(socketAddress(server))
         const chunks: string[] = []
         dumps.add(socket)
         socket.setEncoding('utf8')

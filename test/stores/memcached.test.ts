@@ -596,6 +596,23 @@ test('shared stores: one per configuration, closeStores closes them all', async 
   t.not(sharedMemcachedStore({ client }), sharedMemcachedStore({ client }), 'injected clients are not shared')
 })
 
+test('an IPv6 server is written "[address]:port"', async (t) => {
+  const [p, l] = await Promise.all([1, 2].map(() => useMemcached(t, { extraArgs: ['-l', '::1'] }))) // also on the IPv6 loopback
+  const store = open(t, { servers: `[::1]:${p!.port}`, local: `[::1]:${l!.port}` })
+  t.deepEqual(store.servers, [`[::1]:${p!.port}`])
+  t.is(await store.write('v6', 'yes', set), 'stored')
+  t.is((await store.get('v6'))?.value, 'yes')
+  t.is(await p!.raw('get v6\r\n'), 'VALUE v6 0 3\r\nyes\r\nEND\r\n', 'the principal, asked over IPv4')
+  t.is(await l!.raw('get v6\r\n'), 'VALUE v6 0 3\r\nyes\r\nEND\r\n', 'copied into local')
+  const listed: string[] = []
+  for await (const key of store.keys!('v6')) listed.push(key)
+  t.deepEqual(listed, ['v6'])
+  const defaultPort = memcachedStore({ servers: '[::1]' })
+  t.deepEqual(defaultPort.servers, ['[::1]:11211'])
+  await defaultPort.close()
+  t.throws(() => memcachedStore({ servers: '::1' }), { instanceOf: TypeError, message: /"\[address\]:port" for IPv6/ })
+})
+
 test('options and arguments are checked: TypeErrors that name the option', (t) => {
   const bad: [unknown, RegExp][] = [
     [{}, /exactly one of `servers` and `client`/],
