@@ -71,10 +71,10 @@ export function injectedPool(client: MemcachedClient, requestTimeout: number): P
   const serverOf = (key: string): string =>
     servers.length === 1 ? servers[0]! : (ring?.get(namespace + key) ?? (servers.join(', ') || 'the injected client'))
 
+  /** The client's sockets to `server`, which it keys as host:port (an empty list when it cannot tell). */
+  const poolOf = (server: string) => connections?.[/:\d+$/.test(server) ? server : `${server}:11211`]?.pool ?? []
   /** True when the client has no open socket to `server` (a cold pool); false when it cannot tell. */
-  const isCold = (server: string) =>
-    connections !== undefined &&
-    !(connections[/:\d+$/.test(server) ? server : `${server}:11211`]?.pool ?? []).some((socket) => socket.readyState === 'open')
+  const isCold = (server: string) => connections !== undefined && !poolOf(server).some((socket) => socket.readyState === 'open')
 
   /** Runs one client call with a deadline; resolves its result, or NOT_STORED for a refused add/replace. */
   function call(key: string, op: (cb: MemcachedCallback) => void): Promise<unknown> {
@@ -115,8 +115,7 @@ export function injectedPool(client: MemcachedClient, requestTimeout: number): P
         if (done) return
         settle()
         // Replies are matched to requests in order per socket: one that will never come makes the socket useless.
-        for (const socket of connections?.[server]?.pool ?? [])
-          if (socket.metaData?.some((query) => query.callback === cb)) socket.destroy()
+        for (const socket of poolOf(server)) if (socket.metaData?.some((query) => query.callback === cb)) socket.destroy()
         reject(error)
       }
       pending.set(abort, performance.now() + requestTimeout)

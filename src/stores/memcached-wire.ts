@@ -47,6 +47,8 @@ export interface Pool {
 
 /** After a connection error a server is refused this long: calls fail at once, and a restarted server serves again within it. */
 const RETRY_MS = 1000
+/** The longest delay setTimeout takes. */
+const MAX_TIMER = 2 ** 31 - 1
 const LF = 0x0a
 const REPLIES = new Set<string>(['STORED', 'NOT_STORED', 'EXISTS', 'NOT_FOUND', 'DELETED', 'TOUCHED'])
 
@@ -73,8 +75,11 @@ class Connection {
   private received = 0
   private needed = 0
   private corked = false
+  /** The deadline sweep: a timer, or after a deadline passed, a look again once pending I/O is in. */
   private timer: NodeJS.Timeout | undefined
-  private refused: { until: number; error: SessionError } | undefined
+  private recheck: NodeJS.Immediate | undefined
+  /** Until when calls fail at once, and with what (a message and its cause). */
+  private refused: { until: number; message: string; cause: unknown } | undefined
   private closed: SessionError | undefined
 
   constructor(
@@ -87,15 +92,16 @@ class Connection {
     return new Promise<T>((resolve, reject) => {
       if (this.closed) return reject(this.closed)
       if (this.refused) {
-        const { until, error } = this.refused
-        if (performance.now() < until) return reject(unavailable(error.message, error.cause)) // a new error: its own stack
+        const { until, message, cause } = this.refused
+        if (performance.now() < until) return reject(unavailable(message, cause)) // a new error each time: its own stack
         this.refused = undefined
       }
       const socket = this.socket ?? this.connect()
       if (this.head === this.queue.length) socket.ref() // a call in flight keeps the process alive; an idle store does not
       const deadline = performance.now() + this.timeout
       this.queue.push({ items, resolve: resolve as (answer: never) => void, reject, deadline, item: undefined })
-      this.timer ??= setTimeout(this.sweep, this.timeout + 1).unref()
+      if (this.timer === undefined && this.recheck === undefined)
+        this.timer = setTimeout(this.sweep, Math.min(this.timeout + 1, MAX_TIMER)).unref()
       // The commands of one tick leave in one system call, as a pipelining client sends them.
       if (!this.corked) {
         this.corked = true
@@ -110,7 +116,8 @@ class Connection {
   close(error: SessionError): void {
     this.closed = error
     this.fail(error)
-    if (this.timer) clearTimeout(this.timer)
+    clearTimeout(this.timer)
+    clearImmediate(this.recheck)
   }
 
   private connect(): net.Socket {
@@ -120,18 +127,24 @@ class Connection {
     let error: Error | undefined
     socket.on('data', (chunk: Buffer) => socket === this.socket && this.onData(chunk))
     socket.on('error', (err) => (error = err))
-    socket.on('close', () => {
+    // The server closed (or reset) the connection: the calls on it fail, and the next call opens a
+    // new one at once ('end' comes before 'close': calls made in between must not wait on it).
+    const closed = () => {
       if (socket !== this.socket) return // dropped on purpose: its calls have failed already
-      const failure = unavailable(
-        `memcached ${this.address} failed: ${error?.message ?? 'it closed the connection'}; check that it runs and is reachable`,
-        error,
-      )
+      const message = `memcached ${this.address} failed: ${error?.message ?? 'it closed the connection'}; check that it runs and is reachable`
       // A server that refused or reset the connection is refused for a while, so that calls fail at once.
-      if (error) this.refused = { until: performance.now() + RETRY_MS, error: failure }
-      this.fail(failure)
-    })
+      if (error) this.refuse(message, error)
+      this.fail(unavailable(message, error))
+    }
+    socket.on('end', closed)
+    socket.on('close', closed)
     this.socket = socket
     return socket
+  }
+
+  /** Calls fail at once with `message` for RETRY_MS: a server that cannot be reached is not asked again for each call. */
+  private refuse(message: string, cause?: unknown): void {
+    this.refused = { until: performance.now() + RETRY_MS, message, cause }
   }
 
   /** Fails the calls in flight and drops the socket (replies come in order: one that never came makes it useless). */
@@ -160,10 +173,18 @@ class Connection {
     if (oldest === undefined) return
     const now = performance.now()
     if (oldest.deadline > now) {
-      this.timer = setTimeout(this.sweep, oldest.deadline - now + 1).unref()
+      this.timer = setTimeout(this.sweep, Math.min(oldest.deadline - now + 1, MAX_TIMER)).unref()
       return
     }
-    this.fail(unavailable(`no answer from memcached ${this.address} in ${this.timeout} ms; check that it runs and is reachable`))
+    // Timers run before I/O: after the event loop was blocked, a reply may be waiting to be read.
+    // Look again once pending I/O is in, and fail only if that call is still unanswered.
+    this.recheck = setImmediate(() => {
+      this.recheck = undefined
+      if (this.queue[this.head] !== oldest) return this.sweep()
+      const message = `no answer from memcached ${this.address} in ${this.timeout} ms; check that it runs and is reachable`
+      if (this.socket?.connecting) this.refuse(message) // not even connected: the host is unreachable
+      this.fail(unavailable(message))
+    }) // not unref'ed: an unref'ed immediate lets the poll phase wait for I/O that may never come
   }
 
   private onData(chunk: Buffer): void {
@@ -188,6 +209,7 @@ class Connection {
           this.needed = end + 2 - at
           break
         }
+        if (buf[end] !== 0x0d || buf[end + 1] !== LF) return this.outOfStep(request, line) // a wrong byte count
         request.item = { value: buf.toString('utf8', start, end), flags: Number(flags), cas }
         at = end + 2
         continue
@@ -215,7 +237,15 @@ class Connection {
 
   /** A reply that fits no request (ERROR, CLIENT_ERROR, garbage): nothing after it can be trusted. */
   private outOfStep(request: Request, line: string): void {
-    request.reject(unavailable(`memcached ${this.address} answered "${line.slice(0, 200)}", out of step with the requests`))
+    const said = line.slice(0, 200)
+    if (/^ERROR ./.test(line)) {
+      // the server's own words, not an answer ("ERROR Too many open connections"), and it closes the connection
+      const message = `memcached ${this.address} answered "${said}"; check its connection limit (-c) and load`
+      this.refuse(message)
+      request.reject(unavailable(message))
+      return this.fail(unavailable(message))
+    }
+    request.reject(unavailable(`memcached ${this.address} answered "${said}", out of step with the requests`))
     this.fail(unavailable(`memcached ${this.address} is out of step with the requests; the connection was dropped`))
   }
 }

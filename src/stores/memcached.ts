@@ -255,12 +255,13 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
         if (closed) return reject(closedError())
         const socket = net.connect(socketAddress(server))
         const chunks: string[] = []
+        let tail = '' // the reply's last bytes: its end may come split over several chunks
         dumps.add(socket)
         socket.setEncoding('utf8')
         socket.setTimeout(requestTimeout, () => socket.destroy(new Error(`no data in ${requestTimeout} ms`)))
         socket.on('data', (chunk: string) => {
           chunks.push(chunk)
-          const tail = chunks.slice(-2).join('')
+          tail = (tail + chunk).slice(-300)
           if (/(^|\n)(END|BUSY[^\n]*|ERROR[^\n]*|CLIENT_ERROR[^\n]*)\r\n$/.test(tail)) socket.end()
         })
         socket.on('error', (err) =>

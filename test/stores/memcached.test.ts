@@ -444,6 +444,39 @@ test('a connect that never completes fails within requestTimeout', async (t) => 
   const ms = performance.now() - start
   t.true(ms >= 290 && ms < 2000, `${ms} ms`)
   t.regex(err?.message ?? '', /no answer from memcached 127\.0\.0\.1:\d+ in 300 ms/)
+  // an unreachable server is refused for a second: the next calls fail at once, not after 300 ms each
+  for (let i = 0; i < 3; i++) {
+    const again = await timed(rejects(t, store.get('k'), 'ERR_STORE_UNAVAILABLE'))
+    t.true(again < 100, `call ${i} took ${again} ms`)
+  }
+})
+
+test('a server at its connection limit: its words, and it is refused for a second instead of a reconnect per call', async (t) => {
+  const p = await useMemcached(t, { extraArgs: ['-c', '30'] })
+  const held = Array.from({ length: 40 }, () => net.connect(p.port, p.host).on('error', () => undefined))
+  t.teardown(() => held.forEach((socket) => socket.destroy()))
+  await sleep(300)
+  const store = open(t, { servers: p.address, requestTimeout: PATIENT })
+  const err = await rejects(t, store.get('k'), 'ERR_STORE_UNAVAILABLE')
+  t.regex(err?.message ?? '', /answered "ERROR Too many open connections"; check its connection limit \(-c\)/)
+  for (let i = 0; i < 10; i++) {
+    const again = await timed(rejects(t, store.get('k'), 'ERR_STORE_UNAVAILABLE'))
+    t.true(again < 100, `call ${i} took ${again} ms`)
+  }
+  held.forEach((socket) => socket.destroy())
+  await sleep(1100)
+  t.is(await store.write('k', 'v', set), 'stored', 'served again once connections are free and the second has passed')
+})
+
+test('a call whose reply came while the event loop was blocked past the deadline is answered, not timed out', async (t) => {
+  const p = await useMemcached(t)
+  const store = open(t, { servers: p.address, requestTimeout: 200 })
+  await store.write('k', 'v', set)
+  const pending = store.get('k')
+  await new Promise((resolve) => process.nextTick(resolve)) // the request has left
+  const until = performance.now() + 400
+  while (performance.now() < until); // a blocked event loop, 2x the deadline
+  t.is((await pending)?.value, 'v')
 })
 
 test('a principal killed during a run: calls fail fast, and the same store serves again once it is back', async (t) => {
@@ -531,8 +564,11 @@ test('close: a script that used the store and closed it exits at once, after fai
       await store.get('x').catch(() => {})
       await store.close()`,
     stalled: `const store = memcachedStore({ servers: '${stalled.address}', requestTimeout: 200 })
+      const start = performance.now()
       const pending = store.get('x').catch((err) => err.code)
       if (await pending !== 'ERR_STORE_UNAVAILABLE') throw new Error('expected a timeout')
+      // nothing else in this process wakes the event loop: the deadline must come by itself
+      if (performance.now() - start > 1500) throw new Error('the 200 ms deadline came after ' + (performance.now() - start) + ' ms')
       const late = store.get('y').catch((err) => err.code)
       await store.close()
       if (await late !== 'ERR_STORE_UNAVAILABLE') throw new Error('close should fail calls in flight')`,
