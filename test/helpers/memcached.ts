@@ -124,7 +124,12 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 async function spawnOn(port: number, extraArgs: string[]): Promise<ChildProcess> {
   const args = ['-l', HOST, '-p', String(port), '-U', '0', '-m', '64', ...extraArgs]
   if (process.getuid?.() === 0) args.push('-u', 'memcache')
-  const child = spawn(memcachedBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  // Through a shell that leaves a watchdog behind and then becomes memcached (exec: same pid):
+  // should this process die without stopping the server (a test run killed at its timeout
+  // ends its workers without their hooks), the server follows it within a second.
+  const watchdog =
+    `p=$$; (while kill -0 ${process.pid} && kill -0 $p; do sleep 1; done; kill -9 $p) </dev/null >/dev/null 2>&1 & ` + 'exec "$0" "$@"'
+  const child = spawn('/bin/sh', ['-c', watchdog, memcachedBinary(), ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
   children.add(child)
   child.once('exit', () => children.delete(child))
   let stderr = ''
