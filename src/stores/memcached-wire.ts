@@ -12,6 +12,7 @@ import { createRequire } from 'node:module'
 import net from 'node:net'
 import { SessionError } from '../errors.js'
 import { socketAddress } from './address.js'
+import { MAX_TIMER } from './lock.js'
 
 /** An item as read: its value (UTF-8), its flags (0 for the plain strings this library writes), and for `gets` its cas unique. */
 export interface Item {
@@ -47,8 +48,6 @@ export interface Pool {
 
 /** After a connection error a server is refused this long: calls fail at once, and a restarted server serves again within it. */
 const RETRY_MS = 1000
-/** The longest delay setTimeout takes. */
-const MAX_TIMER = 2 ** 31 - 1
 const LF = 0x0a
 const REPLIES = new Set<string>(['STORED', 'NOT_STORED', 'EXISTS', 'NOT_FOUND', 'DELETED', 'TOUCHED'])
 
