@@ -225,12 +225,37 @@ test('two principals: keys spread over both and each is found again', async (t) 
   )
 })
 
-/** A loopback server in front of `target` that passes requests on and hands each reply back in pieces of `size` bytes, one per tick. */
-async function chopper(t: T, target: MemcachedServer, size: number): Promise<string> {
+/**
+ * A TCP server on 127.0.0.1 for the test: `serve` gets each client and `upstream()`, which
+ * connects to `target`. Every socket is destroyed and the server closed at the test's end.
+ * Resolves the server's `host:port`.
+ */
+async function loopbackServer(
+  t: T,
+  target: MemcachedServer,
+  serve: (client: net.Socket, upstream: () => net.Socket) => void,
+): Promise<string> {
   const sockets = new Set<net.Socket>()
-  const relay = net.createServer((client) => {
-    const upstream = net.connect(target.port, target.host)
-    sockets.add(client).add(upstream)
+  const server = net.createServer((client) => {
+    sockets.add(client)
+    serve(client, () => {
+      const upstream = net.connect(target.port, target.host)
+      sockets.add(upstream)
+      return upstream
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+    return new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  return `127.0.0.1:${(server.address() as net.AddressInfo).port}`
+}
+
+/** A loopback server in front of `target` that passes requests on and hands each reply back in pieces of `size` bytes, one per tick. */
+function chopper(t: T, target: MemcachedServer, size: number): Promise<string> {
+  return loopbackServer(t, target, (client, connect) => {
+    const upstream = connect()
     client.setNoDelay(true)
     client.on('data', (chunk) => upstream.write(chunk))
     let queue = Promise.resolve()
@@ -244,12 +269,6 @@ async function chopper(t: T, target: MemcachedServer, size: number): Promise<str
     })
     for (const socket of [client, upstream]) socket.on('error', () => undefined).on('close', () => (client.destroy(), upstream.destroy()))
   })
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const socket of sockets) socket.destroy()
-    return new Promise<void>((resolve) => relay.close(() => resolve()))
-  })
-  return `127.0.0.1:${(relay.address() as net.AddressInfo).port}`
 }
 
 test('replies cut at any byte (headers, values, line ends) are put together again', async (t) => {
@@ -272,20 +291,11 @@ test('replies cut at any byte (headers, values, line ends) are put together agai
 test('a server that answers out of step (ERROR): the calls in flight fail, the connection is dropped, and the next call reconnects', async (t) => {
   const p = await useMemcached(t)
   let broken = true
-  const sockets = new Set<net.Socket>()
-  const relay = net.createServer((client) => {
-    sockets.add(client)
-    if (broken) return void client.on('data', () => client.write('ERROR\r\n'))
-    const upstream = net.connect(p.port, p.host)
-    sockets.add(upstream)
-    client.pipe(upstream).pipe(client)
+  const address = await loopbackServer(t, p, (client, upstream) => {
+    if (broken) client.on('data', () => client.write('ERROR\r\n'))
+    else client.pipe(upstream()).pipe(client)
   })
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const socket of sockets) socket.destroy()
-    return new Promise<void>((resolve) => relay.close(() => resolve()))
-  })
-  const store = open(t, { servers: `127.0.0.1:${(relay.address() as net.AddressInfo).port}`, requestTimeout: PATIENT })
+  const store = open(t, { servers: address, requestTimeout: PATIENT })
   const settled = await Promise.allSettled([store.get('a'), store.write('b', 'v', set), store.get('c')])
   for (const result of settled) t.is(result.status === 'rejected' && (result.reason as SessionError).code, 'ERR_STORE_UNAVAILABLE')
   t.regex(settled[0]!.status === 'rejected' ? (settled[0].reason as Error).message : '', /answered "ERROR", out of step/)
