@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto'
-import fsCallbacks, { promises as fs } from 'node:fs'
+import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { lock } from 'proper-lockfile'
 import { SessionError, isSessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
-import { pollLock, unrefAfter } from './lock.js'
+import { takeSessionLock, withWriteLock } from './file-lock.js'
+import { pollLock } from './lock.js'
 
 /** Options of {@link fileStore}. */
 export interface FileStoreOptions {
@@ -45,27 +45,6 @@ const SUFFIX = '.session'
 const PLAIN = /^[A-Za-z0-9_-]+$/
 /** Most file systems allow 255 bytes per name; lock directories add `.lock` or `-lock`. */
 const MAX_NAME_BYTES = 240
-/** A dead holder's lock is taken over after this long; a live holder refreshes it every half. */
-const STALE_MS = 4000
-/** Randomized backoff from 5 ms up to 100 ms per try: about 5 s in all before giving up. */
-const RETRIES = { retries: 55, factor: 1.5, minTimeout: 5, maxTimeout: 100, randomize: true }
-/**
- * A session lock (Store.lock) is the directory `<file>-lock`, not the write lock `<file>.lock`:
- * its holder still takes the write lock for every write, delete and touch.
- */
-const SESSION_LOCK = '-lock'
-/**
- * A session lock's holder refreshes its mtime this often, whatever its ttl: a waiter judges
- * staleness by its own ttl, so a live holder must look alive to a waiter with the shortest (1 s).
- */
-const REFRESH_MS = 1000
-/** A waiter takes over a session lock once it is `ttl` s + this long past its last refresh. */
-const STALE_MARGIN_MS = 1000
-/**
- * A holder removes its lock only if its last refresh is younger than this: under the shortest
- * stale time (2 s) with room to spare, so that a removal never races a takeover.
- */
-const REMOVE_WITHIN_MS = 1500
 
 /** The file name of `key`: plain keys as they are, any other as `~` + base64url, never a path. */
 function fileName(key: string): string {
@@ -132,70 +111,6 @@ async function assertPrivate(dir: string): Promise<void> {
     const message = `${dir} is not a directory of this user (uid ${process.getuid()}) with mode 0700`
     throw new SessionError('ERR_STORE_UNAVAILABLE', `${message}; remove it, or pass the directory option`)
   }
-}
-
-type Callback = (err: NodeJS.ErrnoException | null) => void
-
-/**
- * The file-system calls proper-lockfile makes for one session lock, with its removals guarded.
- * proper-lockfile removes a lock directory blindly: a holder that stalled past its ttl would
- * remove the lock of the process that took it over, and of two processes that found one lock
- * stale, the later could remove the lock the earlier just made. So the directory holds a file
- * `owner` with this holder's random token. Once `held`, the directory is refreshed only while
- * it holds our token (else proper-lockfile sees the lock lost: ENOENT), and removed only while it
- * holds our token and is fresh (no one can see it as stale yet, so no one is taking it over);
- * before, another holder's directory is removed only if a fresh look still finds it stale.
- * (Its mtime cannot tell holders apart, as proper-lockfile assumes: it sets it to the next whole second.)
- */
-function guardedLockFs(staleMs: number) {
-  const token = randomBytes(16).toString('hex')
-  let held = false
-  const ownerFile = (dir: string) => path.join(dir, 'owner')
-  const removable = (stat: fsCallbacks.Stats, owner: string | undefined) =>
-    owner === token ? Date.now() < stat.mtime.getTime() + REMOVE_WITHIN_MS : !held && stat.mtime.getTime() < Date.now() - staleMs
-  const fs = {
-    stat: fsCallbacks.stat,
-    realpath: fsCallbacks.realpath,
-    /** proper-lockfile's refresh: only while the directory still holds our token, else the lock is lost. */
-    utimes(dir: string, atime: Date, mtime: Date, cb: Callback) {
-      if (!held) return fsCallbacks.utimes(dir, atime, mtime, cb) // the directory we just made
-      fsCallbacks.readFile(ownerFile(dir), 'utf8', (err, owner) => {
-        if (err && err.code !== 'ENOENT') return cb(err) // proper-lockfile tries again in 1 s
-        if (err || owner !== token) return cb(Object.assign(new Error(`${dir} is no longer this holder's lock`), { code: 'ENOENT' }))
-        fsCallbacks.utimes(dir, atime, mtime, cb)
-      })
-    },
-    mkdir(dir: string, cb: Callback) {
-      fsCallbacks.mkdir(dir, (err) => {
-        if (err) return cb(err)
-        fsCallbacks.writeFile(ownerFile(dir), token, { mode: 0o600 }, (writeErr) => {
-          if (!writeErr) return cb(null)
-          fsCallbacks.rm(dir, { recursive: true, force: true }, () => cb(writeErr))
-        })
-      })
-    },
-    rmdir(dir: string, cb: Callback) {
-      fsCallbacks.stat(dir, (err, stat) => {
-        if (err) return cb(err.code === 'ENOENT' ? null : err)
-        fsCallbacks.readFile(ownerFile(dir), 'utf8', (readErr, owner) => {
-          if (readErr && readErr.code !== 'ENOENT') return cb(readErr)
-          if (!removable(stat, readErr ? undefined : owner)) return cb(null) // another holder's (now): left alone
-          fsCallbacks.rm(dir, { recursive: true, force: true }, cb)
-        })
-      })
-    },
-    /** What proper-lockfile calls on process exit for the locks still held. */
-    rmdirSync(dir: string) {
-      let owner: string | undefined
-      try {
-        owner = fsCallbacks.readFileSync(ownerFile(dir), 'utf8')
-      } catch {
-        // no owner file: a lock directory that proper-lockfile made before writing it
-      }
-      if (removable(fsCallbacks.statSync(dir), owner)) fsCallbacks.rmSync(dir, { recursive: true, force: true })
-    },
-  }
-  return { fs, hold: () => void (held = true) }
 }
 
 /**
@@ -285,32 +200,6 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
     }
   }
 
-  /** Runs `fn` holding the lock of `file`; `held()` throws if the lock was lost meanwhile. */
-  async function locked<T>(key: string, file: string, fn: (held: () => void) => Promise<T>): Promise<T> {
-    let lost: Error | undefined
-    let release: () => Promise<void>
-    try {
-      // realpath: false, as the file may not exist yet; the lock is the directory `${file}.lock`
-      const onCompromised = (err: Error) => void (lost = err) // the default throws from a timer
-      release = await lock(file, { realpath: false, stale: STALE_MS, retries: RETRIES, onCompromised })
-    } catch (cause) {
-      if ((cause as NodeJS.ErrnoException).code !== 'ELOCKED') throw cause
-      const hint = `another writer holds ${file}.lock; a dead process's lock is taken over after ${STALE_MS / 1000} s`
-      const message = `could not lock key "${key}" within about 5 s (${hint}); try again`
-      throw new SessionError('ERR_STORE_UNAVAILABLE', message, { cause })
-    }
-    const held = () => {
-      if (lost === undefined) return
-      const message = `lost the lock of key "${key}" (this process stalled for over ${STALE_MS / 1000} s); try again`
-      throw new SessionError('ERR_STORE_UNAVAILABLE', message, { cause: lost })
-    }
-    try {
-      return await fn(held)
-    } finally {
-      await release().catch(() => {}) // a lock we could not remove goes stale on its own
-    }
-  }
-
   /**
    * Writes `item` to a temp file, fsyncs it and renames it over `file`: rename is atomic within
    * one file system, so a reader sees the old file or the new one, never half of one.
@@ -334,52 +223,6 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
   }
 
   const pathOf = (key: string) => path.join(directory, fileName(key))
-
-  /** One try for the session lock of `file`: its release, or undefined when another holds it. */
-  async function takeSessionLock(key: string, file: string, ttl: number): Promise<(() => Promise<void>) | undefined> {
-    const dir = file + SESSION_LOCK
-    const staleMs = ttl * 1000 + STALE_MARGIN_MS
-    const guarded = guardedLockFs(staleMs)
-    let unlock: () => Promise<void>
-    try {
-      // proper-lockfile books the locks a process holds by the path it is given, not by the lock
-      // directory: a path of its own per lock keeps two holders' books apart (realpath: false, so
-      // the path is only a name; the directory is lockfilePath). Compromise (a lost lock) is not
-      // an error here: the release then does nothing.
-      const name = `${dir}#${randomBytes(6).toString('hex')}`
-      const options = {
-        realpath: false,
-        lockfilePath: dir,
-        stale: staleMs,
-        update: REFRESH_MS,
-        retries: 0,
-        fs: guarded.fs,
-        onCompromised: () => {},
-      }
-      unlock = await lock(name, options)
-      guarded.hold()
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ELOCKED') return undefined
-      throw err
-    }
-    let released: Promise<void> | undefined
-    const release = () =>
-      (released ??= (async () => {
-        cancelTtl()
-        held.delete(release)
-        try {
-          await unlock()
-        } catch (cause) {
-          const code = (cause as NodeJS.ErrnoException).code
-          if (code === 'ERELEASED' || code === 'ENOENT') return // lost, or removed with the directory: nothing to do
-          const message = `could not remove the lock ${dir} of session ${key} (${code ?? String(cause)}); it ends ${staleMs / 1000} s after its last refresh`
-          throw new SessionError('ERR_STORE_UNAVAILABLE', message, { cause })
-        }
-      })())
-    const cancelTtl = unrefAfter(ttl * 1000, () => void release().catch(() => {}))
-    held.add(release)
-    return release
-  }
 
   const expires = (ttl: number) => (ttl === 0 ? 0 : expiryTime(ttl))
 
@@ -420,7 +263,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       }
       const file = pathOf(key)
       return guard('write', () =>
-        locked(key, file, async (held) => {
+        withWriteLock(key, file, async (held) => {
           if (opts.mode !== 'set') {
             const current = live(await read(key, file))
             if (opts.mode === 'add' && current !== undefined) return 'exists'
@@ -436,7 +279,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
     async delete(key) {
       const file = pathOf(key)
       return guard('delete', () =>
-        locked(key, file, async () => {
+        withWriteLock(key, file, async () => {
           const wasLive = await present(key, file)
           await fs.rm(file, { force: true }) // expired or corrupt files too: deleting is the way out
           return wasLive
@@ -447,7 +290,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
     async touch(key, ttl) {
       const file = pathOf(key)
       return guard('touch', () =>
-        locked(key, file, async (held) => {
+        withWriteLock(key, file, async (held) => {
           const item = live(await read(key, file))
           if (item === undefined) return false
           await put(file, { ...item, expires: expires(ttl) }, held) // same version: the value did not change
@@ -476,7 +319,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
         for (const [i, [key, file]] of all.entries()) {
           options.onProgress?.(i, all.length)
           if (!(await expired(key, file))) continue // most files are live: look before taking the lock
-          const gone = await locked(key, file, async () => {
+          const gone = await withWriteLock(key, file, async () => {
             if (!(await expired(key, file))) return false // rewritten meanwhile
             await fs.rm(file, { force: true })
             return true
@@ -490,7 +333,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
 
     async lock(key: string, opts: LockOptions) {
       const file = pathOf(key)
-      return pollLock(key, opts, () => guard('lock', () => takeSessionLock(key, file, opts.ttl)))
+      return pollLock(key, opts, () => guard('lock', () => takeSessionLock(key, file, opts.ttl, held)))
     },
 
     /** Also releases the session locks this store still holds. */
