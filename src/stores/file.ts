@@ -4,6 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { SessionError, isSessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { fileName, keyOf, putItem, readItem, type Item } from './file-keys.js'
 import { takeSessionLock, withWriteLock } from './file-lock.js'
 import { pollLock } from './lock.js'
 
@@ -33,60 +34,6 @@ export type FileStore = Store &
     /** The live keys that start with `prefix`, in no particular order; the file store always lists. */
     keys(prefix?: string): AsyncIterable<string>
   }
-
-interface Item {
-  version: string
-  /** ms since the epoch; 0 = never */
-  expires: number
-  value: string
-}
-
-const SUFFIX = '.session'
-const PLAIN = /^[A-Za-z0-9_-]+$/
-/** Most file systems allow 255 bytes per name; lock directories add `.lock` or `-lock`. */
-const MAX_NAME_BYTES = 240
-
-/** The file name of `key`: plain keys as they are, any other as `~` + base64url, never a path. */
-function fileName(key: string): string {
-  let stem = key
-  if (!PLAIN.test(key)) {
-    stem = '~' + Buffer.from(key, 'utf8').toString('base64url')
-    if (keyOf(stem + SUFFIX) !== key) {
-      throw new SessionError('ERR_INVALID_ID', `key ${JSON.stringify(key)} is not well-formed Unicode; use another key`)
-    }
-  }
-  const name = stem + SUFFIX
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
-    const message = `key "${key.slice(0, 40)}..." is too long for a file name (over ${MAX_NAME_BYTES} bytes); use a shorter key`
-    throw new SessionError('ERR_INVALID_ID', message)
-  }
-  return name
-}
-
-/** The key a file name stands for, or undefined for temp files, lock directories and strangers. */
-function keyOf(name: string): string | undefined {
-  if (!name.endsWith(SUFFIX)) return undefined
-  const stem = name.slice(0, -SUFFIX.length)
-  if (PLAIN.test(stem)) return stem
-  if (!stem.startsWith('~')) return undefined
-  const key = Buffer.from(stem.slice(1), 'base64url').toString('utf8')
-  // only the one spelling fileName() makes, so a key is never listed twice
-  return !PLAIN.test(key) && '~' + Buffer.from(key, 'utf8').toString('base64url') === stem ? key : undefined
-}
-
-function parse(key: string, file: string, text: string): Item {
-  const nl = text.indexOf('\n')
-  let head: { v?: unknown; e?: unknown } | null = null
-  try {
-    if (nl >= 0) head = JSON.parse(text.slice(0, nl)) as { v?: unknown; e?: unknown } | null
-  } catch {
-    // not our header: reported as ERR_CORRUPT below
-  }
-  if (typeof head?.v !== 'string' || typeof head.e !== 'number') {
-    throw new SessionError('ERR_CORRUPT', `the file of key "${key}" (${file}) is not a tied-session file; delete the key`)
-  }
-  return { version: head.v, expires: head.e, value: text.slice(nl + 1) }
-}
 
 /**
  * A temp file or lock directory untouched this long was left by a process that died mid-write or
@@ -181,43 +128,12 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
     }
   }
 
-  async function read(key: string, file: string): Promise<Item | undefined> {
-    try {
-      return parse(key, file, await fs.readFile(file, 'utf8'))
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-      throw err
-    }
-  }
-
   /** Whether `key` has a live value; a corrupt file counts as there (get() says what is wrong with it). */
   async function present(key: string, file: string): Promise<boolean> {
     try {
-      return live(await read(key, file)) !== undefined
+      return live(await readItem(key, file)) !== undefined
     } catch (err) {
       if (isSessionError(err, 'ERR_CORRUPT')) return true
-      throw err
-    }
-  }
-
-  /**
-   * Writes `item` to a temp file, fsyncs it and renames it over `file`: rename is atomic within
-   * one file system, so a reader sees the old file or the new one, never half of one.
-   */
-  async function put(file: string, item: Item, held: () => void): Promise<void> {
-    const tmp = path.join(directory, `.${randomBytes(8).toString('hex')}.tmp`) // keyOf() ignores it
-    try {
-      const handle = await fs.open(tmp, 'wx', 0o600)
-      try {
-        await handle.writeFile(JSON.stringify({ v: item.version, e: item.expires }) + '\n' + item.value)
-        await handle.sync()
-      } finally {
-        await handle.close()
-      }
-      held()
-      await fs.rename(tmp, file)
-    } catch (err) {
-      await fs.rm(tmp, { force: true }).catch(() => {})
       throw err
     }
   }
@@ -251,7 +167,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
 
     async get(key): Promise<Entry | undefined> {
       const file = pathOf(key)
-      const item = live(await guard('get', () => read(key, file)))
+      const item = live(await guard('get', () => readItem(key, file)))
       return item && { value: item.value, version: item.version }
     },
 
@@ -265,12 +181,12 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       return guard('write', () =>
         withWriteLock(key, file, async (held) => {
           if (opts.mode !== 'set') {
-            const current = live(await read(key, file))
+            const current = live(await readItem(key, file))
             if (opts.mode === 'add' && current !== undefined) return 'exists'
             if (opts.mode !== 'add' && current === undefined) return 'not_found'
             if (opts.mode === 'cas' && current?.version !== opts.version) return 'exists'
           }
-          await put(file, { version: randomBytes(8).toString('hex'), expires: expires(opts.ttl), value }, held)
+          await putItem(directory, file, { version: randomBytes(8).toString('hex'), expires: expires(opts.ttl), value }, held)
           return 'stored'
         }),
       )
@@ -291,9 +207,9 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       const file = pathOf(key)
       return guard('touch', () =>
         withWriteLock(key, file, async (held) => {
-          const item = live(await read(key, file))
+          const item = live(await readItem(key, file))
           if (item === undefined) return false
-          await put(file, { ...item, expires: expires(ttl) }, held) // same version: the value did not change
+          await putItem(directory, file, { ...item, expires: expires(ttl) }, held) // same version: the value did not change
           return true
         }),
       )
@@ -308,7 +224,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
     deleteExpired: (options = {}) =>
       guard('deleteExpired', async () => {
         const expired = async (key: string, file: string) => {
-          const item = await read(key, file).catch((err: unknown) => {
+          const item = await readItem(key, file).catch((err: unknown) => {
             if (isSessionError(err, 'ERR_CORRUPT')) return undefined // left for a person to look at
             throw err
           })

@@ -1,0 +1,94 @@
+/** One key's file in the file store: its name (key <-> file name), its format, reading and replacing it. */
+import { randomBytes } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import path from 'node:path'
+import { SessionError } from '../errors.js'
+
+/** One key's file: a JSON header line `{"v":version,"e":expires}`, then the value. */
+export interface Item {
+  version: string
+  /** ms since the epoch; 0 = never */
+  expires: number
+  value: string
+}
+
+const SUFFIX = '.session'
+const PLAIN = /^[A-Za-z0-9_-]+$/
+/** Most file systems allow 255 bytes per name; lock directories add `.lock` or `-lock`. */
+const MAX_NAME_BYTES = 240
+
+/** The file name of `key`: plain keys as they are, any other as `~` + base64url, never a path. */
+export function fileName(key: string): string {
+  let stem = key
+  if (!PLAIN.test(key)) {
+    stem = '~' + Buffer.from(key, 'utf8').toString('base64url')
+    if (keyOf(stem + SUFFIX) !== key) {
+      throw new SessionError('ERR_INVALID_ID', `key ${JSON.stringify(key)} is not well-formed Unicode; use another key`)
+    }
+  }
+  const name = stem + SUFFIX
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
+    const message = `key "${key.slice(0, 40)}..." is too long for a file name (over ${MAX_NAME_BYTES} bytes); use a shorter key`
+    throw new SessionError('ERR_INVALID_ID', message)
+  }
+  return name
+}
+
+/** The key a file name stands for, or undefined for temp files, lock directories and strangers. */
+export function keyOf(name: string): string | undefined {
+  if (!name.endsWith(SUFFIX)) return undefined
+  const stem = name.slice(0, -SUFFIX.length)
+  if (PLAIN.test(stem)) return stem
+  if (!stem.startsWith('~')) return undefined
+  const key = Buffer.from(stem.slice(1), 'base64url').toString('utf8')
+  // only the one spelling fileName() makes, so a key is never listed twice
+  return !PLAIN.test(key) && '~' + Buffer.from(key, 'utf8').toString('base64url') === stem ? key : undefined
+}
+
+/** The {@link Item} in the text of `key`'s file; ERR_CORRUPT, naming the key and `file`, if it has no header. */
+function parse(key: string, file: string, text: string): Item {
+  const nl = text.indexOf('\n')
+  let head: { v?: unknown; e?: unknown } | null = null
+  try {
+    if (nl >= 0) head = JSON.parse(text.slice(0, nl)) as { v?: unknown; e?: unknown } | null
+  } catch {
+    // not our header: reported as ERR_CORRUPT below
+  }
+  if (typeof head?.v !== 'string' || typeof head.e !== 'number') {
+    throw new SessionError('ERR_CORRUPT', `the file of key "${key}" (${file}) is not a tied-session file; delete the key`)
+  }
+  return { version: head.v, expires: head.e, value: text.slice(nl + 1) }
+}
+
+/** The {@link Item} in `key`'s `file`, or undefined if there is no such file. */
+export async function readItem(key: string, file: string): Promise<Item | undefined> {
+  try {
+    return parse(key, file, await fs.readFile(file, 'utf8'))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+}
+
+/**
+ * Writes `item` to a temp file, fsyncs it and renames it over `file`: rename is atomic within
+ * one file system, so a reader sees the old file or the new one, never half of one. `held()`,
+ * called just before the rename, throws if the write lock of `file` was lost meanwhile.
+ */
+export async function putItem(directory: string, file: string, item: Item, held: () => void): Promise<void> {
+  const tmp = path.join(directory, `.${randomBytes(8).toString('hex')}.tmp`) // keyOf() ignores it
+  try {
+    const handle = await fs.open(tmp, 'wx', 0o600)
+    try {
+      await handle.writeFile(JSON.stringify({ v: item.version, e: item.expires }) + '\n' + item.value)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    held()
+    await fs.rename(tmp, file)
+  } catch (err) {
+    await fs.rm(tmp, { force: true }).catch(() => {})
+    throw err
+  }
+}
