@@ -9,7 +9,7 @@
  *   await untie(s)                                 // 1 `cas`
  */
 import { lib } from './lib/tied.js'
-import { benchId, sessionText, type BenchSession } from './lib/data.js'
+import { benchId, sessionText, type BenchSession, type Loaded } from './lib/data.js'
 import { connectMemcachedClient, floorClient, memjsClient, rawClient, touch, type Client } from './lib/clients.js'
 import { countPerOp, startMemcached } from './lib/memcached.js'
 import { emit, fmt, sideBySide, verdict, type Contestant, type Summary } from './lib/measure.js'
@@ -28,7 +28,7 @@ const servers = [server.address]
 const tied: Client = {
   seed: async () => undefined, // seeded by the raw client: same flag-0 JSON text
   async cycle(id, n) {
-    const s = await tieSession<BenchSession>(id, { servers })
+    const s = (await tieSession<BenchSession>(id, { servers })) as Loaded
     touch(s, n)
     await untie(s)
   },
@@ -94,7 +94,7 @@ for (const mode of MODES) {
 }
 if (MODES.includes('seq')) {
   const [twoSaves] = await countPerOp([server], 50, async (i) => {
-    const s = await tieSession<BenchSession>(keysOf.get('tied-session')![i % WORKERS]!, { servers })
+    const s = (await tieSession<BenchSession>(keysOf.get('tied-session')![i % WORKERS]!, { servers })) as Loaded
     s.visits++
     await save(s)
     s.visits++

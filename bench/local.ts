@@ -4,7 +4,7 @@
  * against a target: the same with a write, where the save needs the principal's version.
  */
 import { lib } from './lib/tied.js'
-import { benchId, sessionText, type BenchSession } from './lib/data.js'
+import { benchId, sessionText, type BenchSession, type Loaded } from './lib/data.js'
 import { rawClient, touch } from './lib/clients.js'
 import { countPerOp, startMemcached } from './lib/memcached.js'
 import { consume, emit, fmt, sideBySide, verdict } from './lib/measure.js'
@@ -24,7 +24,7 @@ await seeder.close()
 
 /** A read-only request: tie, read 3 fields, untie (nothing changed, so nothing is written). */
 const readOnly = (opts: object) => async (i: number) => {
-  const s = await tieSession<BenchSession>(ids[i % KEYS]!, opts)
+  const s = (await tieSession<BenchSession>(ids[i % KEYS]!, opts)) as Loaded
   consume(s.uid)
   consume(s.email)
   consume(s.prefs.theme)
@@ -50,7 +50,7 @@ const [pp, pl] = await countPerOp([principal, local], 100, fromPrincipal)
 const [lp, ll] = await countPerOp([principal, local], 100, fromLocal)
 let n = 0
 const [wp, wl] = await countPerOp([principal, local], 100, async (i) => {
-  const s = await tieSession<BenchSession>(ids[i % KEYS]!, viaLocal)
+  const s = (await tieSession<BenchSession>(ids[i % KEYS]!, viaLocal)) as Loaded
   touch(s, n++)
   await untie(s)
 })

@@ -4,7 +4,7 @@
  * (autoSave on: the first write of a burst schedules one flush, which runs between batches).
  */
 import { lib } from './lib/tied.js'
-import { benchId, sessionData, type BenchSession } from './lib/data.js'
+import { benchId, sessionData, type BenchSession, type Loaded } from './lib/data.js'
 import { emit, fmt, verdict } from './lib/measure.js'
 
 const { memoryStore, tieSession, untie } = lib
@@ -15,7 +15,7 @@ const BATCH_MS = QUICK ? 40 : 60
 const store = memoryStore()
 const id = benchId('proxy', 1)
 await store.write(id, JSON.stringify(sessionData(id, 1)), { ttl: 0, mode: 'set' })
-const tied = await tieSession<BenchSession>(id, { store })
+const tied = (await tieSession<BenchSession>(id, { store })) as Loaded
 const plain = sessionData(id, 1)
 
 type Loop = (o: BenchSession, n: number) => number

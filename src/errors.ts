@@ -1,6 +1,13 @@
 /** The stable codes a {@link SessionError} carries. */
 export type SessionErrorCode =
-  'ERR_SESSION_NOT_FOUND' | 'ERR_INVALID_ID' | 'ERR_STORE_UNAVAILABLE' | 'ERR_CONFLICT' | 'ERR_LOCKED' | 'ERR_TOO_LARGE' | 'ERR_CORRUPT'
+  | 'ERR_SESSION_NOT_FOUND'
+  | 'ERR_INVALID_ID'
+  | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_CONFLICT'
+  | 'ERR_LOCKED'
+  | 'ERR_TOO_LARGE'
+  | 'ERR_CORRUPT'
+  | 'ERR_STALE_VIEW'
 
 /**
  * The one error class of tied-session: test `err.code`, never the message.

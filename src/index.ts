@@ -6,13 +6,16 @@ export {
   destroy,
   regenerate,
   isTied,
-  closeStores,
+  snapshot,
   updateSession,
   findSessions,
   destroySessions,
 } from './tie.js'
-export { md5Hex, MAX_INDEXED } from './principal.js'
-export type { TieOptions, Tied, Saved } from './tie.js'
+export { closeStores } from './options.js'
+export { md5Hex, MAX_INDEXED, INDEX_AT } from './principal.js'
+export type { Tied, TiedSession, OptionsFor, Saved } from './tie.js'
+export type { TieOptions } from './options.js'
+export type { JsonSerializer, JsonSafe } from './serializers.js'
 export { SessionError, isSessionError } from './errors.js'
 export type { SessionErrorCode } from './errors.js'
 export { json, rich } from './serializers.js'

@@ -6,8 +6,14 @@
  *   byte what Memorycached writes, so Perl readers keep working), with the session's TTL;
  * - `md5_hex(uid) + ':sessions'` lists ALL of the user's sessions as JSON
  *   `[{ "id": "...", "exp": <unix s, 0 = never>, "ttl": <the session's ttl, s>, "at": <unix ms of the last index write> }]`,
- *   newest first, updated with compare-and-swap, pruned of dead sessions, capped at
+ *   newest login first, updated with compare-and-swap, pruned of dead sessions, capped at
  *   {@link MAX_INDEXED} entries.
+ *
+ * Neither key expires before a session it lists, and neither is rewritten on every save: a save
+ * writes the index only when the user id changed or the index is older than
+ * {@link refreshAfter}(ttl) (the session itself carries `_index_at`, when its index was last
+ * written), and the index keys live {@link refreshAfter}(ttl) + ttl + 1 s past that write, longer
+ * than any save made before the next refresh can keep the session.
  */
 import SparkMD5 from 'spark-md5'
 import { SessionError } from './errors.js'
@@ -31,6 +37,72 @@ export function md5Hex(uid: string): string {
   return /^[\u0000-\u00ff]*$/.test(uid) ? SparkMD5.hashBinary(uid) : SparkMD5.hash(uid)
 }
 
+/** The session field that says when the session's user index was last written (Unix seconds). */
+export const INDEX_AT = '_index_at'
+
+/** Seconds after an index write when a save writes the index again (a session that never expires: never). */
+export function refreshAfter(ttl: number): number {
+  return ttl === 0 ? Infinity : Math.max(1, Math.floor(ttl / 2))
+}
+
+/** The user id in a principal field: a non-empty string or a finite number, else none. */
+export function uidOf(value: unknown): string | undefined {
+  if (typeof value === 'string' && value !== '') return value
+  if (typeof value === 'number' && Number.isFinite(value)) return String(value)
+  return undefined
+}
+
+/**
+ * True for a value that the index itself stores under a key that looks like a session id: the
+ * latest-session key `md5_hex(uid)` holds a session id (32 hex chars, as Memorycached writes
+ * it), or an empty string once emptied. No serializer writes a session as either.
+ */
+export function isIndexValue(text: string): boolean {
+  return text === '' || /^[0-9a-f]{32}$/.test(text)
+}
+
+/** What a write of a session must do to its user's index. */
+export interface IndexPlan {
+  /** The uid the index lists the session under now (undefined: none). */
+  from: string | undefined
+  /** The uid it must be listed under after the write (undefined: none). */
+  to: string | undefined
+  /** True when `to` is a new login of this session (it was not listed under `to`): it sorts first. */
+  login: boolean
+}
+
+/**
+ * Prepares `data` for a write: stamps `<field>_MD5` (md5_hex of the uid, as Memorycached does)
+ * and, when the index must be written with this write, {@link INDEX_AT}. The index must be
+ * written when the uid is not the one it is listed under (`listed`), when `force` is set, or when
+ * the last index write is older than {@link refreshAfter}(ttl). Returns the top-level keys it
+ * changed and the plan, or no plan when the index is fresh.
+ */
+export function planIndex(
+  data: Record<string, unknown>,
+  field: string,
+  listed: string | undefined,
+  ttl: number,
+  force = false,
+): { stamped: string[]; plan: IndexPlan | undefined } {
+  const uid = uidOf(data[field])
+  const stamped: string[] = []
+  const set = (name: string, value: unknown) => {
+    if (value === undefined ? !Object.hasOwn(data, name) : data[name] === value) return
+    if (value === undefined) delete data[name]
+    else data[name] = value
+    stamped.push(name)
+  }
+  set(`${field}_MD5`, uid === undefined ? undefined : md5Hex(uid))
+  const at = data[INDEX_AT]
+  const now = nowSeconds()
+  const fresh = uid === listed && !force && typeof at === 'number' && at <= now && now - at < refreshAfter(ttl)
+  if (uid === undefined) set(INDEX_AT, undefined)
+  else if (!fresh) set(INDEX_AT, now)
+  if (fresh || (uid === undefined && listed === undefined)) return { stamped, plan: undefined }
+  return { stamped, plan: { from: listed, to: uid, login: uid !== undefined && uid !== listed } }
+}
+
 /** One entry of a user's session list. */
 export interface IndexEntry {
   id: string
@@ -38,7 +110,7 @@ export interface IndexEntry {
   exp: number
   /** The session's TTL in seconds (0 = never): how far a live entry past its `exp` is moved on. */
   ttl?: number
-  /** Unix ms of the entry's last write: the order of "newest first". */
+  /** Unix ms of the session's login (when it was first listed under this user): the order of "newest first". */
   at: number
 }
 
@@ -65,10 +137,18 @@ function parseList(text: string): IndexEntry[] {
   return []
 }
 
-/** The TTL that keeps a list alive as long as its longest-living entry (0 when one never expires). */
+/**
+ * The latest an entry's session can live without another index write: a save just before the next
+ * refresh is due keeps the session `ttl` more seconds (+1 s: expiry is counted in whole seconds).
+ */
+function deadline(e: IndexEntry): number {
+  return e.ttl === undefined || e.ttl === 0 ? e.exp + 1 : e.exp + refreshAfter(e.ttl) + 1
+}
+
+/** The TTL that keeps a list (or latest key) alive as long as its longest-living entry can live (0: never expires). */
 function listTtl(list: IndexEntry[]): number {
   if (list.some((e) => e.exp === 0)) return 0
-  const last = Math.max(0, ...list.map((e) => e.exp))
+  const last = Math.max(0, ...list.map(deadline))
   return Math.max(1, last - nowSeconds())
 }
 
@@ -138,27 +218,44 @@ export interface AddOptions {
   ttl: number
   /** destroy the user's oldest sessions past this many */
   maxSessions: number | undefined
+  /**
+   * True for a new login (the session was not listed under this user): it sorts first and the
+   * latest-session key names it. False for a refresh: it keeps its place, or when it is missing
+   * from the list (pruned, evicted, or the list was lost) it goes last, so that a session saving
+   * while a newer login evicts it never evicts that newer login.
+   */
+  login: boolean
+  /** The id this session had before `regenerate`: taken out of the list in the same update, its place kept. */
+  replaces?: string | undefined
   /** {@link readList} of the user's list, sent earlier (with the session's own write); it may be stale. */
   listRead?: { digest: string; entry: Promise<Entry | undefined> } | undefined
 }
 
-/** Records session `id` as the user's latest, and in the user's list; enforces maxSessions. */
-export async function addToIndex(place: IndexPlace, digest: string, { id, ttl, maxSessions, listRead }: AddOptions): Promise<void> {
+/** Seconds the latest-session key lives after an index write for a session with `ttl`: as long as the session can. */
+const latestTtl = (ttl: number) => (ttl === 0 ? 0 : refreshAfter(ttl) + ttl + 1)
+
+/** Lists session `id` under the user (see {@link AddOptions.login}), keeps the latest-session key, enforces maxSessions. */
+export async function addToIndex(place: IndexPlace, digest: string, options: AddOptions): Promise<void> {
+  const { id, ttl, maxSessions, login, replaces, listRead } = options
   const evicted: string[] = []
-  // the latest-session key, as Memorycached writes it: the id as a plain string; sent at once,
-  // alongside the list's update (one round trip fewer)
-  const latest = place.store.write(latestKey(place, digest), id, { ttl, mode: 'set' })
-  const listed = updateList(
+  // the latest-session key, as Memorycached writes it: the id as a plain string; at a login it is
+  // sent at once, alongside the list's update (one round trip fewer)
+  const latest = login ? place.store.write(latestKey(place, digest), id, { ttl: latestTtl(ttl), mode: 'set' }) : undefined
+  latest?.catch(() => {}) // awaited below; a failed list update must not leave it unhandled
+  const list = await updateList(
     place,
     digest,
     async (list) => {
       evicted.length = 0
+      const kept = list.find((e) => e.id === id) ?? list.find((e) => e.id === replaces)
       const others = await prune(
         place,
-        list.filter((e) => e.id !== id),
+        list.filter((e) => e.id !== id && e.id !== replaces),
         ttl,
       )
-      const next = [{ id, exp: expOf(ttl), ttl, at: Date.now() }, ...others.sort((a, b) => b.at - a.at)]
+      const oldest = Math.min(Date.now(), ...others.map((e) => e.at - 1))
+      const at = login ? Date.now() : (kept?.at ?? oldest)
+      const next = [{ id, exp: expOf(ttl), ttl, at }, ...others].sort((a, b) => b.at - a.at)
       if (maxSessions !== undefined && next.length > maxSessions) {
         evicted.push(...next.slice(maxSessions).map((e) => e.id))
         return next.slice(0, maxSessions)
@@ -167,23 +264,38 @@ export async function addToIndex(place: IndexPlace, digest: string, { id, ttl, m
     },
     listRead?.digest === digest ? listRead.entry : undefined,
   )
-  await Promise.all([latest, listed])
+  await latest
+  if (!login) await keepLatest(place, digest, list, replaces, ttl)
   for (const old of evicted) await place.store.delete(place.namespace + old)
 }
 
 /**
- * Keeps the index in step with a session whose user id went from `from` to `to` (either may be
- * undefined): takes it out of the old user's index and adds it, again, to the new one's.
+ * After a refresh: the latest-session key lives on (touched) and names what it named, unless that
+ * was the id a regenerate replaced; when it is gone it is added back for the newest login.
  */
-export async function reindex(place: IndexPlace, from: string | undefined, to: string | undefined, add: AddOptions): Promise<void> {
-  if (from !== undefined && from !== to) await removeFromIndex(place, md5Hex(from), add.id)
-  if (to !== undefined) await addToIndex(place, md5Hex(to), add)
+async function keepLatest(place: IndexPlace, digest: string, list: IndexEntry[], replaces: string | undefined, ttl: number): Promise<void> {
+  if (replaces !== undefined) await repointLatest(place, digest, new Set([replaces]), list)
+  if (await place.store.touch(latestKey(place, digest), latestTtl(ttl))) return
+  const newest = list[0]
+  // add, not set: a login that wrote the key meanwhile is never overwritten
+  if (newest !== undefined) await place.store.write(latestKey(place, digest), newest.id, { ttl: listTtl(list), mode: 'add' })
 }
 
-/** Removes session `id` from the user's list; the latest key is rewritten only if it named `id`. */
-export async function removeFromIndex(place: IndexPlace, digest: string, id: string): Promise<void> {
-  const list = await updateList(place, digest, (entries) => entries.filter((e) => e.id !== id))
-  await repointLatest(place, digest, new Set([id]), list)
+/**
+ * Writes what `plan` says to the user index of session `add.id`, after the session's own write:
+ * moves it out of the old user's list when the uid changed, and lists it under the new one.
+ */
+export async function applyIndex(place: IndexPlace, plan: IndexPlan, add: Omit<AddOptions, 'login'>): Promise<void> {
+  const { from, to } = plan
+  if (from !== undefined && from !== to) await removeFromIndex(place, md5Hex(from), [add.id, ...(add.replaces ? [add.replaces] : [])])
+  if (to !== undefined) await addToIndex(place, md5Hex(to), { ...add, login: plan.login, replaces: from === to ? add.replaces : undefined })
+}
+
+/** Removes sessions `ids` from the user's list; the latest key is rewritten only if it named one of them. */
+export async function removeFromIndex(place: IndexPlace, digest: string, ids: string[]): Promise<void> {
+  const gone = new Set(ids)
+  const list = await updateList(place, digest, (entries) => entries.filter((e) => !gone.has(e.id)))
+  await repointLatest(place, digest, gone, list)
 }
 
 /**
@@ -197,7 +309,7 @@ async function repointLatest(place: IndexPlace, digest: string, gone: Set<string
     const latest = await place.store.get(key, { consistent: true })
     if (latest === undefined || !gone.has(latest.value)) return
     const next = list.find((e) => !gone.has(e.id))
-    const [value, ttl] = next === undefined ? ['', 1] : [next.id, listTtl([next])]
+    const [value, ttl] = next === undefined ? ['', 1] : [next.id, listTtl(list)]
     const result = await place.store.write(key, value, { ttl, mode: 'cas', version: latest.version ?? '' })
     if (result !== 'exists') return
   }

@@ -17,6 +17,16 @@ export interface Serializer {
    * be kept. Without it, tied-session copies through `stringify` + `parse`.
    */
   copy?(value: unknown, path: string): unknown
+  /**
+   * Like `copy`, but keeps the caller's own objects wherever the format keeps them as they are,
+   * normalizing them in place (an `undefined` property deleted, an array hole set to null), so
+   * that an object assigned to a session stays live: a later write through the caller's own
+   * reference is a write to the session. A tied view inside is copied, or, when `move` says yes
+   * for its object (an object this very write takes out of the session), stored as that object, so
+   * the view keeps writing where it now is, as in plain JavaScript. Without `adopt`, an assigned
+   * value is copied, and writes through the caller's reference are not seen.
+   */
+  adopt?(value: unknown, path: string, move?: (target: object) => boolean): unknown
 }
 
 /** The path of `key` inside `parent`, as code would write it: `cart.items[2].when`. */
@@ -55,44 +65,109 @@ export function put(out: Record<string, unknown>, key: string, value: unknown): 
 }
 
 /**
- * Walks a value depth first with cycle detection; `leaf` decides what a non-container value
- * becomes (or refuses it), `exotic` may take over for an object that is not a plain object or
- * array. Object properties whose value is `undefined` are dropped, as JSON does.
+ * Tied views (the session's proxies) answer this symbol with the plain object under them, so
+ * that a view assigned elsewhere is stored as a copy of its data, never as a proxy or an alias.
  */
-function walker(
-  name: string,
-  leaf: (value: unknown, path: string) => unknown,
-  exotic: (value: object, path: string, recurse: (v: unknown, p: string) => unknown) => unknown,
-): (value: unknown, path: string) => unknown {
+export const VIEW_TARGET = Symbol('tied-session view target')
+
+/** The plain object under a tied view, or undefined for any other object. */
+export function viewTarget(value: object): object | undefined {
+  return (value as Record<symbol, object | undefined>)[VIEW_TARGET]
+}
+
+type Recurse = (v: unknown, p: string) => unknown
+/** Decides what a non-container value becomes (or refuses it). */
+type Leaf = (value: unknown, path: string) => unknown
+/**
+ * Takes over for an object that is not a plain object or array (Date, Map, Set...): `adopting`
+ * says whether to keep `value` itself (checking and normalizing its contents in place) or copy it.
+ */
+type Exotic = (value: object, path: string, recurse: Recurse, adopting: boolean) => unknown
+
+/** True when `value` can stay the session's own object as it is: extensible, every property a plain writable, enumerable, configurable data property. */
+function keepable(value: object, keys: string[]): boolean {
+  if (!Object.isExtensible(value)) return false
+  if (Object.getOwnPropertyNames(value).length !== keys.length + (Array.isArray(value) ? 1 : 0)) return false // non-enumerables
+  for (const key of keys) {
+    const desc = Object.getOwnPropertyDescriptor(value, key)!
+    if (!('value' in desc) || !desc.writable || !desc.configurable) return false
+  }
+  return true
+}
+
+/**
+ * Walks a value depth first with cycle detection, in one of two modes:
+ *
+ * - **copy**: a deep copy as a round trip through the format gives it back; object properties
+ *   whose value is `undefined` are dropped and array holes become null, as JSON does;
+ * - **adopt**: the same result, reached by keeping the caller's own objects wherever they can be
+ *   kept as they are and normalizing them in place (undefined properties deleted, holes set to
+ *   null), so that a caller who holds them and writes into them later writes into the session.
+ *   An object that cannot be kept (frozen, with accessors or hidden properties) is rebuilt, its
+ *   children still adopted; a tied view is copied.
+ *
+ * Either mode throws a TypeError naming the path of a value the format cannot keep.
+ */
+function walker(name: string, leaf: Leaf, exotic: Exotic) {
   const ancestors = new Set<object>()
-  const walk = (value: unknown, path: string): unknown => {
+  let keep: ((target: object) => boolean) | undefined
+  const walk = (value: unknown, path: string, adopting: boolean): unknown => {
     if (typeof value !== 'object' || value === null) return leaf(value, path)
+    const target = viewTarget(value)
+    // a view's object is moved (it is session data already) where the session allows it, else copied
+    if (target !== undefined) return adopting && keep?.(target) ? target : walk(target, path, false)
     if (ancestors.has(value)) refuse(name, path, value, ': it contains itself (a cycle)')
     ancestors.add(value)
+    const recurse: Recurse = (v, p) => walk(v, p, adopting)
     try {
       if (Array.isArray(value)) {
-        const out = new Array<unknown>(value.length)
-        for (let i = 0; i < value.length; i++) out[i] = walk(value[i], childPath(path, i))
+        // Object.keys lists indices first: a last key that is no index is a property JSON drops
+        const keys = Object.keys(value)
+        const last = keys[keys.length - 1]
+        const keep = adopting && (last === undefined || /^\d+$/.test(last)) && keepable(value, keys)
+        const out = keep ? value : new Array<unknown>(value.length)
+        for (let i = 0; i < value.length; i++) {
+          // JSON writes a hole as null
+          const v = i in value ? walk(value[i], childPath(path, i), adopting) : null
+          if (!keep || !Object.is(v, value[i]) || !(i in value)) out[i] = v
+        }
         return out
       }
-      if (!isPlainObject(value)) return exotic(value, path, walk)
+      if (!isPlainObject(value)) return exotic(value, path, recurse, adopting)
       if (Object.getOwnPropertySymbols(value).some((s) => Object.prototype.propertyIsEnumerable.call(value, s))) {
         refuse(name, path, value, ': it has symbol keys, which are not stored')
       }
-      const out: Record<string, unknown> = {}
-      for (const key of Object.keys(value)) {
+      const keys = Object.keys(value)
+      const keep = adopting && keepable(value, keys)
+      const out: Record<string, unknown> = keep ? value : {}
+      for (const key of keys) {
         const v = value[key]
-        if (v !== undefined) put(out, key, walk(v, childPath(path, key)))
+        if (v === undefined) {
+          if (keep) delete value[key]
+          continue
+        }
+        const w = walk(v, childPath(path, key), adopting)
+        if (!keep || !Object.is(w, v)) put(out, key, w)
       }
       return out
     } finally {
       ancestors.delete(value)
     }
   }
-  return walk
+  return {
+    copy: (value: unknown, path: string) => walk(value, path, false),
+    adopt: (value: unknown, path: string, move?: (target: object) => boolean) => {
+      keep = move
+      try {
+        return walk(value, path, true)
+      } finally {
+        keep = undefined
+      }
+    },
+  }
 }
 
-const jsonCopy = walker(
+const jsonWalk = walker(
   'json',
   (value, path) => {
     switch (typeof value) {
@@ -120,15 +195,41 @@ const jsonCopy = walker(
     ),
 )
 
+/** Marks the `json` serializer's type, so that tieSession's types refuse data JSON cannot keep. */
+export const JSON_ONLY = Symbol('tied-session json only')
+
+/** The type of {@link json}: a serializer that keeps only what JSON keeps. */
+export interface JsonSerializer extends Serializer {
+  readonly [JSON_ONLY]: true
+}
+
+/** Leaves JSON keeps as they are. */
+type JsonLeaf = string | number | boolean | null | undefined
+
+/**
+ * `T` with every part JSON cannot keep (a Date, Map, Set, bigint, symbol or function) turned into
+ * `never`: `[T] extends [JsonSafe<T>]` holds exactly when JSON keeps all of `T`.
+ */
+export type JsonSafe<T> = unknown extends T
+  ? T
+  : T extends JsonLeaf
+    ? T
+    : // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type -- any function
+      T extends Function | Date | Map<unknown, unknown> | Set<unknown> | bigint | symbol
+      ? never
+      : { [K in keyof T]: JsonSafe<T[K]> }
+
 /**
  * The default serializer: JSON text, readable by any other language. Keeps plain objects,
  * arrays, strings, finite numbers, booleans and null; refuses anything JSON would change.
  */
-export const json: Serializer = {
+export const json: JsonSerializer = {
+  [JSON_ONLY]: true,
   name: 'json',
   stringify: (value) => JSON.stringify(value),
   parse: (text) => JSON.parse(text),
-  copy: jsonCopy,
+  copy: jsonWalk.copy,
+  adopt: jsonWalk.adopt,
 }
 
 /*
@@ -155,22 +256,21 @@ function richLeaf(value: unknown, path: string): unknown {
   }
 }
 
-function richExotic(value: object, path: string, recurse: (v: unknown, p: string) => unknown): unknown {
-  if (value instanceof Date) return new Date(value.getTime())
+function richExotic(value: object, path: string, recurse: Recurse, adopting: boolean): unknown {
+  if (value instanceof Date) return adopting ? value : new Date(value.getTime())
   if (value instanceof Map) {
-    const out = new Map()
-    let i = 0
-    for (const [k, v] of value) {
-      out.set(recurse(k, `${path}.<key ${i}>`), recurse(v, `${path}.<value ${i}>`))
-      i++
+    const entries = [...value].map(([k, v], i) => [k, v, recurse(k, `${path}.<key ${i}>`), recurse(v, `${path}.<value ${i}>`)])
+    // a Map is kept when its keys are: its values are replaced in place (set keeps the order)
+    if (adopting && entries.every(([k, , k2]) => Object.is(k, k2))) {
+      for (const [k, v, , v2] of entries) if (!Object.is(v, v2)) value.set(k, v2)
+      return value
     }
-    return out
+    return new Map(entries.map(([, , k2, v2]) => [k2, v2]))
   }
   if (value instanceof Set) {
-    const out = new Set()
-    let i = 0
-    for (const v of value) out.add(recurse(v, `${path}.<item ${i++}>`))
-    return out
+    const items = [...value].map((v, i) => [v, recurse(v, `${path}.<item ${i}>`)])
+    if (adopting && items.every(([v, v2]) => Object.is(v, v2))) return value
+    return new Set(items.map(([, v2]) => v2))
   }
   return refuse('rich', path, value, '; the rich serializer keeps plain objects, arrays, Date, Map, Set, BigInt and all numbers')
 }
@@ -250,5 +350,6 @@ export const rich: Serializer = {
   name: 'rich',
   stringify: (value) => JSON.stringify(encode(value)),
   parse: (text) => decode(JSON.parse(text)),
-  copy: richWalk,
+  copy: richWalk.copy,
+  adopt: richWalk.adopt,
 }

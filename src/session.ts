@@ -1,11 +1,27 @@
 /**
  * One tied session: its id, the data under the proxy, the top-level keys changed since the
  * last write, the version read from the store, and the flush that writes them back.
+ *
+ * What the object shows is what a save stores. Changes that pass a trap mark their top-level key
+ * changed. Changes that cannot pass one, made through objects the caller assigned and still holds
+ * (they stay live: see Serializer.adopt) or inside a Date, Map or Set the session handed out, are
+ * found by comparing those "loose" keys with the text they had when last written, at every flush.
  */
 import { SessionError } from './errors.js'
+import { takeTheirs, reconcile } from './merge.js'
+import {
+  applyIndex,
+  isIndexValue,
+  planIndex,
+  readList,
+  removeFromIndex,
+  md5Hex,
+  uidOf,
+  type AddOptions,
+  type IndexPlan,
+} from './principal.js'
 import { newId } from './ids.js'
-import { addToIndex, md5Hex, readList, reindex, removeFromIndex, type AddOptions } from './principal.js'
-import { put, type Serializer } from './serializers.js'
+import { isPlainObject, put, viewTarget, type Serializer } from './serializers.js'
 import type { Store, WriteOptions } from './stores/store.js'
 import { ID_FIELD, track, type TrackerHooks } from './tracker.js'
 
@@ -26,28 +42,6 @@ export interface SessionConfig {
   acquire: ((key: string) => Promise<() => Promise<void>>) | undefined
 }
 
-/** The user id in a principal field: a non-empty string or a finite number, else none. */
-export function uidOf(value: unknown): string | undefined {
-  if (typeof value === 'string' && value !== '') return value
-  if (typeof value === 'number' && Number.isFinite(value)) return String(value)
-  return undefined
-}
-
-/** Sets (or removes) `<field>_MD5` in `data` from the uid in `field`; returns the md5 field's name when it changed. */
-export function stampDigest(data: Record<string, unknown>, field: string): string | undefined {
-  const uid = uidOf(data[field])
-  const name = `${field}_MD5`
-  if (uid !== undefined) {
-    const digest = md5Hex(uid)
-    if (data[name] === digest) return undefined
-    data[name] = digest
-    return name
-  }
-  if (!Object.hasOwn(data, name)) return undefined
-  delete data[name]
-  return name
-}
-
 /** Compare-and-swap rounds before a save gives up with ERR_CONFLICT. */
 const MAX_TRIES = 10
 const ABSENT = '\u0000absent'
@@ -59,20 +53,35 @@ export function notFound(id: string, detail = 'it does not exist or has expired'
 
 /**
  * Writes `data` under a new id with `add`, so that a colliding id is never overwritten (a new id
- * is tried then, at most 5 in all). Returns the id and the text written.
+ * is tried then, at most 5 in all). With `acquire`, the new id's lock is taken before the `add`,
+ * so that no one can tie the session before its holder, and a lock that cannot be taken leaves
+ * no session behind. Returns the id, the text written and the lock's release.
  */
-export async function bookNewId(config: SessionConfig, data: Data): Promise<{ id: string; text: string }> {
+export async function bookNewId(
+  config: SessionConfig,
+  data: Data,
+  acquire: SessionConfig['acquire'],
+): Promise<{ id: string; text: string; unlock: (() => Promise<void>) | undefined }> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const id = newId()
+    const key = config.namespace + id
     const text = config.serializer.stringify({ ...data, [ID_FIELD]: id })
-    const result = await config.store.write(config.namespace + id, text, { ttl: config.ttl, mode: 'add' })
-    if (result === 'stored') return { id, text }
+    const unlock = await acquire?.(key)
+    let result
+    try {
+      result = await config.store.write(key, text, { ttl: config.ttl, mode: 'add' })
+    } catch (err) {
+      throw await releasing(err, unlock)
+    }
+    if (result === 'stored') return { id, text, unlock }
+    await unlock?.()
   }
   throw new SessionError('ERR_CONFLICT', 'could not book a new session id after 5 tries; is the store answering add correctly?')
 }
 
-/** Parses stored text into session data, or ERR_CORRUPT. */
+/** Parses stored text into session data, or ERR_CORRUPT; a key that holds an index value is no session. */
 export function parseData(serializer: Serializer, text: string, id: string): Data {
+  if (isIndexValue(text)) throw notFound(id, 'the key holds a user index entry, not a session')
   let data: unknown
   try {
     data = serializer.parse(text)
@@ -89,10 +98,35 @@ export function parseData(serializer: Serializer, text: string, id: string): Dat
   return data as Data
 }
 
+/**
+ * Runs `release` after `error`, and returns what to throw: `error` itself, or when the release
+ * fails too, an AggregateError of both (the first error first).
+ */
+export async function releasing(error: unknown, release: (() => Promise<void>) | undefined): Promise<unknown> {
+  try {
+    await release?.()
+  } catch (releaseError) {
+    return new AggregateError(
+      [error, releaseError],
+      'tied-session: the operation failed, and releasing the lock failed too (errors: [the failure, the release failure])',
+    )
+  }
+  return error
+}
+
+/** The plain objects and arrays inside `value`, itself included. */
+function containers(value: unknown, into = new Set<object>()): Set<object> {
+  if (typeof value !== 'object' || value === null || into.has(value) || !(Array.isArray(value) || isPlainObject(value))) return into
+  into.add(value)
+  for (const child of Object.values(value)) containers(child, into)
+  return into
+}
+
 export class Session implements TrackerHooks {
   id: string
   readonly proxy: object
   private readonly data: Data
+  private readonly detach: (value: unknown) => void
   private version: string | undefined
   /** false for a new updateOnly session until its first write */
   private stored: boolean
@@ -102,15 +136,16 @@ export class Session implements TrackerHooks {
    */
   private text: string | undefined
   private readonly changed = new Set<string>()
-  /** keys whose raw value was handed out untracked, with the text they had at the last write */
-  private exposed: Map<string, string> | undefined
+  /** loose keys (see the module comment) -> their text at the last write or read; undefined: not yet written */
+  private loose: Map<string, string | undefined> | undefined
   private state: 'open' | 'untied' | 'destroyed' = 'open'
   private timer: NodeJS.Immediate | undefined
   private flushing: Promise<void> | undefined
   private pendingError: unknown
   private unlock: (() => Promise<void>) | undefined
-  /** The uid the reverse index lists this session under, and when this tie last wrote it (ms). */
-  private indexed: { uid: string; at: number | undefined } | undefined
+  /** The uid the user index lists this session under (undefined: none), and whether its last index write failed. */
+  private listed: string | undefined
+  private indexFailed = false
 
   constructor(
     readonly config: SessionConfig,
@@ -125,9 +160,10 @@ export class Session implements TrackerHooks {
     this.text = loaded.version === undefined ? loaded.text : undefined
     this.stored = loaded.stored
     const field = config.principal?.field
-    const uid = field === undefined ? undefined : uidOf(data[field])
-    this.indexed = uid === undefined ? undefined : { uid, at: undefined }
-    this.proxy = track(data, this)
+    this.listed = field === undefined ? undefined : uidOf(data[field])
+    const { proxy, detach } = track(data, this)
+    this.proxy = proxy
+    this.detach = detach
   }
 
   /** Tracker hook: top-level `key` changed. */
@@ -137,9 +173,9 @@ export class Session implements TrackerHooks {
   }
 
   /** Tracker hook: the raw value under `key` was handed out untracked. */
-  expose(key: string): void {
-    const exposed = (this.exposed ??= new Map())
-    if (!exposed.has(key)) exposed.set(key, this.textOf(key))
+  loosen(key: string): void {
+    const loose = (this.loose ??= new Map())
+    if (!loose.has(key)) loose.set(key, this.changed.has(key) ? undefined : this.textOf(key))
     this.schedule()
   }
 
@@ -184,8 +220,12 @@ export class Session implements TrackerHooks {
       error = err
     }
     this.state = 'untied'
-    if (this.unlock !== undefined) await this.release()
-    this.throwPending(error)
+    try {
+      this.throwPending(error)
+    } catch (err) {
+      throw await releasing(err, () => this.release())
+    }
+    await this.release()
   }
 
   /** Removes the session from the store now, and from its user's index, and releases it. */
@@ -196,30 +236,39 @@ export class Session implements TrackerHooks {
     this.pendingError = undefined
     try {
       if (this.stored) await this.config.store.delete(this.key)
-      if (this.indexed !== undefined) await removeFromIndex(this.place(), md5Hex(this.indexed.uid), this.id)
-      this.indexed = undefined
-    } finally {
+      if (this.listed !== undefined) await removeFromIndex(this.indexPlace(), md5Hex(this.listed), [this.id])
+      this.listed = undefined
+    } catch (err) {
       // the lock is released on every path; a session whose delete failed is released too
       this.state = 'destroyed'
-      await this.release()
+      throw await releasing(err, () => this.release())
     }
+    this.state = 'destroyed'
+    await this.release()
   }
 
-  /** Reads the session again from the store (skipping read caches); unsaved changes are dropped. */
+  /**
+   * Reads the session again from the store (skipping read caches); unsaved changes are dropped.
+   * Objects stay in place where the stored data has the same kind of object at the same path.
+   */
   async reload(): Promise<void> {
     this.cancel()
     await this.settle()
-    if (!this.stored) {
-      this.replaceAll({})
-      this.changed.clear()
-      return
+    let next: Data = {}
+    let entry
+    if (this.stored) {
+      entry = await this.config.store.get(this.key, { consistent: true })
+      if (entry === undefined) throw notFound(this.id)
+      next = parseData(this.config.serializer, entry.value, this.id)
     }
-    const entry = await this.config.store.get(this.key, { consistent: true })
-    if (entry === undefined) throw notFound(this.id)
-    this.replaceAll(parseData(this.config.serializer, entry.value, this.id))
-    this.version = entry.version
-    this.text = entry.version === undefined ? entry.value : undefined
+    next[ID_FIELD] = this.id
+    reconcile(this.data, next, this.detach)
+    this.version = entry?.version
+    this.text = entry !== undefined && entry.version === undefined ? entry.value : undefined
     this.changed.clear()
+    const field = this.config.principal?.field
+    if (field !== undefined) this.listed = uidOf(this.data[field])
+    for (const key of this.loose?.keys() ?? []) this.loose!.set(key, this.textOf(key))
   }
 
   /** Moves the data to a new id (written at once unless never stored) and deletes the old one. */
@@ -233,26 +282,30 @@ export class Session implements TrackerHooks {
       this.setId(newId())
       return
     }
-    this.validateExposed()
-    const { id, text } = await bookNewId(this.config, this.data)
-    // nobody else knows the new id yet: its lock is taken once it is booked, as for a new session
-    const unlock = await this.config.acquire?.(this.config.namespace + id)
+    this.adoptLoose()
+    // the one write path: the new id is written with the index stamps, then indexed (a login
+    // moves to its new id, and the old id leaves its user's list)
+    const plan = this.prepare(true)
+    const texts = this.looseTexts()
+    // nobody else knows the new id yet: its lock is taken before it is booked
+    const { id, text, unlock } = await bookNewId(this.config, this.data, this.config.acquire)
     this.setId(id)
     this.text = text
     this.version = undefined
     this.changed.clear()
-    this.resetExposed()
+    this.settleLoose(texts)
     if (unlock !== undefined) {
-      await this.release()
+      const old = this.unlock
       this.unlock = unlock
+      await old?.()
     }
     await this.config.store.delete(oldKey)
-    if (this.indexed !== undefined) {
-      const digest = md5Hex(this.indexed.uid)
-      await addToIndex(this.place(), digest, { id: this.id, ttl: this.config.ttl, maxSessions: this.config.principal?.maxSessions })
-      this.indexed.at = Date.now()
-      await removeFromIndex(this.place(), digest, oldId)
-    }
+    await this.index(plan, oldId, undefined)
+  }
+
+  /** A deep plain copy of the data as it is now. */
+  snapshot(): Data {
+    return this.copy(this.data, '') as Data
   }
 
   /** Tracker hook: throws once the session takes no writes. */
@@ -265,8 +318,25 @@ export class Session implements TrackerHooks {
     this.data[ID_FIELD] = id
   }
 
-  /** Tracker hook: the stored copy of a written value. */
-  copy(value: unknown, path: string): unknown {
+  /** Tracker hook: the value to store for a write. The caller's own objects are adopted, and their key turns loose. */
+  place(value: unknown, path: string, top: string, replaced?: unknown): unknown {
+    const { serializer } = this.config
+    if (typeof value === 'object' && value !== null && serializer.adopt !== undefined) {
+      // objects of the replaced value that the new one contains are moved, once each, not copied
+      let movable: Set<object> | undefined
+      const move = (target: object) => (movable ??= containers(replaced)).delete(target)
+      const placed = serializer.adopt(value, path, move)
+      if (viewTarget(value) === undefined) {
+        const loose = (this.loose ??= new Map())
+        loose.set(top, undefined)
+      }
+      return placed
+    }
+    return this.copy(value, path)
+  }
+
+  /** The stored copy of a value (the serializer's copy, or a round trip through it). */
+  private copy(value: unknown, path: string): unknown {
     const { serializer } = this.config
     if (serializer.copy) return serializer.copy(value, path)
     try {
@@ -320,68 +390,88 @@ export class Session implements TrackerHooks {
     await unlock?.()
   }
 
-  private place() {
+  private indexPlace() {
     return { store: this.config.store, namespace: this.config.namespace }
   }
 
   /**
-   * Keeps the user's reverse index in step after a write: moves the entry when the uid changed,
-   * drops it when the uid is gone, and refreshes it on the first write of each tie (its expiry
-   * follows the session's) or when half the TTL has passed since this tie refreshed it.
+   * Stamps the principal's fields for a write (see principal.ts planIndex) and says what the
+   * write must do to the user index; marks the stamped keys changed.
    */
-  private async syncIndex(listRead: AddOptions['listRead']): Promise<void> {
+  private prepare(force = false): IndexPlan | undefined {
     const principal = this.config.principal
-    if (principal === undefined) return
-    const uid = uidOf(this.data[principal.field])
-    if (this.indexFresh(uid)) return
-    const { ttl } = this.config
-    await reindex(this.place(), this.indexed?.uid, uid, { id: this.id, ttl, maxSessions: principal.maxSessions, listRead })
-    this.indexed = uid === undefined ? undefined : { uid, at: Date.now() }
+    if (principal === undefined) return undefined
+    const { stamped, plan } = planIndex(this.data, principal.field, this.listed, this.config.ttl, force || this.indexFailed)
+    for (const key of stamped) this.changed.add(key)
+    return plan
   }
 
-  /** True when this tie refreshed `uid`'s index entry less than half a TTL ago. */
-  private indexFresh(uid: string | undefined): boolean {
-    const { indexed } = this
-    const { ttl } = this.config
-    return uid !== undefined && indexed?.uid === uid && indexed.at !== undefined && (ttl === 0 || Date.now() - indexed.at < ttl * 500)
+  /** Writes `plan` to the user index after the session's own write; `replaces` is the id a regenerate left. */
+  private async index(plan: IndexPlan | undefined, replaces: string | undefined, listRead: AddOptions['listRead']): Promise<void> {
+    if (plan === undefined) {
+      if (replaces !== undefined && this.listed !== undefined) await removeFromIndex(this.indexPlace(), md5Hex(this.listed), [replaces])
+      return
+    }
+    const { ttl, principal } = this.config
+    this.indexFailed = true
+    await applyIndex(this.indexPlace(), plan, { id: this.id, ttl, maxSessions: principal?.maxSessions, replaces, listRead })
+    this.indexFailed = false
+    this.listed = plan.to
   }
 
   /**
-   * When this save will refresh a user's index entry: that user's list, read now so that the read
-   * travels with the session's own write (one round trip fewer; a stale read only costs a retry).
+   * When this save will write a user's index: that user's list, read now so that the read travels
+   * with the session's own write (one round trip fewer; a stale read only costs a retry).
    */
-  private readListAhead(): AddOptions['listRead'] {
-    const field = this.config.principal?.field
-    const uid = field === undefined ? undefined : uidOf(this.data[field])
-    if (uid === undefined || this.indexFresh(uid)) return undefined
-    const digest = md5Hex(uid)
-    const entry = readList(this.place(), digest)
+  private readListAhead(plan: IndexPlan | undefined): AddOptions['listRead'] {
+    if (plan?.to === undefined) return undefined
+    const digest = md5Hex(plan.to)
+    const entry = readList(this.indexPlace(), digest)
     entry.catch(() => {}) // unused when the session's write fails
     return { digest, entry }
   }
 
-  /** The top-level keys changed since the last write, including exposed values that differ now. */
+  /** The top-level keys changed since the last write, including loose keys whose text differs now. */
   private dirty(): Set<string> {
     const dirty = new Set(this.changed)
-    for (const [key, text] of this.exposed ?? []) if (this.textOf(key) !== text) dirty.add(key)
+    for (const [key, text] of this.loose ?? []) if (text === undefined || this.textOf(key) !== text) dirty.add(key)
     return dirty
   }
 
-  /** An exposed value was changed without passing a trap: check it now, naming the path. */
-  private validateExposed(): void {
-    for (const key of this.exposed?.keys() ?? []) if (Object.hasOwn(this.data, key)) this.copy(this.data[key], key)
+  /**
+   * Loose values were changed without passing a trap: check them now (a TypeError names the path
+   * of what cannot be stored) and normalize them in place as a reload would show them.
+   */
+  private adoptLoose(): void {
+    const adopt = this.config.serializer.adopt
+    if (adopt === undefined) return
+    for (const key of this.loose?.keys() ?? []) {
+      if (!Object.hasOwn(this.data, key)) continue
+      const value = this.data[key]
+      const placed = adopt(value, key)
+      if (placed !== value) put(this.data, key, placed)
+    }
   }
 
-  private resetExposed(): void {
-    const exposed = this.exposed
-    for (const key of exposed?.keys() ?? []) exposed!.set(key, this.textOf(key))
+  /** The text of every loose key now, taken with the text a write sends. */
+  private looseTexts(): Map<string, string> | undefined {
+    if (this.loose === undefined) return undefined
+    const texts = new Map<string, string>()
+    for (const key of this.loose.keys()) texts.set(key, this.textOf(key))
+    return texts
+  }
+
+  /** After a write: loose keys are compared with the text they had when it was sent (a change made meanwhile stays dirty). */
+  private settleLoose(texts: Map<string, string> | undefined): void {
+    for (const [key, text] of texts ?? []) this.loose!.set(key, text)
   }
 
   private async flush(): Promise<void> {
     if (this.flushing) await this.settle()
     if (this.state !== 'open') return
+    this.adoptLoose()
     const dirty = this.dirty()
-    if (dirty.size === 0) return
+    if (dirty.size === 0 && !this.indexFailed) return
     this.changed.clear()
     this.flushing = this.write(dirty)
     try {
@@ -400,14 +490,14 @@ export class Session implements TrackerHooks {
    * ours and tries again, a bounded number of times.
    */
   private async write(dirty: Set<string>): Promise<void> {
-    const { store, ttl, serializer, principal } = this.config
-    this.validateExposed()
-    const listRead = this.readListAhead()
+    const { store, ttl, serializer } = this.config
+    let listRead: AddOptions['listRead']
     for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
-      if (principal !== undefined) {
-        const stamped = stampDigest(this.data, principal.field)
-        if (stamped !== undefined) dirty.add(stamped)
-      }
+      const plan = this.prepare()
+      for (const key of this.changed) dirty.add(key)
+      this.changed.clear()
+      if (attempt === 0) listRead = this.readListAhead(plan)
+      const texts = this.looseTexts()
       const text = serializer.stringify(this.data)
       if (!this.stored || this.version !== undefined) {
         const opts: WriteOptions = this.stored ? { ttl, mode: 'cas', version: this.version as string } : { ttl, mode: 'add' }
@@ -417,8 +507,8 @@ export class Session implements TrackerHooks {
           this.text = text
           // memcached does not say the new cas value; the next save reads it again
           this.version = undefined
-          this.resetExposed()
-          if (this.config.principal !== undefined) await this.syncIndex(listRead)
+          this.settleLoose(texts)
+          await this.index(plan, undefined, listRead)
           return
         }
         if (result === 'not_found') throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')
@@ -436,28 +526,17 @@ export class Session implements TrackerHooks {
     throw new SessionError('ERR_CONFLICT', `session ${this.id} kept changing under this save (${MAX_TRIES} tries); save again`)
   }
 
-  /** Takes another writer's values for every key this session did not change. */
+  /** Takes another writer's values for every key this session did not change (objects updated in place). */
   private merge(text: string, dirty: Set<string>): void {
     const theirs = parseData(this.config.serializer, text, this.id)
-    const keys = new Set([...Object.keys(this.data), ...Object.keys(theirs)])
-    for (const key of keys) {
-      if (key === ID_FIELD || dirty.has(key) || this.changed.has(key)) continue
-      const exposedText = this.exposed?.get(key)
-      if (exposedText !== undefined && exposedText !== this.textOf(key)) continue
-      if (!Object.hasOwn(theirs, key)) {
-        delete this.data[key]
-      } else if (!Object.hasOwn(this.data, key) || this.textOf(key) !== this.config.serializer.stringify(theirs[key])) {
-        put(this.data, key, theirs[key])
-      }
-      if (exposedText !== undefined) this.exposed!.set(key, this.textOf(key))
+    const { serializer } = this.config
+    const ours = (key: string) => {
+      if (dirty.has(key) || this.changed.has(key)) return true
+      const written = this.loose?.get(key)
+      return this.loose?.has(key) === true && (written === undefined || written !== this.textOf(key))
     }
-  }
-
-  private replaceAll(data: Data): void {
-    for (const key of Object.keys(this.data)) if (key !== ID_FIELD) delete this.data[key]
-    for (const key of Object.keys(data)) {
-      if (key !== ID_FIELD) put(this.data, key, data[key])
-    }
-    this.exposed = undefined
+    const same = (key: string) => this.textOf(key) === serializer.stringify(theirs[key])
+    const taken = takeTheirs(this.data, theirs, ours, same, this.detach, ID_FIELD)
+    for (const key of taken) if (this.loose?.has(key)) this.loose.set(key, this.textOf(key))
   }
 }

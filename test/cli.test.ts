@@ -248,7 +248,9 @@ test('new, show, set and unset a session on the file store (human and --json)', 
     zip: '75001',
     note: 'hello world',
     uid_MD5: md5Hex('dwho'),
+    _index_at: json(shown)._index_at,
   })
+  t.true(Math.abs(json(shown)._index_at - Date.now() / 1000) < 60, '_index_at: when the user index was written (Unix seconds)')
 
   const set = await cli(t, ['--dir', dir, 'set', id, 'cart.items.0.qty=2', 'cart.items.1={"sku":7}', 'prefs.dark=true', 'lang=null'])
   exits(t, set, 0)
@@ -278,8 +280,10 @@ test('new, show, set and unset a session on the file store (human and --json)', 
     lang: 'null',
     zip: '"75001"', // a string that reads as a number is quoted, as set takes it
     uid_MD5: md5Hex('dwho'),
+    _index_at: rows._index_at,
     visits: '1',
   })
+  t.regex(rows._index_at!, /^\d{10}$/)
 })
 
 test('show, set and unset of an unknown session exit 1 with one line', async (t) => {

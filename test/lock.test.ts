@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import anyTest, { type ExecutionContext, type TestFn } from 'ava'
-import { SessionError, closeStores, fileStore, tieSession, untie, type TieOptions } from '../src/index.js'
+import { SessionError, closeStores, fileStore, snapshot, tieSession, untie, type TieOptions } from '../src/index.js'
 import { runFixture } from './helpers/child.js'
 import { startMemcached, type MemcachedServer } from './helpers/memcached.js'
 
@@ -55,7 +55,7 @@ async function newSession(options: TieOptions, data: Counter): Promise<string> {
 /** The session's data as stored now. */
 async function read(id: string, options: TieOptions): Promise<Counter> {
   const s = await tieSession<Counter>(id, options)
-  const data = { ...s }
+  const data = snapshot(s) as Counter
   await untie(s)
   return data
 }

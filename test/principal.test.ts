@@ -13,6 +13,7 @@ import {
   md5Hex,
   memcachedStore,
   memoryStore,
+  regenerate,
   save,
   tieSession,
   untie,
@@ -250,6 +251,109 @@ for (const target of targets) {
     write.restore()
     t.is(listReads() - byLogin, 2, 'read ahead, then again after a refused cas')
     t.deepEqual((await findSessions(uid, { store })).sort(), [first, between!, s._session_id].sort())
+  })
+
+  test(`${name}: the login pattern s.uid = x; regenerate(s) indexes the new id, and a changed uid moves`, async (t) => {
+    const { store } = target.open(t)
+    const [bob, alice] = [user(), user()]
+    const s = await tieSession<Any>(undefined, { store, principal: 'uid' })
+    const anonymous = s._session_id
+    s.uid = bob
+    const first = await regenerate(s)
+    t.not(first, anonymous)
+    t.is(JSON.parse((await store.get(first))!.value).uid_MD5, md5Hex(bob), 'the stored session has uid_MD5')
+    t.deepEqual(await findSessions(bob, { store }), [first])
+    t.is((await store.get(md5Hex(bob)))?.value, first, 'the latest-session key names the new id')
+    t.is(await store.get(anonymous), undefined)
+
+    s.uid = alice
+    const second = await regenerate(s)
+    t.deepEqual(await findSessions(bob, { store }), [], "bob's list no longer names the session")
+    t.deepEqual(await findSessions(alice, { store }), [second])
+    t.is((await store.get(md5Hex(alice)))?.value, second)
+    t.not((await store.get(md5Hex(bob)))?.value, second)
+    t.is(JSON.parse((await store.get(second))!.value).uid_MD5, md5Hex(alice))
+
+    const third = await regenerate(s) // same user: the new id takes the old one's place
+    t.deepEqual(await findSessions(alice, { store }), [third])
+    t.is((await store.get(md5Hex(alice)))?.value, third)
+    await untie(s)
+  })
+
+  test(`${name}: the index outlives every session it lists, without being rewritten on every request`, async (t) => {
+    const { store } = target.open(t)
+    const uid = user()
+    const indexWrites = sinon.spy()
+    const write = sinon.stub(store, 'write').callThrough()
+    write.callsFake(async (...args) => {
+      if (args[0].startsWith(md5Hex(uid))) indexWrites(args[0])
+      return write.wrappedMethod.apply(store, args)
+    })
+    t.teardown(() => write.restore())
+    const opts = { store, principal: 'uid', expires: 4 }
+    const s = await tieSession<Any>(undefined, opts)
+    s.uid = uid
+    await untie(s) // 0 s: the login writes the index
+    const atLogin = indexWrites.callCount
+    t.true(atLogin >= 1)
+    for (let i = 0; i < 3; i++) {
+      // requests that write within half the ttl of the index write leave the index alone
+      const r = await tieSession<Any>(s._session_id, opts)
+      r.views = i
+      await untie(r)
+    }
+    t.is(indexWrites.callCount, atLogin, 'three more requests, no index write')
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const r = await tieSession<Any>(s._session_id, opts)
+    r.views = 'at 1.5 s'
+    await untie(r) // 1.5 s: the session now lives until 5.5 s
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    // 4.5 s: the index written at 0 s must still list the session, which is alive
+    t.truthy(await store.get(s._session_id), 'the session is alive')
+    t.deepEqual(await findSessions(uid, { store }), [s._session_id])
+    t.is(await destroySessions(uid, { store }), 1)
+    t.is(await store.get(s._session_id), undefined)
+  })
+
+  test(`${name}: maxSessions 1: an older session that saves while a new login evicts it never evicts the newest login`, async (t) => {
+    const { store, peer } = target.open(t)
+    const uid = user()
+    const opts = { store, principal: 'uid', maxSessions: 1, expires: 2 }
+    const older = await login(store, uid, opts)
+    await new Promise((resolve) => setTimeout(resolve, 1100)) // past half the ttl: the older session's next save refreshes the index
+    const s = await tieSession<Any>(older, opts)
+    s.n = 1
+    let newest: string | undefined
+    const write = sinon.stub(store, 'write').callThrough()
+    write.withArgs(older).callsFake(async (...args) => {
+      const result = await write.wrappedMethod.apply(store, args)
+      // the older session's own write landed; a new login evicts it before it updates the index
+      newest ??= await login(peer(), uid, { ...opts, store: peer() })
+      return result
+    })
+    t.teardown(() => write.restore())
+    await untie(s)
+    write.restore()
+    t.truthy(newest)
+    t.deepEqual(await findSessions(uid, { store }), [newest], 'only the newest login is listed')
+    t.truthy(await store.get(newest!), 'the newest login is alive')
+    t.is(await store.get(older), undefined, 'the older session is gone')
+    t.is((await store.get(md5Hex(uid)))?.value, newest)
+  })
+
+  test(`${name}: the latest-session key is never taken for a session`, async (t) => {
+    const { store } = target.open(t)
+    const uid = user()
+    await login(store, uid)
+    const digest = md5Hex(uid)
+    const err = await t.throwsAsync(tieSession(digest, { store }))
+    t.is((err as SessionError).code, 'ERR_SESSION_NOT_FOUND')
+    t.regex(err!.message, /user index/)
+    t.truthy(await store.get(digest), 'nothing was deleted')
+    await t.throwsAsync(
+      updateSession(digest, () => undefined, { store }),
+      { message: /not found/ },
+    )
   })
 
   if (name !== 'memory') {

@@ -13,6 +13,7 @@ import {
   reload,
   rich,
   save,
+  snapshot,
   tieSession,
   untie,
   type Store,
@@ -182,8 +183,7 @@ test('every trap tells the truth', async (t) => {
     ['cart', { items: [{ sku: 1 }] }],
     ['n', 1],
   ])
-  t.deepEqual(structuredClone({ ...s }), { _session_id: id, cart: { items: [{ sku: 1 }] }, n: 1 })
-  t.deepEqual(structuredClone(Object.entries(s)), Object.entries({ _session_id: id, cart: { items: [{ sku: 1 }] }, n: 1 }))
+  t.deepEqual(structuredClone(snapshot(s)), { _session_id: id, cart: { items: [{ sku: 1 }] }, n: 1 }, 'snapshot is plain data')
   t.deepEqual(Object.keys(s.cart), ['items'])
   t.deepEqual({ ...s.cart.items[0] }, { sku: 1 })
   t.true(Array.isArray(s.cart.items))
@@ -227,9 +227,10 @@ test('a path names where an object was last reached; data made cyclic behind the
   s.b = {}
   const deep = s.a.list[0].deep
   t.throws(() => (deep.when = new Date()), { instanceOf: TypeError, message: / at a\.list\[0\]\.deep\.when / })
-  ;({ ...s }).a.list.unshift({ first: true }) // through a raw copy: the same element object moves to list[1]
+  ;({ ...s }).a.list.unshift({ first: true }) // through a spread copy: the same element object moves to list[1]
   t.throws(() => (s.a.list[1].deep.when = new Date()), { instanceOf: TypeError, message: / at a\.list\[1\]\.deep\.when / })
-  const raw = { ...s }.b // a shallow copy hands out the raw object
+  const raw: Any = {}
+  s.b = raw // the caller's own object stays live
   raw.self = raw
   t.throws(() => (s.b.self.self.self.when = new Date()), { instanceOf: TypeError, message: /self\.self\.when/ })
   await t.throwsAsync(save(s), { instanceOf: TypeError }, 'the cycle itself cannot be saved')
@@ -256,11 +257,13 @@ test('array methods move the elements themselves, as plain arrays do: a view hel
   await reload(s)
   t.deepEqual(JSON.parse(JSON.stringify(s.items)), expected)
 
-  // inserted values are copied and checked first: a refused one leaves the array as it was
+  // inserted values are checked first: a refused one leaves the array as it was
   const inserted = { n: 7 }
   s.items.push(inserted)
   inserted.n = 70
-  t.is(s.items[5].n, 7, 'an inserted value is a copy')
+  t.is(s.items[5].n, 70, "an inserted object stays the caller's own: a write through it is a write to the session")
+  await save(s)
+  t.is(((await stored(t.context.store, s._session_id)) as Any).items[5].n, 70)
   const before = JSON.stringify(s.items)
   t.throws(() => s.items.unshift({ n: 1 }, new Date()), { instanceOf: TypeError, message: / at items\[1\] / })
   t.throws(() => s.items.splice(2, 0, 1n), { instanceOf: TypeError, message: / at items\[2\] / })
@@ -417,7 +420,7 @@ test('writes after untie or destroy throw; untie is idempotent', async (t) => {
   t.throws(() => (s.a = 1), { instanceOf: TypeError, message: /untied/ })
   t.false(isTied(s))
   t.false(isTied({}))
-  await t.throwsAsync(save({}), { instanceOf: TypeError })
+  await t.throwsAsync(save({} as never), { instanceOf: TypeError })
 })
 
 // --- versions and concurrency -----------------------------------------------------------------
@@ -737,4 +740,34 @@ test('lock: a store without lock() is a TypeError at tie', async (t) => {
   const { lock: _lock, ...rest } = memoryStore()
   const store = rest as Store
   await t.throwsAsync(tieSession(undefined, { store, lock: 'exclusive' }), { instanceOf: TypeError, message: /lock/ })
+})
+
+test('lock: untie throws the save error even when releasing the lock fails too (both, save first)', async (t) => {
+  const { store } = t.context
+  const saveError = new SessionError('ERR_STORE_UNAVAILABLE', 'injected: the write')
+  const releaseError = new SessionError('ERR_STORE_UNAVAILABLE', 'injected: the release')
+  const lock = store.lock!.bind(store)
+  sinon.stub(store, 'lock').callsFake(async (...args) => {
+    const release = await lock(...args)
+    return async () => {
+      await release()
+      throw releaseError
+    }
+  })
+  const s = await tieSession<Any>(undefined, { store, lock: 'exclusive', autoSave: false })
+  t.context.writes.restore()
+  sinon.stub(store, 'write').rejects(saveError)
+  s.x = 1
+  const err = await t.throwsAsync(untie(s), { instanceOf: AggregateError })
+  t.deepEqual((err as AggregateError).errors, [saveError, releaseError])
+  t.false(isTied(s))
+})
+
+test('lock: a new session whose lock cannot be taken leaves no session behind', async (t) => {
+  const { store } = t.context
+  const lockError = new SessionError('ERR_LOCKED', 'injected: no lock')
+  sinon.stub(store, 'lock').rejects(lockError)
+  t.is(await t.throwsAsync(tieSession(undefined, { store, lock: 'exclusive' })), lockError)
+  t.is(store.size, 0, 'no orphan session')
+  t.is(t.context.writes.callCount, 0)
 })

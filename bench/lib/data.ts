@@ -49,3 +49,6 @@ export function sessionData(id: string, i: number): BenchSession {
 
 /** The JSON text of session `i` (what is stored). */
 export const sessionText = (id: string, i: number): string => JSON.stringify(sessionData(id, i))
+
+/** A tied bench session whose fields are known to be there (the benchmarks seed every one). */
+export type Loaded = BenchSession & import('../../src/tie.js').TiedSession

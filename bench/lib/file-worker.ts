@@ -4,7 +4,7 @@
  * then sends { cycles, ms } and exits.
  */
 import { lib } from './tied.js'
-import type { BenchSession } from './data.js'
+import type { BenchSession, Loaded } from './data.js'
 import { touch } from './clients.js'
 
 const { fileStore, tieSession, untie } = lib
@@ -21,7 +21,7 @@ let cycles = 0
 const start = performance.now()
 const end = start + Number(msArg)
 while (performance.now() < end) {
-  const s = await tieSession<BenchSession>(ids[cycles % ids.length]!, { store })
+  const s = (await tieSession<BenchSession>(ids[cycles % ids.length]!, { store })) as Loaded
   touch(s, cycles)
   await untie(s)
   cycles++

@@ -2,7 +2,7 @@
  * `list [--where path=value]`: every session of the store, found by walking its keys.
  */
 import { isDeepStrictEqual } from 'node:util'
-import { isSessionError } from '../index.js'
+import { INDEX_AT, isSessionError } from '../index.js'
 import { expectArgs, type Command } from './context.js'
 import { CliError, EXIT } from './errors.js'
 import { isSessionId } from './ids.js'
@@ -47,7 +47,7 @@ export const list: Command = async (ctx) => {
     ctx.out.print({ sessions: sessions.map((s) => ({ ...s, user: s.user ?? null })) })
     return EXIT.ok
   }
-  const hidden = new Set([ID_FIELD, principal, `${principal}_MD5`])
+  const hidden = new Set([ID_FIELD, principal, `${principal}_MD5`, INDEX_AT])
   const rows = sessions.map((s) => [
     s.id,
     s.user === undefined ? '-' : showValue(s.user),

@@ -1,0 +1,181 @@
+/**
+ * The options of tieSession and the other verbs: defaults in one place, checked once at the
+ * boundary with a TypeError that names the option, merged into a SessionConfig.
+ */
+import { json, type Serializer } from './serializers.js'
+import type { SessionConfig } from './session.js'
+import { fileStore } from './stores/file.js'
+import { closeStores as closeMemcachedStores, sharedMemcachedStore, type MemcachedStoreOptions } from './stores/memcached.js'
+import type { Store } from './stores/store.js'
+import { ID_FIELD } from './tracker.js'
+
+/** Options of {@link tieSession}. Unknown keys are a TypeError. */
+export interface TieOptions {
+  /** The store to use; without it and without `servers`, the embedded file store. */
+  store?: Store
+  /** Principal memcached servers, `host:port`: every write goes here. One store is shared per configuration. */
+  servers?: MemcachedStoreOptions['servers']
+  /** Local memcached servers, `host:port`: reads try them first. @default [] */
+  local?: MemcachedStoreOptions['local']
+  /** Seconds a copy made into `local` lives at most. @default 60 */
+  localTtl?: number
+  /** Milliseconds a memcached call may take before `ERR_STORE_UNAVAILABLE`. @default 1000 */
+  requestTimeout?: number
+  /** Largest stored session, in bytes; larger is `ERR_TOO_LARGE` and nothing is written. @default 1000000 */
+  maxValueBytes?: number
+  /** Seconds until a session that is not saved again expires; 0 = never. @default 86400 */
+  expires?: number
+  /** Apache::Session::Memorycached's name for `expires` (seconds). */
+  timeout?: number
+  /** Write nothing at tie time; store a new session only when a save has a change. @default false */
+  updateOnly?: boolean
+  /** Flush the writes of each synchronous burst at the end of the tick. @default true */
+  autoSave?: boolean
+  /** How data becomes the stored string. @default json */
+  serializer?: Serializer
+  /** Prefix of every key this session writes. @default '' (Memorycached writes bare keys) */
+  namespace?: string
+  /**
+   * `'none'`: optimistic saves (compare-and-swap, merge by top-level key). `'exclusive'`: hold a
+   * lock on the session from tie to untie/destroy, so no other tie of it runs meanwhile. @default 'none'
+   */
+  lock?: 'none' | 'exclusive'
+  /** Milliseconds to wait for an exclusive lock before `ERR_LOCKED`. @default 5000 */
+  lockTimeout?: number
+  /** Seconds an exclusive lock lasts at most (a lease): a crashed holder frees it then; keep it above your longest hold. @default 30 */
+  lockTtl?: number
+  /** Aborts the wait for an exclusive lock. */
+  signal?: AbortSignal
+  /** The session field holding the user id; saves index the session under md5_hex(uid), as Memorycached does. */
+  principal?: string
+  /** With `principal`: a save that gives the user more live sessions than this destroys the oldest. */
+  maxSessions?: number
+  /** Called with every failed automatic flush (the error is also thrown by the next save/untie). */
+  onError?: (error: unknown, session: object) => void
+}
+
+const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '' } as const
+const MEMCACHED = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes'] as const
+const KNOWN = new Set([
+  'store',
+  ...MEMCACHED,
+  'expires',
+  'timeout',
+  'updateOnly',
+  'autoSave',
+  'serializer',
+  'namespace',
+  'lock',
+  'lockTimeout',
+  'lockTtl',
+  'signal',
+  'principal',
+  'maxSessions',
+  'onError',
+])
+
+let defaultStore: Store | undefined
+
+function option(name: string, ok: boolean, expected: string): void {
+  if (!ok) throw new TypeError(`tied-session: option ${name} must be ${expected}`)
+}
+
+function seconds(name: string, value: unknown): number {
+  option(name, typeof value === 'number' && Number.isInteger(value) && value >= 0, 'a whole number of seconds >= 0 (0 = never)')
+  return value as number
+}
+
+/** Checks options once at the boundary and merges the defaults. */
+export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateOnly: boolean } {
+  option('options', typeof opts === 'object' && opts !== null, 'an object')
+  for (const key of Object.keys(opts)) {
+    if (!KNOWN.has(key)) throw new TypeError(`tied-session: unknown option ${JSON.stringify(key)}; known options: ${[...KNOWN].join(', ')}`)
+  }
+  const o = opts as Record<string, unknown>
+  const defined = (k: string) => o[k] !== undefined
+  if (defined('expires') && defined('timeout') && o.expires !== o.timeout) {
+    throw new TypeError(
+      `tied-session: options expires (${String(o.expires)}) and timeout (${String(o.timeout)}) disagree; timeout is only an alias of expires, give one`,
+    )
+  }
+  const ttl = seconds(defined('expires') ? 'expires' : 'timeout', o.expires ?? o.timeout ?? DEFAULTS.expires)
+  const serializer = opts.serializer ?? DEFAULTS.serializer
+  option(
+    'serializer',
+    typeof serializer.stringify === 'function' && typeof serializer.parse === 'function',
+    'an object with stringify and parse',
+  )
+  const namespace = opts.namespace ?? DEFAULTS.namespace
+  option(
+    'namespace',
+    typeof namespace === 'string' && /^[\x21-\x7e]{0,64}$/.test(namespace),
+    'a string of at most 64 printable ASCII chars, no spaces',
+  )
+  for (const name of ['updateOnly', 'autoSave'] as const) option(name, o[name] === undefined || typeof o[name] === 'boolean', 'a boolean')
+  option('lock', o.lock === undefined || o.lock === 'none' || o.lock === 'exclusive', "'none' or 'exclusive'")
+  const lockTimeout = o.lockTimeout ?? 5000
+  option('lockTimeout', typeof lockTimeout === 'number' && lockTimeout >= 0 && lockTimeout <= 2 ** 31 - 1, 'a number of milliseconds >= 0')
+  const lockTtl = seconds('lockTtl', o.lockTtl ?? 30)
+  option('lockTtl', lockTtl >= 1, 'at least 1 second')
+  option('signal', o.signal === undefined || o.signal instanceof AbortSignal, 'an AbortSignal')
+  option(
+    'principal',
+    o.principal === undefined || (typeof o.principal === 'string' && o.principal !== '' && o.principal !== ID_FIELD),
+    'a field name',
+  )
+  option(
+    'maxSessions',
+    o.maxSessions === undefined || (Number.isInteger(o.maxSessions) && (o.maxSessions as number) >= 1),
+    'an integer >= 1',
+  )
+  if (o.maxSessions !== undefined && o.principal === undefined)
+    throw new TypeError('tied-session: option maxSessions needs principal (the field naming the user)')
+  option('onError', o.onError === undefined || typeof o.onError === 'function', 'a function')
+  if (opts.store !== undefined) {
+    option(
+      'store',
+      typeof opts.store.get === 'function' && typeof opts.store.write === 'function',
+      'a Store (get, write, delete, touch, close)',
+    )
+  }
+  const store = opts.store ?? memcachedFrom(o) ?? (defaultStore ??= fileStore())
+  let acquire: SessionConfig['acquire']
+  if (o.lock === 'exclusive') {
+    const { lock } = store
+    if (lock === undefined) throw new TypeError("tied-session: option lock 'exclusive' needs a store with lock(); this store has none")
+    const signal = opts.signal
+    acquire = (key) => lock.call(store, key, { ttl: lockTtl, wait: lockTimeout as number, ...(signal ? { signal } : {}) })
+  }
+  return {
+    store,
+    principal: opts.principal === undefined ? undefined : { field: opts.principal, maxSessions: opts.maxSessions },
+    acquire,
+    namespace,
+    ttl,
+    serializer,
+    autoSave: opts.autoSave ?? DEFAULTS.autoSave,
+    updateOnly: opts.updateOnly ?? DEFAULTS.updateOnly,
+    onError: opts.onError,
+  }
+}
+
+/** The shared memcached store for `servers` + `local` (+ tuning), or undefined without `servers`. */
+function memcachedFrom(o: Record<string, unknown>): Store | undefined {
+  const given = MEMCACHED.filter((k) => o[k] !== undefined)
+  if (o.servers === undefined) {
+    if (given.length > 0) throw new TypeError(`tied-session: option ${given[0]} needs servers (the principal memcached servers)`)
+    return undefined
+  }
+  if (o.store !== undefined) throw new TypeError('tied-session: give either store or servers, not both')
+  const options: Record<string, unknown> = {}
+  for (const k of given) options[k] = o[k]
+  return sharedMemcachedStore(options as MemcachedStoreOptions)
+}
+
+/** Closes every store tieSession made from `servers` options, so that a script can exit at once. */
+export async function closeStores(): Promise<void> {
+  await closeMemcachedStores()
+  const store = defaultStore
+  defaultStore = undefined
+  await store?.close()
+}
