@@ -8,20 +8,12 @@
  * found by comparing those "loose" keys with the text they had when last written, at every flush.
  */
 import { SessionError } from './errors.js'
-import { takeTheirs, reconcile } from './merge.js'
-import {
-  applyIndex,
-  isIndexValue,
-  planIndex,
-  readList,
-  removeFromIndex,
-  md5Hex,
-  uidOf,
-  type AddOptions,
-  type IndexPlan,
-} from './principal.js'
 import { newId } from './ids.js'
-import { isPlainObject, put, viewTarget, type Serializer } from './serializers.js'
+import { LooseKeys } from './loose.js'
+import { takeTheirs, reconcile } from './merge.js'
+import { applyIndex, planIndex, readList, removeFromIndex, md5Hex, uidOf, type AddOptions, type IndexPlan } from './principal.js'
+import { isPlainObject, viewTarget, type Serializer } from './serializers.js'
+import { bookNewId, notFound, parseData, releasing } from './stored.js'
 import type { Store, WriteOptions } from './stores/store.js'
 import { ID_FIELD, track, type TrackerHooks } from './tracker.js'
 
@@ -44,75 +36,6 @@ export interface SessionConfig {
 
 /** Compare-and-swap rounds before a save gives up with ERR_CONFLICT. */
 const MAX_TRIES = 10
-const ABSENT = '\u0000absent'
-
-/** The error for a session that is not (or no longer) in the store. */
-export function notFound(id: string, detail = 'it does not exist or has expired'): SessionError {
-  return new SessionError('ERR_SESSION_NOT_FOUND', `session ${id} not found: ${detail}; tie a new session (id undefined)`)
-}
-
-/**
- * Writes `data` under a new id with `add`, so that a colliding id is never overwritten (a new id
- * is tried then, at most 5 in all). With `acquire`, the new id's lock is taken before the `add`,
- * so that no one can tie the session before its holder, and a lock that cannot be taken leaves
- * no session behind. Returns the id, the text written and the lock's release.
- */
-export async function bookNewId(
-  config: SessionConfig,
-  data: Data,
-  acquire: SessionConfig['acquire'],
-): Promise<{ id: string; text: string; unlock: (() => Promise<void>) | undefined }> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const id = newId()
-    const key = config.namespace + id
-    const text = config.serializer.stringify({ ...data, [ID_FIELD]: id })
-    const unlock = await acquire?.(key)
-    let result
-    try {
-      result = await config.store.write(key, text, { ttl: config.ttl, mode: 'add' })
-    } catch (err) {
-      throw await releasing(err, unlock)
-    }
-    if (result === 'stored') return { id, text, unlock }
-    await unlock?.()
-  }
-  throw new SessionError('ERR_CONFLICT', 'could not book a new session id after 5 tries; is the store answering add correctly?')
-}
-
-/** Parses stored text into session data, or ERR_CORRUPT; a key that holds an index value is no session. */
-export function parseData(serializer: Serializer, text: string, id: string): Data {
-  if (isIndexValue(text)) throw notFound(id, 'the key holds a user index entry, not a session')
-  let data: unknown
-  try {
-    data = serializer.parse(text)
-  } catch (cause) {
-    throw new SessionError(
-      'ERR_CORRUPT',
-      `session ${id} holds data the ${serializer.name} serializer cannot read; destroy it or fix the serializer`,
-      { cause },
-    )
-  }
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new SessionError('ERR_CORRUPT', `session ${id} does not hold an object; destroy it`)
-  }
-  return data as Data
-}
-
-/**
- * Runs `release` after `error`, and returns what to throw: `error` itself, or when the release
- * fails too, an AggregateError of both (the first error first).
- */
-export async function releasing(error: unknown, release: (() => Promise<void>) | undefined): Promise<unknown> {
-  try {
-    await release?.()
-  } catch (releaseError) {
-    return new AggregateError(
-      [error, releaseError],
-      'tied-session: the operation failed, and releasing the lock failed too (errors: [the failure, the release failure])',
-    )
-  }
-  return error
-}
 
 /** The plain objects and arrays inside `value`, itself included. */
 function containers(value: unknown, into = new Set<object>()): Set<object> {
@@ -136,8 +59,8 @@ export class Session implements TrackerHooks {
    */
   private text: string | undefined
   private readonly changed = new Set<string>()
-  /** loose keys (see the module comment) -> their text at the last write or read; undefined: not yet written */
-  private loose: Map<string, string | undefined> | undefined
+  /** keys that can change without passing a trap; made on first use */
+  private loose: LooseKeys | undefined
   private state: 'open' | 'untied' | 'destroyed' = 'open'
   private timer: NodeJS.Immediate | undefined
   private flushing: Promise<void> | undefined
@@ -174,8 +97,7 @@ export class Session implements TrackerHooks {
 
   /** Tracker hook: the raw value under `key` was handed out untracked. */
   loosen(key: string): void {
-    const loose = (this.loose ??= new Map())
-    if (!loose.has(key)) loose.set(key, this.changed.has(key) ? undefined : this.textOf(key))
+    this.looseKeys().add(key, this.changed.has(key))
     this.schedule()
   }
 
@@ -268,7 +190,7 @@ export class Session implements TrackerHooks {
     this.changed.clear()
     const field = this.config.principal?.field
     if (field !== undefined) this.listed = uidOf(this.data[field])
-    for (const key of this.loose?.keys() ?? []) this.loose!.set(key, this.textOf(key))
+    this.loose?.stored(this.loose.keys())
   }
 
   /** Moves the data to a new id (written at once unless never stored) and deletes the old one. */
@@ -282,18 +204,18 @@ export class Session implements TrackerHooks {
       this.setId(newId())
       return
     }
-    this.adoptLoose()
+    this.loose?.adopt()
     // the one write path: the new id is written with the index stamps, then indexed (a login
     // moves to its new id, and the old id leaves its user's list)
     const plan = this.prepare(true)
-    const texts = this.looseTexts()
+    const texts = this.loose?.snapshot()
     // nobody else knows the new id yet: its lock is taken before it is booked
     const { id, text, unlock } = await bookNewId(this.config, this.data, this.config.acquire)
     this.setId(id)
     this.text = text
     this.version = undefined
     this.changed.clear()
-    this.settleLoose(texts)
+    if (texts) this.loose!.settle(texts)
     if (unlock !== undefined) {
       const old = this.unlock
       this.unlock = unlock
@@ -326,10 +248,7 @@ export class Session implements TrackerHooks {
       let movable: Set<object> | undefined
       const move = (target: object) => (movable ??= containers(replaced)).delete(target)
       const placed = serializer.adopt(value, path, move)
-      if (viewTarget(value) === undefined) {
-        const loose = (this.loose ??= new Map())
-        loose.set(top, undefined)
-      }
+      if (viewTarget(value) === undefined) this.looseKeys().add(top, true)
       return placed
     }
     return this.copy(value, path)
@@ -346,8 +265,8 @@ export class Session implements TrackerHooks {
     }
   }
 
-  private textOf(key: string): string {
-    return Object.hasOwn(this.data, key) ? this.config.serializer.stringify(this.data[key]) : ABSENT
+  private looseKeys(): LooseKeys {
+    return (this.loose ??= new LooseKeys(this.data, this.config.serializer))
   }
 
   private schedule(): void {
@@ -434,42 +353,14 @@ export class Session implements TrackerHooks {
   /** The top-level keys changed since the last write, including loose keys whose text differs now. */
   private dirty(): Set<string> {
     const dirty = new Set(this.changed)
-    for (const [key, text] of this.loose ?? []) if (text === undefined || this.textOf(key) !== text) dirty.add(key)
+    this.loose?.collect(dirty)
     return dirty
-  }
-
-  /**
-   * Loose values were changed without passing a trap: check them now (a TypeError names the path
-   * of what cannot be stored) and normalize them in place as a reload would show them.
-   */
-  private adoptLoose(): void {
-    const adopt = this.config.serializer.adopt
-    if (adopt === undefined) return
-    for (const key of this.loose?.keys() ?? []) {
-      if (!Object.hasOwn(this.data, key)) continue
-      const value = this.data[key]
-      const placed = adopt(value, key)
-      if (placed !== value) put(this.data, key, placed)
-    }
-  }
-
-  /** The text of every loose key now, taken with the text a write sends. */
-  private looseTexts(): Map<string, string> | undefined {
-    if (this.loose === undefined) return undefined
-    const texts = new Map<string, string>()
-    for (const key of this.loose.keys()) texts.set(key, this.textOf(key))
-    return texts
-  }
-
-  /** After a write: loose keys are compared with the text they had when it was sent (a change made meanwhile stays dirty). */
-  private settleLoose(texts: Map<string, string> | undefined): void {
-    for (const [key, text] of texts ?? []) this.loose!.set(key, text)
   }
 
   private async flush(): Promise<void> {
     if (this.flushing) await this.settle()
     if (this.state !== 'open') return
-    this.adoptLoose()
+    this.loose?.adopt()
     const dirty = this.dirty()
     if (dirty.size === 0 && !this.indexFailed) return
     this.changed.clear()
@@ -497,7 +388,7 @@ export class Session implements TrackerHooks {
       for (const key of this.changed) dirty.add(key)
       this.changed.clear()
       if (attempt === 0) listRead = this.readListAhead(plan)
-      const texts = this.looseTexts()
+      const texts = this.loose?.snapshot()
       const text = serializer.stringify(this.data)
       if (!this.stored || this.version !== undefined) {
         const opts: WriteOptions = this.stored ? { ttl, mode: 'cas', version: this.version as string } : { ttl, mode: 'add' }
@@ -507,7 +398,7 @@ export class Session implements TrackerHooks {
           this.text = text
           // memcached does not say the new cas value; the next save reads it again
           this.version = undefined
-          this.settleLoose(texts)
+          if (texts) this.loose!.settle(texts)
           await this.index(plan, undefined, listRead)
           return
         }
@@ -530,13 +421,11 @@ export class Session implements TrackerHooks {
   private merge(text: string, dirty: Set<string>): void {
     const theirs = parseData(this.config.serializer, text, this.id)
     const { serializer } = this.config
-    const ours = (key: string) => {
-      if (dirty.has(key) || this.changed.has(key)) return true
-      const written = this.loose?.get(key)
-      return this.loose?.has(key) === true && (written === undefined || written !== this.textOf(key))
-    }
-    const same = (key: string) => this.textOf(key) === serializer.stringify(theirs[key])
+    const loose = this.loose
+    const ours = (key: string) => dirty.has(key) || this.changed.has(key) || loose?.changed(key) === true
+    const same = (key: string) => serializer.stringify(this.data[key]) === serializer.stringify(theirs[key])
+    // (not loose?.stored(takeTheirs(...)): optional chaining would skip the merge itself)
     const taken = takeTheirs(this.data, theirs, ours, same, this.detach, ID_FIELD)
-    for (const key of taken) if (this.loose?.has(key)) this.loose.set(key, this.textOf(key))
+    loose?.stored(taken)
   }
 }

@@ -7,7 +7,8 @@ import { checkId, newId } from './ids.js'
 import { applyIndex, destroyAll, liveSessions, md5Hex, planIndex, uidOf } from './principal.js'
 import { resolveOptions, type TieOptions } from './options.js'
 import type { JSON_ONLY, JsonSafe, Serializer } from './serializers.js'
-import { Session, bookNewId, notFound, parseData, type SessionConfig } from './session.js'
+import { Session, type SessionConfig } from './session.js'
+import { bookNewId, notFound, parseData } from './stored.js'
 import { HOOKS, ID_FIELD } from './tracker.js'
 
 declare const tiedBrand: unique symbol

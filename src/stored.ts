@@ -1,0 +1,80 @@
+/**
+ * A session as the store holds it: parsing its text, booking a new id, and the errors for a
+ * session that is not there or whose lock could not be released after a failure.
+ */
+import { SessionError } from './errors.js'
+import { newId } from './ids.js'
+import { isIndexValue } from './principal.js'
+import type { Serializer } from './serializers.js'
+import type { SessionConfig } from './session.js'
+import { ID_FIELD } from './tracker.js'
+
+type Data = Record<string, unknown>
+
+/** The error for a session that is not (or no longer) in the store. */
+export function notFound(id: string, detail = 'it does not exist or has expired'): SessionError {
+  return new SessionError('ERR_SESSION_NOT_FOUND', `session ${id} not found: ${detail}; tie a new session (id undefined)`)
+}
+
+/**
+ * Writes `data` under a new id with `add`, so that a colliding id is never overwritten (a new id
+ * is tried then, at most 5 in all). With `acquire`, the new id's lock is taken before the `add`,
+ * so that no one can tie the session before its holder, and a lock that cannot be taken leaves
+ * no session behind. Returns the id, the text written and the lock's release.
+ */
+export async function bookNewId(
+  config: SessionConfig,
+  data: Data,
+  acquire: SessionConfig['acquire'],
+): Promise<{ id: string; text: string; unlock: (() => Promise<void>) | undefined }> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const id = newId()
+    const key = config.namespace + id
+    const text = config.serializer.stringify({ ...data, [ID_FIELD]: id })
+    const unlock = await acquire?.(key)
+    let result
+    try {
+      result = await config.store.write(key, text, { ttl: config.ttl, mode: 'add' })
+    } catch (err) {
+      throw await releasing(err, unlock)
+    }
+    if (result === 'stored') return { id, text, unlock }
+    await unlock?.()
+  }
+  throw new SessionError('ERR_CONFLICT', 'could not book a new session id after 5 tries; is the store answering add correctly?')
+}
+
+/** Parses stored text into session data, or ERR_CORRUPT; a key that holds an index value is no session. */
+export function parseData(serializer: Serializer, text: string, id: string): Data {
+  if (isIndexValue(text)) throw notFound(id, 'the key holds a user index entry, not a session')
+  let data: unknown
+  try {
+    data = serializer.parse(text)
+  } catch (cause) {
+    throw new SessionError(
+      'ERR_CORRUPT',
+      `session ${id} holds data the ${serializer.name} serializer cannot read; destroy it or fix the serializer`,
+      { cause },
+    )
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new SessionError('ERR_CORRUPT', `session ${id} does not hold an object; destroy it`)
+  }
+  return data as Data
+}
+
+/**
+ * Runs `release` after `error`, and returns what to throw: `error` itself, or when the release
+ * fails too, an AggregateError of both (the first error first).
+ */
+export async function releasing(error: unknown, release: (() => Promise<void>) | undefined): Promise<unknown> {
+  try {
+    await release?.()
+  } catch (releaseError) {
+    return new AggregateError(
+      [error, releaseError],
+      'tied-session: the operation failed, and releasing the lock failed too (errors: [the failure, the release failure])',
+    )
+  }
+  return error
+}
