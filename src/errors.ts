@@ -21,10 +21,16 @@ export type SessionErrorCode =
 export class SessionError extends Error {
   override name = 'SessionError'
   readonly code: SessionErrorCode
+  /**
+   * True when a write was sent and no answer came (a timeout, a connection lost after sending):
+   * the server may still apply it, so the write may or may not have happened. False otherwise.
+   */
+  readonly outcomeUnknown: boolean
 
-  constructor(code: SessionErrorCode, message: string, options?: { cause?: unknown }) {
-    super(`tied-session: ${message}`, options)
+  constructor(code: SessionErrorCode, message: string, options?: { cause?: unknown; outcomeUnknown?: boolean }) {
+    super(`tied-session: ${message}`, options?.cause === undefined ? undefined : { cause: options.cause })
     this.code = code
+    this.outcomeUnknown = options?.outcomeUnknown ?? false
   }
 }
 
