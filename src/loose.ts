@@ -4,7 +4,7 @@
  * Serializer.adopt) or because a Date, Map or Set under it was handed out as it is. Each is
  * compared, at every flush, with the text it had when last written: a difference is a change.
  */
-import { put, type Serializer } from './serializers.js'
+import { checkDepth, put, type Serializer } from './serializers.js'
 
 type Data = Record<string, unknown>
 const ABSENT = '\u0000absent'
@@ -55,6 +55,7 @@ export class LooseKeys {
     for (const key of this.written.keys()) {
       if (!Object.hasOwn(this.data, key)) continue
       const value = this.data[key]
+      checkDepth(value, key, 1)
       const placed = adopt(value, key)
       if (placed !== value) put(this.data, key, placed)
     }

@@ -3,7 +3,7 @@
  * boundary with a TypeError that names the option, merged into a SessionConfig.
  */
 import { json, type Serializer } from './serializers.js'
-import type { SessionConfig } from './session.js'
+import { flushScheduled, type SessionConfig } from './session.js'
 import { fileStore } from './stores/file.js'
 import { closeStores as closeMemcachedStores, sharedMemcachedStore, type MemcachedStoreOptions } from './stores/memcached.js'
 import type { Store } from './stores/store.js'
@@ -172,8 +172,13 @@ function memcachedFrom(o: Record<string, unknown>): Store | undefined {
   return sharedMemcachedStore(options as MemcachedStoreOptions)
 }
 
-/** Closes every store tieSession made from `servers` options, so that a script can exit at once. */
+/**
+ * Closes every store tieSession made from `servers` options (and the default file store), so that
+ * a script can exit at once. Automatic saves still scheduled run first: a write is never dropped
+ * by closing; one that fails is kept for the next save/untie and given to onError.
+ */
 export async function closeStores(): Promise<void> {
+  await flushScheduled()
   await closeMemcachedStores()
   const store = defaultStore
   defaultStore = undefined

@@ -52,6 +52,37 @@ function refuse(serializer: string, path: string, value: unknown, hint: string):
   throw new TypeError(`tied-session: cannot store ${describe(value)} at ${path || '(root)'} with the ${serializer} serializer${hint}`)
 }
 
+/** Deepest level an object may sit at in a session (a top-level value is level 1). */
+export const MAX_DEPTH = 100
+
+/**
+ * Throws a TypeError naming the path of the first object inside `value` that sits deeper than
+ * {@link MAX_DEPTH}, when `value` sits at level `depth`: deeper data cannot be saved (every
+ * serializer recurses, and V8's stack ends a few thousand levels down), so it is refused at the door.
+ */
+export function checkDepth(value: unknown, path: string, depth: number): void {
+  if (typeof value !== 'object' || value === null) return
+  if (depth > MAX_DEPTH) {
+    throw new TypeError(
+      `tied-session: the value at ${path || '(root)'} is nested deeper than ${MAX_DEPTH} levels, the most a session keeps`,
+    )
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) checkDepth(value[i], childPath(path, i), depth + 1)
+  } else if (value instanceof Map) {
+    let i = 0
+    for (const [k, v] of value) {
+      checkDepth(k, `${path}.<key ${i}>`, depth + 1)
+      checkDepth(v, `${path}.<value ${i++}>`, depth + 1)
+    }
+  } else if (value instanceof Set) {
+    let i = 0
+    for (const v of value) checkDepth(v, `${path}.<item ${i++}>`, depth + 1)
+  } else {
+    for (const key of Object.keys(value)) checkDepth((value as Record<string, unknown>)[key], childPath(path, key), depth + 1)
+  }
+}
+
 /** True for `{}`-made and null-prototype objects: the objects a session keeps as they are. */
 export function isPlainObject(value: object): value is Record<string, unknown> {
   const proto = Object.getPrototypeOf(value)

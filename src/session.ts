@@ -12,7 +12,7 @@ import { newId } from './ids.js'
 import { LooseKeys } from './loose.js'
 import { takeTheirs, reconcile } from './merge.js'
 import { applyIndex, planIndex, readList, removeFromIndex, md5Hex, uidOf, type AddOptions, type IndexPlan } from './principal.js'
-import { isPlainObject, viewTarget, type Serializer } from './serializers.js'
+import { checkDepth, isPlainObject, viewTarget, type Serializer } from './serializers.js'
 import { bookNewId, notFound, parseData, releasing } from './stored.js'
 import type { Store, WriteOptions } from './stores/store.js'
 import { ID_FIELD, track, type TrackerHooks } from './tracker.js'
@@ -36,6 +36,35 @@ export interface SessionConfig {
 
 /** Compare-and-swap rounds before a save gives up with ERR_CONFLICT. */
 const MAX_TRIES = 10
+
+/** Sessions with an automatic flush scheduled or running: {@link flushScheduled} runs them before stores close. */
+const scheduled = new Set<Session>()
+/** Sessions holding a failed automatic flush that no onError, save or untie has seen: reported at exit. */
+const unseen = new Set<Session>()
+let reporting = false
+
+/** Runs every scheduled automatic flush now and waits for them (closeStores calls it before closing stores). */
+export async function flushScheduled(): Promise<void> {
+  while (scheduled.size > 0) await Promise.all([...scheduled].map((session) => session.flushScheduled()))
+}
+
+/**
+ * A failed automatic flush is kept for the next save or untie; when the process exits and none
+ * came (and there was no onError), it is written to stderr: a write is never dropped without a word.
+ */
+function reportUnseenAtExit(): void {
+  if (reporting) return
+  reporting = true
+  process.once('exit', () => {
+    for (const session of unseen) {
+      const error = session.unseenError
+      const message = error instanceof Error ? error.message : String(error)
+      process.stderr.write(
+        `tied-session: an automatic save of session ${session.id} failed and no save, untie or onError saw it; the change was not stored: ${message}\n`,
+      )
+    }
+  })
+}
 
 /** The plain objects and arrays inside `value`, itself included. */
 function containers(value: unknown, into = new Set<object>()): Set<object> {
@@ -241,8 +270,9 @@ export class Session implements TrackerHooks {
   }
 
   /** Tracker hook: the value to store for a write. The caller's own objects are adopted, and their key turns loose. */
-  place(value: unknown, path: string, top: string, replaced?: unknown): unknown {
+  place(value: unknown, path: string, top: string, depth: number, replaced?: unknown): unknown {
     const { serializer } = this.config
+    checkDepth(value, path, depth)
     if (typeof value === 'object' && value !== null && serializer.adopt !== undefined) {
       // objects of the replaced value that the new one contains are moved, once each, not copied
       let movable: Set<object> | undefined
@@ -272,21 +302,43 @@ export class Session implements TrackerHooks {
   private schedule(): void {
     if (!this.config.autoSave || this.timer !== undefined || this.state !== 'open') return
     // the writes of one synchronous burst become one store write
+    scheduled.add(this)
     this.timer = setImmediate(() => {
       this.timer = undefined
-      this.flush().catch((err: unknown) => this.fail(err))
+      this.flush()
+        .catch((err: unknown) => this.fail(err))
+        .finally(() => {
+          if (this.timer === undefined) scheduled.delete(this)
+        })
     })
+  }
+
+  /** Runs a scheduled automatic flush now (closeStores); a failure is kept as the automatic flush's would be. */
+  async flushScheduled(): Promise<void> {
+    this.cancel()
+    try {
+      await this.flush()
+    } catch (err) {
+      this.fail(err)
+    }
   }
 
   private cancel(): void {
     if (this.timer !== undefined) clearImmediate(this.timer)
     this.timer = undefined
+    scheduled.delete(this)
   }
 
+  /** A failed automatic flush: kept for the next save/untie and given to onError; without onError, reported at exit if never thrown. */
   private fail(error: unknown): void {
     this.pendingError ??= error
+    if (this.config.onError === undefined) {
+      unseen.add(this)
+      reportUnseenAtExit()
+      return
+    }
     try {
-      this.config.onError?.(error, this.proxy)
+      this.config.onError(error, this.proxy)
     } catch {
       // an onError that throws must not turn a kept error into an uncaught one
     }
@@ -295,8 +347,14 @@ export class Session implements TrackerHooks {
   private throwPending(error: unknown): void {
     const pending = this.pendingError
     this.pendingError = undefined
+    unseen.delete(this)
     if (pending !== undefined) throw pending
     if (error !== undefined) throw error
+  }
+
+  /** The failed automatic flush no one has seen yet, for the exit report. */
+  get unseenError(): unknown {
+    return this.pendingError
   }
 
   private async settle(): Promise<void> {

@@ -5,7 +5,7 @@
 import { SessionError } from './errors.js'
 import { newId } from './ids.js'
 import { isIndexValue } from './principal.js'
-import type { Serializer } from './serializers.js'
+import { MAX_DEPTH, checkDepth, type Serializer } from './serializers.js'
 import type { SessionConfig } from './session.js'
 import { ID_FIELD } from './tracker.js'
 
@@ -59,6 +59,11 @@ export function parseData(serializer: Serializer, text: string, id: string): Dat
   }
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
     throw new SessionError('ERR_CORRUPT', `session ${id} does not hold an object; destroy it`)
+  }
+  try {
+    checkDepth(data, '', 0)
+  } catch (cause) {
+    throw new SessionError('ERR_CORRUPT', `session ${id} holds data nested deeper than ${MAX_DEPTH} levels; destroy it`, { cause })
   }
   return data as Data
 }

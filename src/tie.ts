@@ -6,7 +6,7 @@ import { SessionError } from './errors.js'
 import { checkId, newId } from './ids.js'
 import { applyIndex, destroyAll, liveSessions, md5Hex, planIndex, uidOf } from './principal.js'
 import { resolveOptions, type TieOptions } from './options.js'
-import type { JSON_ONLY, JsonSafe, Serializer } from './serializers.js'
+import { checkDepth, type JSON_ONLY, type JsonSafe, type Serializer } from './serializers.js'
 import { Session, type SessionConfig } from './session.js'
 import { bookNewId, notFound, parseData } from './stored.js'
 import { HOOKS, ID_FIELD } from './tracker.js'
@@ -180,6 +180,7 @@ export async function updateSession<T extends object = Record<string, unknown>>(
     const data = parseData(serializer, entry.value, id)
     const listed = principal ? uidOf(data[principal.field]) : undefined
     const result = await fn(data as T)
+    checkDepth(result ?? data, '', 0)
     const next = (serializer.copy ? serializer.copy(result ?? data, '') : (result ?? data)) as Record<string, unknown>
     if (typeof next !== 'object' || next === null || Array.isArray(next))
       throw new TypeError('tied-session: updateSession fn must return an object or undefined')

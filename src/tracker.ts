@@ -16,16 +16,17 @@
  * an object no one saves); reads still show its last data.
  */
 import { SessionError } from './errors.js'
-import { VIEW_TARGET, childPath, isPlainObject, put, viewTarget } from './serializers.js'
+import { MAX_DEPTH, VIEW_TARGET, childPath, isPlainObject, put, viewTarget } from './serializers.js'
 
 /** What the tracker asks of the session it belongs to. */
 export interface TrackerHooks {
   /**
    * The value to store for a write at `path` under top-level key `top`: the caller's own objects
    * adopted (they stay live) or a copy; views of objects inside `replaced` (the value this write
-   * replaces) may be moved. Throws a TypeError naming `path` when it cannot be stored.
+   * replaces) may be moved; `depth` is the level it is written at (1: a top-level value). Throws a
+   * TypeError naming `path` when it cannot be stored.
    */
-  place(value: unknown, path: string, top: string, replaced?: unknown): unknown
+  place(value: unknown, path: string, top: string, depth: number, replaced?: unknown): unknown
   /** Top-level `key` changed (set, delete, or a nested mutation under it). */
   change(key: string): void
   /**
@@ -97,7 +98,7 @@ class Nested implements ProxyHandler<Data> {
   }
   set(target: Data, key: string | symbol, value: unknown) {
     this.live()
-    return this.tracker.write(target, key, value, this.top, this.path)
+    return this.tracker.write(target, key, value, this.top, this.path, this)
   }
   deleteProperty(target: Data, key: string | symbol) {
     this.live()
@@ -105,7 +106,7 @@ class Nested implements ProxyHandler<Data> {
   }
   defineProperty(target: Data, key: string | symbol, desc: PropertyDescriptor) {
     this.live()
-    return this.tracker.define(target, key, desc, this.top, this.path)
+    return this.tracker.define(target, key, desc, this.top, this.path, this)
   }
   getOwnPropertyDescriptor(target: Data, key: string | symbol) {
     return this.tracker.describe(target, key, this)
@@ -126,6 +127,13 @@ class Nested implements ProxyHandler<Data> {
       )
     }
   }
+}
+
+/** The level of `view`'s object (1: a top-level value), counted up to MAX_DEPTH + 1. */
+function depthOf(view: Nested | undefined): number {
+  let depth = 0
+  for (let v = view; v !== undefined && depth <= MAX_DEPTH; v = v.parent) depth++
+  return depth
 }
 
 /** The path of `view`, of at most `steps` steps: data made cyclic behind the tracker's back has no end. */
@@ -247,7 +255,8 @@ class Tracker implements ProxyHandler<Data> {
     const native = Array.prototype[name] as (...args: unknown[]) => unknown
     const proxy = this.views?.get(target)?.proxy
     const { hooks } = this
-    const insert = (values: unknown[], from: number) => values.map((value, i) => hooks.place(value, childPath(via.path, from + i), via.top))
+    const insert = (values: unknown[], from: number) =>
+      values.map((value, i) => hooks.place(value, childPath(via.path, from + i), via.top, depthOf(via) + 1))
     return function (this: unknown, ...args: unknown[]): unknown {
       if (this !== proxy) return native.apply(this, args)
       hooks.writable()
@@ -275,7 +284,7 @@ class Tracker implements ProxyHandler<Data> {
     }
   }
 
-  write(target: Data, key: string | symbol, value: unknown, top: string, path: string): boolean {
+  write(target: Data, key: string | symbol, value: unknown, top: string, path: string, via?: Nested): boolean {
     this.hooks.writable()
     if (typeof key === 'symbol') throw new TypeError(`tied-session: cannot store a symbol-keyed property at ${path}`)
     const isArray = Array.isArray(target)
@@ -290,7 +299,9 @@ class Tracker implements ProxyHandler<Data> {
       return true // the same value again (`s.a = s.a`): nothing changes
     }
     const index = isArray && isIndex(key) ? Number(key) : -1
-    const stored = this.hooks.place(value, index >= 0 ? childPath(path, index) : childPath(path, key), top, has ? before : undefined)
+    const depth = typeof value === 'object' && value !== null ? depthOf(via) + 1 : 0 // only objects nest
+    const at = index >= 0 ? childPath(path, index) : childPath(path, key)
+    const stored = this.hooks.place(value, at, top, depth, has ? before : undefined)
     if (index > (target as unknown as unknown[]).length) fill(target as unknown as unknown[], index)
     put(target, key, stored)
     this.hooks.change(top)
@@ -323,7 +334,7 @@ class Tracker implements ProxyHandler<Data> {
     return true
   }
 
-  define(target: Data, key: string | symbol, desc: PropertyDescriptor, top: string, path: string): boolean {
+  define(target: Data, key: string | symbol, desc: PropertyDescriptor, top: string, path: string, via?: Nested): boolean {
     const where = childPath(path, String(key))
     if (desc.get !== undefined || desc.set !== undefined) throw new TypeError(`tied-session: cannot store an accessor at ${where}`)
     const isLength = Array.isArray(target) && key === 'length'
@@ -337,7 +348,7 @@ class Tracker implements ProxyHandler<Data> {
       )
     }
     if (!('value' in desc)) return true
-    return this.write(target, key, desc.value, top, path)
+    return this.write(target, key, desc.value, top, path, via)
   }
 
   describe(target: Data, key: string | symbol, via: Nested | undefined): PropertyDescriptor | undefined {

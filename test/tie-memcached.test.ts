@@ -159,3 +159,21 @@ test('an explicit memcachedStore works as store, with an injected client', async
   await untie(s)
   t.is((await tieSession<Any>(s._session_id, { store })).via, 'injected')
 })
+
+test('closeStores() runs a scheduled automatic save before closing; store.close() makes it fail loudly', async (t) => {
+  const principal = await useMemcached(t)
+  const stored = async (id: string) => (await principal.raw(`get ${id}\r\n`)).includes('"n":42')
+
+  const flushed = await runFixture(t, 'close-pending.ts', [principal.address, 'closeStores']).exited
+  t.is(flushed.code, 0, flushed.stderr)
+  t.true(await stored(flushed.stdout.trim()), 'the pending write reached the store before it closed')
+  t.is(flushed.stderr, '')
+
+  const dropped = await runFixture(t, 'close-pending.ts', [principal.address, 'close']).exited
+  t.false(await stored(dropped.stdout.trim()))
+  t.regex(dropped.stderr, /tied-session: an automatic save of session [0-9a-f]{32} failed .*not stored: .*closed/)
+
+  const told = await runFixture(t, 'close-pending.ts', [principal.address, 'close-onError']).exited
+  t.regex(told.stdout, /onError: tied-session: .*closed/)
+  t.is(told.stderr, '', 'onError saw it: nothing more to say')
+})

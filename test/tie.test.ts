@@ -16,6 +16,7 @@ import {
   snapshot,
   tieSession,
   untie,
+  updateSession,
   type Store,
 } from '../src/index.js'
 import { runFixture } from './helpers/child.js'
@@ -770,4 +771,68 @@ test('lock: a new session whose lock cannot be taken leaves no session behind', 
   t.is(await t.throwsAsync(tieSession(undefined, { store, lock: 'exclusive' })), lockError)
   t.is(store.size, 0, 'no orphan session')
   t.is(t.context.writes.callCount, 0)
+})
+
+// --- deep data ------------------------------------------------------------------------------
+
+/** An object nested `levels` deep: { d: { d: ... {} } }. */
+function nested(levels: number): Any {
+  let value: Any = {}
+  for (let i = 1; i < levels; i++) value = { d: value }
+  return value
+}
+
+test('deep data is refused at the door: a value nested past MAX_DEPTH is a TypeError naming the path, and nothing changes', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
+  s.ok = 1
+  t.throws(() => (s.deep = nested(5000)), { instanceOf: TypeError, message: /deep(\.d)+ is nested deeper than 100 levels/ })
+  t.false('deep' in s)
+  s.fine = nested(100) // levels 1..100: the most a session keeps
+  t.throws(() => (s.fine = { d: nested(100) }), { instanceOf: TypeError })
+  // built in steps through views: the step past the limit throws, the steps before it stay
+  let view = s.fine
+  let steps = 0
+  const grow = () => {
+    for (let i = 0; i < 20_000; i++) {
+      while (view.d !== undefined) view = view.d
+      view.d = {}
+      steps++
+    }
+  }
+  t.throws(grow, { instanceOf: TypeError, message: /nested deeper than 100 levels/ })
+  t.is(steps, 0, 'fine was already 100 levels deep')
+  s.other = 'still saved'
+  await save(s)
+  const saved = (await stored(t.context.store, s._session_id)) as Any
+  t.is(saved.other, 'still saved')
+  t.is(saved.ok, 1)
+})
+
+test('deep data built through your own reference makes the save throw a TypeError naming the path; other keys are saved once it is fixed', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
+  const mine: Any = {}
+  s.mine = mine
+  let at = mine
+  for (let i = 0; i < 20_000; i++) at = at.d = {}
+  s.other = 1
+  await t.throwsAsync(save(s), { instanceOf: TypeError, message: /mine(\.d)+ is nested deeper than 100 levels/ })
+  delete mine.d
+  await save(s)
+  t.like(await stored(t.context.store, s._session_id), { mine: {}, other: 1 })
+})
+
+test('a stored session nested deeper than MAX_DEPTH is ERR_CORRUPT on tie, and updateSession refuses to write one', async (t) => {
+  const { store } = t.context
+  const s = await tieSession<Any>(undefined, { store })
+  await untie(s)
+  const deep = `{"deep":${'{"d":'.repeat(20_000)}{}${'}'.repeat(20_000)}}` // JSON.stringify itself overflows here
+  await store.write(s._session_id, deep, { ttl: 60, mode: 'set' })
+  t.is(((await t.throwsAsync(tieSession(s._session_id, { store }))) as SessionError).code, 'ERR_CORRUPT')
+  const ok = await tieSession<Any>(undefined, { store })
+  await untie(ok)
+  await t.throwsAsync(
+    updateSession<Any>(ok._session_id, (data) => void (data.deep = nested(200)), { store }),
+    { instanceOf: TypeError, message: /nested deeper/ },
+  )
+  t.false('deep' in ((await stored(store, ok._session_id)) as Any))
 })
