@@ -320,6 +320,18 @@ test('destroy takes several ids; one that is not there makes exit 1', async (t) 
   exits(t, await cli(t, ['--dir', dir, 'show', ids[0]!]), 1)
 })
 
+test("destroy of a user index key's id deletes nothing and says the session does not exist", async (t) => {
+  const dir = storeDir(t)
+  const id = (await cli(t, ['--dir', dir, 'new', 'uid=ines'])).stdout.trim()
+  const indexKey = md5Hex('ines') // holds the id of ines's latest session, and looks like a session id
+  const run = await cli(t, ['--dir', dir, 'destroy', indexKey, '--json'])
+  exits(t, run, 1)
+  t.deepEqual(json(run), { destroyed: [], notFound: [indexKey] })
+  const found = await cli(t, ['--dir', dir, 'find', 'ines', '--json'])
+  exits(t, found, 0)
+  t.true(JSON.stringify(json(found)).includes(id), 'the index still finds the session')
+})
+
 // ---- a user's sessions ----
 
 test("find lists a user's sessions with expiry and size; a user with none exits 1", async (t) => {
