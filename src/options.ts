@@ -2,6 +2,7 @@
  * The options of tieSession and the other verbs: defaults in one place, checked once at the
  * boundary with a TypeError that names the option, merged into a SessionConfig.
  */
+import { Lease } from './lease.js'
 import { json, type Serializer } from './serializers.js'
 import type { SessionConfig } from './session.js'
 import { fileStore } from './stores/file.js'
@@ -144,7 +145,10 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
     const { lock } = store
     if (lock === undefined) throw new TypeError("tied-session: option lock 'exclusive' needs a store with lock(); this store has none")
     const signal = opts.signal
-    acquire = (key) => lock.call(store, key, { ttl: lockTtl, wait: lockTimeout as number, ...(signal ? { signal } : {}) })
+    acquire = async (key) => {
+      const release = await lock.call(store, key, { ttl: lockTtl, wait: lockTimeout as number, ...(signal ? { signal } : {}) })
+      return new Lease(key, release, lockTtl)
+    }
   }
   return {
     store,

@@ -9,6 +9,7 @@ import path from 'node:path'
 import { lock } from 'proper-lockfile'
 import { SessionError } from '../errors.js'
 import { unrefAfter } from './lock.js'
+import type { LockRelease } from './store.js'
 
 /** A dead holder's lock is taken over after this long; a live holder refreshes it every half. */
 const STALE_MS = 4000
@@ -93,7 +94,27 @@ function guardedLockFs(staleMs: number) {
       if (removable(fsCallbacks.statSync(dir), owner)) fsCallbacks.rmSync(dir, { recursive: true, force: true })
     },
   }
-  return { fs, hold: () => void (held = true) }
+  return { fs, hold: () => void (held = true), token }
+}
+
+/** Whether the lock directory `dir` holds `token` in its owner file: this holder's lock, not expired and taken over. */
+async function holds(dir: string, token: string): Promise<boolean> {
+  try {
+    // O_NOFOLLOW: an owner file replaced by a link is no one's token
+    const handle = await fsCallbacks.promises.open(
+      path.join(dir, 'owner'),
+      fsCallbacks.constants.O_RDONLY | fsCallbacks.constants.O_NOFOLLOW,
+    )
+    try {
+      return (await handle.readFile('utf8')) === token
+    } finally {
+      await handle.close()
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return false // removed, or not a lock directory of ours
+    throw err
+  }
 }
 
 /** Runs `fn` holding the write lock of `file`; `held()` throws if the lock was lost meanwhile. */
@@ -131,7 +152,7 @@ export async function takeSessionLock(
   file: string,
   ttl: number,
   holding: Set<() => Promise<void>>,
-): Promise<(() => Promise<void>) | undefined> {
+): Promise<LockRelease | undefined> {
   const dir = file + SESSION_LOCK
   const staleMs = ttl * 1000 + STALE_MARGIN_MS
   const guarded = guardedLockFs(staleMs)
@@ -171,7 +192,8 @@ export async function takeSessionLock(
         throw new SessionError('ERR_STORE_UNAVAILABLE', message, { cause })
       }
     })())
-  const cancelTtl = unrefAfter(ttl * 1000, () => void release().catch(() => {}))
+  const cancelTtl = unrefAfter(ttl * 1000, () => void release().catch(() => {})) // a failed removal goes stale (see release)
   holding.add(release)
-  return release
+  // released (by the caller or the ttl timer): no longer held, whatever the directory says
+  return Object.assign(release, { held: async () => released === undefined && (await holds(dir, guarded.token)) })
 }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { SessionError } from '../errors.js'
-import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { expiryTime, type Entry, type LockOptions, type LockRelease, type Store, type WriteOptions, type WriteResult } from './store.js'
 import { normalizeServer, socketAddress } from './address.js'
 import { pause, pollLock } from './lock.js'
 import { CLIENT_METHODS, injectedPool, type MemcachedClient } from './memcached-injected.js'
@@ -51,6 +51,10 @@ const WRITE_MODES = new Set<unknown>(['set', 'add', 'replace', 'cas'])
 const EXPIRY_MEMORY = 10_000
 /** The lock of key `k` is the key `k:lock`, on the principal servers only; keys() leaves such keys out. */
 const LOCK_SUFFIX = ':lock'
+/** How long a lock whose `add` got no answer is looked for, to remove it once the server answers again. */
+const CLEANUP_MS = 10 * 60_000
+/** After the server answered the look for such a lock, the second look comes this much later. */
+const LATE_ADD_MS = 200
 
 function hostPort(server: unknown, option: string): string {
   const address = normalizeServer(server)
@@ -147,6 +151,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   const expiries = new Map<string, number>()
   /** Releases of the locks this store holds: close() releases them. */
   const held = new Set<() => Promise<void>>()
+  /** Removals of locks whose `add` got no answer (see removeLateLock): close() ends and awaits them. */
+  const cleanups = new Set<Promise<void>>()
+  /** Aborted by close(): wakes the cleanups' naps. */
+  const stopping = new AbortController()
   let closing: Promise<void> | undefined
   let closed = false
 
@@ -303,11 +311,53 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   }
 
   /**
+   * After a lock `add` that got no answer: the server may have been stalled (SIGSTOP, a long GC
+   * of a proxy) with the `add` in its socket buffer, and apply it when it wakes, locking the key
+   * for a whole ttl though its tie failed. So the lock is removed if it holds our token, tried
+   * again with backoff until the server answers; once it has, it is looked at once more a moment
+   * later: the `add` came on a connection that timed out and was dropped, and the server may run
+   * it after the look made on a new connection. Bounded by CLEANUP_MS, and ended by close(); past
+   * that, such a lock ends by its own ttl.
+   */
+  /** Resolves after `ms` on an unref'd timer (a cleanup never keeps the process alive), or at once when the store closes. */
+  function nap(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = () => {
+        clearTimeout(timer)
+        stopping.signal.removeEventListener('abort', wake)
+        resolve()
+      }
+      const timer = setTimeout(wake, ms).unref()
+      stopping.signal.addEventListener('abort', wake, { once: true })
+    })
+  }
+
+  function removeLateLock(lockKey: string, token: string): void {
+    const until = performance.now() + CLEANUP_MS
+    const cleanup = (async () => {
+      let answered = 0
+      for (let attempt = 0; answered < 2 && !closed && performance.now() < until; attempt++) {
+        await nap(answered > 0 ? LATE_ADD_MS : Math.min(2000, 100 * 1.5 ** attempt))
+        if (closed) break
+        try {
+          await unlock(lockKey, token)
+          answered++
+        } catch {
+          // no answer yet: this loop is the retry, and a lock it never removes ends by its ttl
+        }
+      }
+    })()
+    cleanups.add(cleanup)
+    void cleanup.finally(() => cleanups.delete(cleanup))
+  }
+
+  /**
    * Takes the lock of `key`: `add` of `key:lock` with a random token, tried again with jittered
    * backoff until `wait`. memcached counts whole seconds (a ttl of n lives n-1 to n s), so the
    * lock key is written with ttl + 1: it outlives its ttl by up to 1 s, never falls short of it.
+   * `held()` reads the lock key: still ours while it holds our token.
    */
-  async function lock(key: string, opts: LockOptions): Promise<() => Promise<void>> {
+  async function lock(key: string, opts: LockOptions): Promise<LockRelease> {
     const lockKey = key + LOCK_SUFFIX
     checkKey(lockKey, [principal])
     const token = randomBytes(16).toString('hex')
@@ -316,7 +366,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       try {
         answer = await principal.store('add', lockKey, token, exptime(opts.ttl + 1))
       } catch (err) {
-        void unlock(lockKey, token).catch(() => {}) // an add that timed out may have landed
+        removeLateLock(lockKey, token) // an add that timed out may land later
         throw err
       }
       if (answer !== 'STORED') return undefined
@@ -327,7 +377,8 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
           await unlock(lockKey, token)
         })())
       held.add(release)
-      return release
+      const stillHeld = async () => released === undefined && (await principal.gets(lockKey))?.value === token
+      return Object.assign(release, { held: stillHeld })
     })
   }
 
@@ -392,8 +443,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       (closing ??= (async () => {
         if (held.size > 0) await Promise.allSettled([...held].map((release) => release()))
         closed = true
+        stopping.abort()
         for (const pool of pools) pool.close(closedError())
         for (const socket of dumps) socket.destroy()
+        await Promise.allSettled([...cleanups]) // woken, their calls failed: each ends at once
         onClose?.()
       })()),
   }
