@@ -51,8 +51,14 @@ const WRITE_MODES = new Set<unknown>(['set', 'add', 'replace', 'cas'])
 const EXPIRY_MEMORY = 10_000
 /** The lock of key `k` is the key `k:lock`, on the principal servers only; keys() leaves such keys out. */
 const LOCK_SUFFIX = ':lock'
-/** How long a lock whose `add` got no answer is looked for, to remove it once the server answers again. */
-const CLEANUP_MS = 10 * 60_000
+/**
+ * How long a lock whose `add` got no answer is looked for, to remove it once the server answers
+ * again; each look that times out costs a connection (the client drops a socket whose reply is
+ * late), so this is bounded, and the looks are at most CLEANUP_PAUSE_MS apart, so that a lock tie
+ * works again within about requestTimeout + 1 s of the server's return.
+ */
+const CLEANUP_MS = 2 * 60_000
+const CLEANUP_PAUSE_MS = 500
 /** After the server answered the look for such a lock, the second look comes this much later. */
 const LATE_ADD_MS = 200
 
@@ -337,7 +343,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     const cleanup = (async () => {
       let answered = 0
       for (let attempt = 0; answered < 2 && !closed && performance.now() < until; attempt++) {
-        await nap(answered > 0 ? LATE_ADD_MS : Math.min(2000, 100 * 1.5 ** attempt))
+        await nap(answered > 0 ? LATE_ADD_MS : Math.min(CLEANUP_PAUSE_MS, 100 * 1.5 ** attempt))
         if (closed) break
         try {
           await unlock(lockKey, token)
