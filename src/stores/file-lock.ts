@@ -36,6 +36,31 @@ const REMOVE_WITHIN_MS = 1500
 type Callback = (err: NodeJS.ErrnoException | null) => void
 
 /**
+ * proper-lockfile's file-system calls for a lock directory, none of which follows a link: a link
+ * planted at a lock path is judged stale or fresh by its own mtime (lstat), refreshed, if ever,
+ * as itself (lutimes), and removed as itself (unlink); its target is never looked at or changed.
+ * (rm() of a link removes the link too, but rmdir() of one fails with ENOTDIR, as proper-lockfile
+ * calls it for a stale lock: such a link would block the key until removed by hand.)
+ */
+const NO_FOLLOW_FS = {
+  stat: fsCallbacks.lstat,
+  realpath: fsCallbacks.realpath,
+  mkdir: fsCallbacks.mkdir,
+  utimes: fsCallbacks.lutimes,
+  rmdir(dir: string, cb: Callback) {
+    fsCallbacks.lstat(dir, (err, stat) => {
+      if (err) return cb(err)
+      if (stat.isSymbolicLink()) fsCallbacks.unlink(dir, cb)
+      else fsCallbacks.rmdir(dir, cb)
+    })
+  },
+  rmdirSync(dir: string) {
+    if (fsCallbacks.lstatSync(dir).isSymbolicLink()) fsCallbacks.unlinkSync(dir)
+    else fsCallbacks.rmdirSync(dir)
+  },
+}
+
+/**
  * The file-system calls proper-lockfile makes for one session lock, with its removals guarded.
  * proper-lockfile removes a lock directory blindly: a holder that stalled past its ttl would
  * remove the lock of the process that took it over, and of two processes that found one lock
@@ -53,15 +78,14 @@ function guardedLockFs(staleMs: number) {
   const removable = (stat: fsCallbacks.Stats, owner: string | undefined) =>
     owner === token ? Date.now() < stat.mtime.getTime() + REMOVE_WITHIN_MS : !held && stat.mtime.getTime() < Date.now() - staleMs
   const fs = {
-    stat: fsCallbacks.stat,
-    realpath: fsCallbacks.realpath,
+    ...NO_FOLLOW_FS,
     /** proper-lockfile's refresh: only while the directory still holds our token, else the lock is lost. */
     utimes(dir: string, atime: Date, mtime: Date, cb: Callback) {
-      if (!held) return fsCallbacks.utimes(dir, atime, mtime, cb) // the directory we just made
+      if (!held) return fsCallbacks.lutimes(dir, atime, mtime, cb) // the directory we just made
       fsCallbacks.readFile(ownerFile(dir), 'utf8', (err, owner) => {
         if (err && err.code !== 'ENOENT') return cb(err) // proper-lockfile tries again in 1 s
         if (err || owner !== token) return cb(Object.assign(new Error(`${dir} is no longer this holder's lock`), { code: 'ENOENT' }))
-        fsCallbacks.utimes(dir, atime, mtime, cb)
+        fsCallbacks.lutimes(dir, atime, mtime, cb)
       })
     },
     mkdir(dir: string, cb: Callback) {
@@ -74,8 +98,9 @@ function guardedLockFs(staleMs: number) {
       })
     },
     rmdir(dir: string, cb: Callback) {
-      fsCallbacks.stat(dir, (err, stat) => {
+      fsCallbacks.lstat(dir, (err, stat) => {
         if (err) return cb(err.code === 'ENOENT' ? null : err)
+        if (stat.isSymbolicLink()) return removable(stat, undefined) ? NO_FOLLOW_FS.rmdir(dir, cb) : cb(null) // no one's lock: judged by its own mtime
         fsCallbacks.readFile(ownerFile(dir), 'utf8', (readErr, owner) => {
           if (readErr && readErr.code !== 'ENOENT') return cb(readErr)
           if (!removable(stat, readErr ? undefined : owner)) return cb(null) // another holder's (now): left alone
@@ -91,7 +116,7 @@ function guardedLockFs(staleMs: number) {
       } catch {
         // no owner file: a lock directory that proper-lockfile made before writing it
       }
-      if (removable(fsCallbacks.statSync(dir), owner)) fsCallbacks.rmSync(dir, { recursive: true, force: true })
+      if (removable(fsCallbacks.lstatSync(dir), owner)) fsCallbacks.rmSync(dir, { recursive: true, force: true })
     },
   }
   return { fs, hold: () => void (held = true), token }
@@ -124,7 +149,7 @@ export async function withWriteLock<T>(key: string, file: string, fn: (held: () 
   try {
     // realpath: false, as the file may not exist yet; the lock is the directory `${file}.lock`
     const onCompromised = (err: Error) => void (lost = err) // the default throws from a timer
-    release = await lock(file, { realpath: false, stale: STALE_MS, retries: RETRIES, onCompromised })
+    release = await lock(file, { realpath: false, stale: STALE_MS, retries: RETRIES, onCompromised, fs: NO_FOLLOW_FS })
   } catch (cause) {
     if ((cause as NodeJS.ErrnoException).code !== 'ELOCKED') throw cause
     const hint = `another writer holds ${file}.lock; a dead process's lock is taken over after ${STALE_MS / 1000} s`
