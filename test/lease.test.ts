@@ -9,7 +9,18 @@ import os from 'node:os'
 import path from 'node:path'
 import anyTest, { type ExecutionContext, type TestFn } from 'ava'
 import sinon from 'sinon'
-import { SessionError, closeStores, fileStore, memoryStore, snapshot, tieSession, untie, type TieOptions } from '../src/index.js'
+import {
+  SessionError,
+  closeStores,
+  destroy,
+  fileStore,
+  memoryStore,
+  regenerate,
+  snapshot,
+  tieSession,
+  untie,
+  type TieOptions,
+} from '../src/index.js'
 import { runFixture } from './helpers/child.js'
 import { startMemcached, useMemcached, type MemcachedServer } from './helpers/memcached.js'
 
@@ -93,6 +104,22 @@ test.serial(
     t.is(await counter(id, options), 1, "the stored counter is B's write")
   },
 )
+
+test("memory: destroy and regenerate past the lease are ERR_LOCKED too, and leave the next holder's session as it is", async (t) => {
+  const options = { store: memoryStore() }
+  const id = await newSession(options)
+  const exclusive = { ...options, lock: 'exclusive', lockTtl: 1 } as const
+  const a = await tieSession<Counter>(id, exclusive)
+  const a2 = await tieSession<Counter>(await newSession(options), exclusive)
+  await sleep(1200)
+  await nextHolder(id, options, 5)
+  t.is((await t.throwsAsync(destroy(a), { instanceOf: SessionError }))?.code, 'ERR_LOCKED')
+  t.is(await counter(id, options), 1, 'not destroyed')
+  const old = a2._session_id
+  t.is((await t.throwsAsync(regenerate(a2), { instanceOf: SessionError }))?.code, 'ERR_LOCKED')
+  t.is(a2._session_id, old, 'no new id')
+  t.is(await counter(old, options), 0, 'the old id is still there')
+})
 
 test('memory: within its lease a holder saves as before, and a write by a tie without the lock is merged', async (t) => {
   const options = { store: memoryStore() }
