@@ -43,7 +43,11 @@ export interface TieOptions {
   lock?: 'none' | 'exclusive'
   /** Milliseconds to wait for an exclusive lock before `ERR_LOCKED`. @default 5000 */
   lockTimeout?: number
-  /** Seconds an exclusive lock lasts at most (a lease): a crashed holder frees it then; keep it above your longest hold. @default 30 */
+  /**
+   * Seconds an exclusive lock lasts at most (a lease): a crashed holder frees it then; keep it above
+   * your longest hold. A holder past it, less a margin of a quarter of it (at most 1 s), can no
+   * longer write: its save, untie, destroy or regenerate fails with `ERR_LOCKED`. @default 30
+   */
   lockTtl?: number
   /** Aborts the wait for an exclusive lock. */
   signal?: AbortSignal

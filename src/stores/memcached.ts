@@ -316,15 +316,6 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     await principal.cas(lockKey, 'released', found.cas, -1) // EXISTS or NOT_FOUND: taken by another since, or expired
   }
 
-  /**
-   * After a lock `add` that got no answer: the server may have been stalled (SIGSTOP, a long GC
-   * of a proxy) with the `add` in its socket buffer, and apply it when it wakes, locking the key
-   * for a whole ttl though its tie failed. So the lock is removed if it holds our token, tried
-   * again with backoff until the server answers; once it has, it is looked at once more a moment
-   * later: the `add` came on a connection that timed out and was dropped, and the server may run
-   * it after the look made on a new connection. Bounded by CLEANUP_MS, and ended by close(); past
-   * that, such a lock ends by its own ttl.
-   */
   /** Resolves after `ms` on an unref'd timer (a cleanup never keeps the process alive), or at once when the store closes. */
   function nap(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -338,6 +329,15 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     })
   }
 
+  /**
+   * After a lock `add` that got no answer: the server may have been stalled (SIGSTOP, a long GC
+   * of a proxy) with the `add` in its socket buffer, and apply it when it wakes, locking the key
+   * for a whole ttl though its tie failed. So the lock is removed if it holds our token, tried
+   * again with backoff until the server answers; once it has, it is looked at once more a moment
+   * later: the `add` came on a connection that timed out and was dropped, and the server may run
+   * it after the look made on a new connection. Bounded by CLEANUP_MS, and ended by close(); past
+   * that, such a lock ends by its own ttl.
+   */
   function removeLateLock(lockKey: string, token: string): void {
     const until = performance.now() + CLEANUP_MS
     const cleanup = (async () => {
