@@ -5,6 +5,7 @@ import { expiryTime, type Entry, type LockOptions, type LockRelease, type Store,
 import { normalizeServer, socketAddress } from './address.js'
 import { pause, pollLock } from './lock.js'
 import { CLIENT_METHODS, injectedPool, type MemcachedClient } from './memcached-injected.js'
+import { LateLocks } from './memcached-late-locks.js'
 import { WireClient, type Pool } from './memcached-wire.js'
 
 export type { MemcachedCallback, MemcachedClient } from './memcached-injected.js'
@@ -51,16 +52,6 @@ const WRITE_MODES = new Set<unknown>(['set', 'add', 'replace', 'cas'])
 const EXPIRY_MEMORY = 10_000
 /** The lock of key `k` is the key `k:lock`, on the principal servers only; keys() leaves such keys out. */
 const LOCK_SUFFIX = ':lock'
-/**
- * How long a lock whose `add` got no answer is looked for, to remove it once the server answers
- * again; each look that times out costs a connection (the client drops a socket whose reply is
- * late), so this is bounded, and the looks are at most CLEANUP_PAUSE_MS apart, so that a lock tie
- * works again within about requestTimeout + 1 s of the server's return.
- */
-const CLEANUP_MS = 2 * 60_000
-const CLEANUP_PAUSE_MS = 500
-/** After the server answered the look for such a lock, the second look comes this much later. */
-const LATE_ADD_MS = 200
 
 function hostPort(server: unknown, option: string): string {
   const address = normalizeServer(server)
@@ -157,10 +148,6 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   const expiries = new Map<string, number>()
   /** Releases of the locks this store holds: close() releases them. */
   const held = new Set<() => Promise<void>>()
-  /** Removals of locks whose `add` got no answer (see removeLateLock): close() ends and awaits them. */
-  const cleanups = new Set<Promise<void>>()
-  /** Aborted by close(): wakes the cleanups' naps. */
-  const stopping = new AbortController()
   let closing: Promise<void> | undefined
   let closed = false
 
@@ -316,46 +303,8 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     await principal.cas(lockKey, 'released', found.cas, -1) // EXISTS or NOT_FOUND: taken by another since, or expired
   }
 
-  /** Resolves after `ms` on an unref'd timer (a cleanup never keeps the process alive), or at once when the store closes. */
-  function nap(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = () => {
-        clearTimeout(timer)
-        stopping.signal.removeEventListener('abort', wake)
-        resolve()
-      }
-      const timer = setTimeout(wake, ms).unref()
-      stopping.signal.addEventListener('abort', wake, { once: true })
-    })
-  }
-
-  /**
-   * After a lock `add` that got no answer: the server may have been stalled (SIGSTOP, a long GC
-   * of a proxy) with the `add` in its socket buffer, and apply it when it wakes, locking the key
-   * for a whole ttl though its tie failed. So the lock is removed if it holds our token, tried
-   * again with backoff until the server answers; once it has, it is looked at once more a moment
-   * later: the `add` came on a connection that timed out and was dropped, and the server may run
-   * it after the look made on a new connection. Bounded by CLEANUP_MS, and ended by close(); past
-   * that, such a lock ends by its own ttl.
-   */
-  function removeLateLock(lockKey: string, token: string): void {
-    const until = performance.now() + CLEANUP_MS
-    const cleanup = (async () => {
-      let answered = 0
-      for (let attempt = 0; answered < 2 && !closed && performance.now() < until; attempt++) {
-        await nap(answered > 0 ? LATE_ADD_MS : Math.min(CLEANUP_PAUSE_MS, 100 * 1.5 ** attempt))
-        if (closed) break
-        try {
-          await unlock(lockKey, token)
-          answered++
-        } catch {
-          // no answer yet: this loop is the retry, and a lock it never removes ends by its ttl
-        }
-      }
-    })()
-    cleanups.add(cleanup)
-    void cleanup.finally(() => cleanups.delete(cleanup))
-  }
+  /** Locks whose `add` got no answer: removed once the server answers again (see memcached-late-locks.ts). */
+  const lateLocks = new LateLocks(unlock, (key) => principal.serverOf(key))
 
   /**
    * Takes the lock of `key`: `add` of `key:lock` with a random token, tried again with jittered
@@ -372,7 +321,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       try {
         answer = await principal.store('add', lockKey, token, exptime(opts.ttl + 1))
       } catch (err) {
-        removeLateLock(lockKey, token) // an add that timed out may land later
+        lateLocks.add(lockKey, token) // an add that got no answer may be applied later
         throw err
       }
       if (answer !== 'STORED') return undefined
@@ -449,10 +398,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       (closing ??= (async () => {
         if (held.size > 0) await Promise.allSettled([...held].map((release) => release()))
         closed = true
-        stopping.abort()
-        for (const pool of pools) pool.close(closedError())
+        const sweepEnded = lateLocks.close()
+        for (const pool of pools) pool.close(closedError()) // a look in flight fails now
         for (const socket of dumps) socket.destroy()
-        await Promise.allSettled([...cleanups]) // woken, their calls failed: each ends at once
+        await sweepEnded
         onClose?.()
       })()),
   }
