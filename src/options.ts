@@ -2,6 +2,7 @@
  * The options of tieSession and the other verbs: defaults in one place, checked once at the
  * boundary with a TypeError that names the option, merged into a SessionConfig.
  */
+import { Lease } from './lease.js'
 import { json, type Serializer } from './serializers.js'
 import { flushScheduled, type SessionConfig } from './session.js'
 import { fileStore } from './stores/file.js'
@@ -42,7 +43,11 @@ export interface TieOptions {
   lock?: 'none' | 'exclusive'
   /** Milliseconds to wait for an exclusive lock before `ERR_LOCKED`. @default 5000 */
   lockTimeout?: number
-  /** Seconds an exclusive lock lasts at most (a lease): a crashed holder frees it then; keep it above your longest hold. @default 30 */
+  /**
+   * Seconds an exclusive lock lasts at most (a lease): a crashed holder frees it then; keep it above
+   * your longest hold. A holder past it, less a margin of a quarter of it (at most 1 s), can no
+   * longer write: its save, untie, destroy or regenerate fails with `ERR_LOCKED`. @default 30
+   */
   lockTtl?: number
   /** Aborts the wait for an exclusive lock. */
   signal?: AbortSignal
@@ -144,7 +149,10 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
     const { lock } = store
     if (lock === undefined) throw new TypeError("tied-session: option lock 'exclusive' needs a store with lock(); this store has none")
     const signal = opts.signal
-    acquire = (key) => lock.call(store, key, { ttl: lockTtl, wait: lockTimeout as number, ...(signal ? { signal } : {}) })
+    acquire = async (key) => {
+      const release = await lock.call(store, key, { ttl: lockTtl, wait: lockTimeout as number, ...(signal ? { signal } : {}) })
+      return new Lease(key, release, lockTtl)
+    }
   }
   return {
     store,

@@ -9,6 +9,7 @@
  */
 import { SessionError } from './errors.js'
 import { newId } from './ids.js'
+import type { Lease } from './lease.js'
 import { LooseKeys } from './loose.js'
 import { takeTheirs, reconcile } from './merge.js'
 import { applyIndex, planIndex, readList, removeFromIndex, md5Hex, uidOf, type AddOptions, type IndexPlan } from './principal.js'
@@ -30,8 +31,8 @@ export interface SessionConfig {
   onError: ((error: unknown, session: object) => void) | undefined
   /** The field naming the user, for the reverse index; maxSessions evicts the user's oldest. */
   principal: { field: string; maxSessions: number | undefined } | undefined
-  /** Takes the exclusive lock of a key (lock: 'exclusive'). */
-  acquire: ((key: string) => Promise<() => Promise<void>>) | undefined
+  /** Takes the exclusive lock of a key (lock: 'exclusive') as a lease. */
+  acquire: ((key: string) => Promise<Lease>) | undefined
 }
 
 /** Compare-and-swap rounds before a save gives up with ERR_CONFLICT. */
@@ -94,7 +95,8 @@ export class Session implements TrackerHooks {
   private timer: NodeJS.Immediate | undefined
   private flushing: Promise<void> | undefined
   private pendingError: unknown
-  private unlock: (() => Promise<void>) | undefined
+  /** The exclusive lock held from tie to untie (lock: 'exclusive'); writes check it first (a fence). */
+  private lease: Lease | undefined
   /** The uid the user index lists this session under (undefined: none), and whether its last index write failed. */
   private listed: string | undefined
   private indexFailed = false
@@ -143,9 +145,9 @@ export class Session implements TrackerHooks {
     return this.state === 'open'
   }
 
-  /** Keeps the release of this session's exclusive lock, run when it is untied or destroyed. */
-  holdLock(release: () => Promise<void>): void {
-    this.unlock = release
+  /** Keeps this session's exclusive lock, released when it is untied or destroyed. */
+  holdLock(lease: Lease): void {
+    this.lease = lease
   }
 
   /** Writes pending changes now; throws what went wrong, including a failed automatic flush. */
@@ -186,6 +188,7 @@ export class Session implements TrackerHooks {
     this.changed.clear()
     this.pendingError = undefined
     try {
+      this.lease?.assertFresh()
       if (this.stored) await this.config.store.delete(this.key)
       if (this.listed !== undefined) await removeFromIndex(this.indexPlace(), md5Hex(this.listed), [this.id])
       this.listed = undefined
@@ -229,6 +232,7 @@ export class Session implements TrackerHooks {
     await this.settle()
     const oldKey = this.key
     const oldId = this.id
+    this.lease?.assertFresh()
     if (!this.stored) {
       this.setId(newId())
       return
@@ -239,16 +243,16 @@ export class Session implements TrackerHooks {
     const plan = this.prepare(true)
     const texts = this.loose?.snapshot()
     // nobody else knows the new id yet: its lock is taken before it is booked
-    const { id, text, unlock } = await bookNewId(this.config, this.data, this.config.acquire)
+    const { id, text, lease } = await bookNewId(this.config, this.data, this.config.acquire)
     this.setId(id)
     this.text = text
     this.version = undefined
     this.changed.clear()
     if (texts) this.loose!.settle(texts)
-    if (unlock !== undefined) {
-      const old = this.unlock
-      this.unlock = unlock
-      await old?.()
+    if (lease !== undefined) {
+      const old = this.lease
+      this.lease = lease
+      await old?.unlock()
     }
     await this.config.store.delete(oldKey)
     await this.index(plan, oldId, undefined)
@@ -362,9 +366,9 @@ export class Session implements TrackerHooks {
   }
 
   private async release(): Promise<void> {
-    const unlock = this.unlock
-    this.unlock = undefined
-    await unlock?.()
+    const lease = this.lease
+    this.lease = undefined
+    await lease?.unlock()
   }
 
   private indexPlace() {
@@ -450,6 +454,7 @@ export class Session implements TrackerHooks {
       const text = serializer.stringify(this.data)
       if (!this.stored || this.version !== undefined) {
         const opts: WriteOptions = this.stored ? { ttl, mode: 'cas', version: this.version as string } : { ttl, mode: 'add' }
+        this.lease?.assertFresh()
         const result = await store.write(this.key, text, opts)
         if (result === 'stored') {
           this.stored = true
@@ -469,7 +474,11 @@ export class Session implements TrackerHooks {
       }
       this.stored = true
       this.version = entry.version
-      if (entry.value !== this.text) this.merge(entry.value, dirty)
+      if (entry.value !== this.text) {
+        // another writer under our lock: the next holder's, if the lock was lost (fenced, not merged over)
+        await this.lease?.assertHeld()
+        this.merge(entry.value, dirty)
+      }
       this.text = entry.value
     }
     throw new SessionError('ERR_CONFLICT', `session ${this.id} kept changing under this save (${MAX_TRIES} tries); save again`)

@@ -4,6 +4,7 @@
  */
 import { SessionError } from './errors.js'
 import { newId } from './ids.js'
+import type { Lease } from './lease.js'
 import { isIndexValue } from './principal.js'
 import { MAX_DEPTH, checkDepth, type Serializer } from './serializers.js'
 import type { SessionConfig } from './session.js'
@@ -20,26 +21,26 @@ export function notFound(id: string, detail = 'it does not exist or has expired'
  * Writes `data` under a new id with `add`, so that a colliding id is never overwritten (a new id
  * is tried then, at most 5 in all). With `acquire`, the new id's lock is taken before the `add`,
  * so that no one can tie the session before its holder, and a lock that cannot be taken leaves
- * no session behind. Returns the id, the text written and the lock's release.
+ * no session behind. Returns the id, the text written and the lock's lease.
  */
 export async function bookNewId(
   config: SessionConfig,
   data: Data,
   acquire: SessionConfig['acquire'],
-): Promise<{ id: string; text: string; unlock: (() => Promise<void>) | undefined }> {
+): Promise<{ id: string; text: string; lease: Lease | undefined }> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const id = newId()
     const key = config.namespace + id
     const text = config.serializer.stringify({ ...data, [ID_FIELD]: id })
-    const unlock = await acquire?.(key)
+    const lease = await acquire?.(key)
     let result
     try {
       result = await config.store.write(key, text, { ttl: config.ttl, mode: 'add' })
     } catch (err) {
-      throw await releasing(err, unlock)
+      throw await releasing(err, lease && (() => lease.unlock()))
     }
-    if (result === 'stored') return { id, text, unlock }
-    await unlock?.()
+    if (result === 'stored') return { id, text, lease }
+    await lease?.unlock()
   }
   throw new SessionError('ERR_CONFLICT', 'could not book a new session id after 5 tries; is the store answering add correctly?')
 }

@@ -58,14 +58,14 @@ export async function tieSession<T extends object = Record<string, unknown>>(
   if (fresh) {
     session = await create(config, config.updateOnly)
   } else {
-    const unlock = await config.acquire?.(config.namespace + id)
+    const lease = await config.acquire?.(config.namespace + id)
     try {
       session = await load(config, id)
     } catch (err) {
-      await unlock?.()
+      await lease?.unlock()
       throw err
     }
-    if (unlock) session.holdLock(unlock)
+    if (lease) session.holdLock(lease)
   }
   return session.proxy as Tied<T>
 }
@@ -80,9 +80,9 @@ async function create(config: SessionConfig, updateOnly: boolean): Promise<Sessi
   }
   // with lock: 'exclusive' the lock is taken before the id is booked: a lock that cannot be
   // taken leaves no session behind
-  const { id, text, unlock } = await bookNewId(config, {}, config.acquire)
+  const { id, text, lease } = await bookNewId(config, {}, config.acquire)
   const session = new Session(config, id, { [ID_FIELD]: id }, { version: undefined, text, stored: true })
-  if (unlock) session.holdLock(unlock)
+  if (lease) session.holdLock(lease)
   return session
 }
 

@@ -1,6 +1,6 @@
 /** One key's file in the file store: its name (key <-> file name), its format, reading and replacing it. */
 import { randomBytes } from 'node:crypto'
-import { promises as fs } from 'node:fs'
+import { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { SessionError } from '../errors.js'
 
@@ -60,19 +60,51 @@ function parse(key: string, file: string, text: string): Item {
   return { version: head.v, expires: head.e, value: text.slice(nl + 1) }
 }
 
-/** The {@link Item} in `key`'s `file`, or undefined if there is no such file. */
+/**
+ * How a key's file is opened for reading. O_NOFOLLOW: a symbolic link planted where the file
+ * should be is never read through (open fails with ELOOP; EMLINK on FreeBSD). O_NONBLOCK: a FIFO
+ * planted there cannot hang the open (it means nothing for a regular file). Windows has neither
+ * flag: there readItem() looks at the path with lstat first.
+ */
+const NO_FOLLOW = constants.O_NOFOLLOW as number | undefined
+const READ_FLAGS = constants.O_RDONLY | (NO_FOLLOW ?? 0) | ((constants.O_NONBLOCK as number | undefined) ?? 0)
+
+/** ERR_CORRUPT for a path that holds something other than a regular file (a link, a directory, a FIFO). */
+function notAFile(key: string, file: string, what: string): SessionError {
+  const message = `the file of key "${key}" (${file}) is ${what}, not a tied-session file, and is never followed or read; delete the key`
+  return new SessionError('ERR_CORRUPT', message)
+}
+
+/**
+ * The {@link Item} in `key`'s `file`, or undefined if there is no such file. A link or anything
+ * but a regular file there is ERR_CORRUPT and is not followed: another user's or a foreign file
+ * is never served as a session. (Writes never go through a link either: see putItem.)
+ */
 export async function readItem(key: string, file: string): Promise<Item | undefined> {
+  let handle: fs.FileHandle
   try {
-    return parse(key, file, await fs.readFile(file, 'utf8'))
+    if (NO_FOLLOW === undefined && (await fs.lstat(file)).isSymbolicLink()) throw notAFile(key, file, 'a symbolic link')
+    handle = await fs.open(file, READ_FLAGS)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return undefined
+    if (code === 'ELOOP' || code === 'EMLINK') throw notAFile(key, file, 'a symbolic link')
     throw err
+  }
+  try {
+    if (!(await handle.stat()).isFile()) throw notAFile(key, file, 'not a regular file')
+    return parse(key, file, await handle.readFile('utf8'))
+  } finally {
+    await handle.close()
   }
 }
 
 /**
  * Writes `item` to a temp file, fsyncs it and renames it over `file`: rename is atomic within
- * one file system, so a reader sees the old file or the new one, never half of one. `held()`,
+ * one file system, so a reader sees the old file or the new one, never half of one. Nothing is
+ * written through a link: the temp file is made with O_CREAT | O_EXCL ('wx'), which fails on any
+ * existing path, a link included, and rename replaces a link at `file` itself, never its target
+ * (the callers read `file` first, except a `set`, which replaces whatever is there). `held()`,
  * called just before the rename, throws if the write lock of `file` was lost meanwhile.
  */
 export async function putItem(directory: string, file: string, item: Item, held: () => void): Promise<void> {

@@ -9,6 +9,7 @@ import path from 'node:path'
 import { lock } from 'proper-lockfile'
 import { SessionError } from '../errors.js'
 import { unrefAfter } from './lock.js'
+import type { LockRelease } from './store.js'
 
 /** A dead holder's lock is taken over after this long; a live holder refreshes it every half. */
 const STALE_MS = 4000
@@ -35,6 +36,31 @@ const REMOVE_WITHIN_MS = 1500
 type Callback = (err: NodeJS.ErrnoException | null) => void
 
 /**
+ * proper-lockfile's file-system calls for a lock directory, none of which follows a link: a link
+ * planted at a lock path is judged stale or fresh by its own mtime (lstat), refreshed, if ever,
+ * as itself (lutimes), and removed as itself (unlink); its target is never looked at or changed.
+ * (rm() of a link removes the link too, but rmdir() of one fails with ENOTDIR, as proper-lockfile
+ * calls it for a stale lock: such a link would block the key until removed by hand.)
+ */
+const NO_FOLLOW_FS = {
+  stat: fsCallbacks.lstat,
+  realpath: fsCallbacks.realpath,
+  mkdir: fsCallbacks.mkdir,
+  utimes: fsCallbacks.lutimes,
+  rmdir(dir: string, cb: Callback) {
+    fsCallbacks.lstat(dir, (err, stat) => {
+      if (err) return cb(err)
+      if (stat.isSymbolicLink()) fsCallbacks.unlink(dir, cb)
+      else fsCallbacks.rmdir(dir, cb)
+    })
+  },
+  rmdirSync(dir: string) {
+    if (fsCallbacks.lstatSync(dir).isSymbolicLink()) fsCallbacks.unlinkSync(dir)
+    else fsCallbacks.rmdirSync(dir)
+  },
+}
+
+/**
  * The file-system calls proper-lockfile makes for one session lock, with its removals guarded.
  * proper-lockfile removes a lock directory blindly: a holder that stalled past its ttl would
  * remove the lock of the process that took it over, and of two processes that found one lock
@@ -52,15 +78,14 @@ function guardedLockFs(staleMs: number) {
   const removable = (stat: fsCallbacks.Stats, owner: string | undefined) =>
     owner === token ? Date.now() < stat.mtime.getTime() + REMOVE_WITHIN_MS : !held && stat.mtime.getTime() < Date.now() - staleMs
   const fs = {
-    stat: fsCallbacks.stat,
-    realpath: fsCallbacks.realpath,
+    ...NO_FOLLOW_FS,
     /** proper-lockfile's refresh: only while the directory still holds our token, else the lock is lost. */
     utimes(dir: string, atime: Date, mtime: Date, cb: Callback) {
-      if (!held) return fsCallbacks.utimes(dir, atime, mtime, cb) // the directory we just made
+      if (!held) return fsCallbacks.lutimes(dir, atime, mtime, cb) // the directory we just made
       fsCallbacks.readFile(ownerFile(dir), 'utf8', (err, owner) => {
         if (err && err.code !== 'ENOENT') return cb(err) // proper-lockfile tries again in 1 s
         if (err || owner !== token) return cb(Object.assign(new Error(`${dir} is no longer this holder's lock`), { code: 'ENOENT' }))
-        fsCallbacks.utimes(dir, atime, mtime, cb)
+        fsCallbacks.lutimes(dir, atime, mtime, cb)
       })
     },
     mkdir(dir: string, cb: Callback) {
@@ -73,8 +98,9 @@ function guardedLockFs(staleMs: number) {
       })
     },
     rmdir(dir: string, cb: Callback) {
-      fsCallbacks.stat(dir, (err, stat) => {
+      fsCallbacks.lstat(dir, (err, stat) => {
         if (err) return cb(err.code === 'ENOENT' ? null : err)
+        if (stat.isSymbolicLink()) return removable(stat, undefined) ? NO_FOLLOW_FS.rmdir(dir, cb) : cb(null) // no one's lock: judged by its own mtime
         fsCallbacks.readFile(ownerFile(dir), 'utf8', (readErr, owner) => {
           if (readErr && readErr.code !== 'ENOENT') return cb(readErr)
           if (!removable(stat, readErr ? undefined : owner)) return cb(null) // another holder's (now): left alone
@@ -90,10 +116,30 @@ function guardedLockFs(staleMs: number) {
       } catch {
         // no owner file: a lock directory that proper-lockfile made before writing it
       }
-      if (removable(fsCallbacks.statSync(dir), owner)) fsCallbacks.rmSync(dir, { recursive: true, force: true })
+      if (removable(fsCallbacks.lstatSync(dir), owner)) fsCallbacks.rmSync(dir, { recursive: true, force: true })
     },
   }
-  return { fs, hold: () => void (held = true) }
+  return { fs, hold: () => void (held = true), token }
+}
+
+/** Whether the lock directory `dir` holds `token` in its owner file: this holder's lock, not expired and taken over. */
+async function holds(dir: string, token: string): Promise<boolean> {
+  try {
+    // O_NOFOLLOW: an owner file replaced by a link is no one's token
+    const handle = await fsCallbacks.promises.open(
+      path.join(dir, 'owner'),
+      fsCallbacks.constants.O_RDONLY | fsCallbacks.constants.O_NOFOLLOW,
+    )
+    try {
+      return (await handle.readFile('utf8')) === token
+    } finally {
+      await handle.close()
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return false // removed, or not a lock directory of ours
+    throw err
+  }
 }
 
 /** Runs `fn` holding the write lock of `file`; `held()` throws if the lock was lost meanwhile. */
@@ -103,7 +149,7 @@ export async function withWriteLock<T>(key: string, file: string, fn: (held: () 
   try {
     // realpath: false, as the file may not exist yet; the lock is the directory `${file}.lock`
     const onCompromised = (err: Error) => void (lost = err) // the default throws from a timer
-    release = await lock(file, { realpath: false, stale: STALE_MS, retries: RETRIES, onCompromised })
+    release = await lock(file, { realpath: false, stale: STALE_MS, retries: RETRIES, onCompromised, fs: NO_FOLLOW_FS })
   } catch (cause) {
     if ((cause as NodeJS.ErrnoException).code !== 'ELOCKED') throw cause
     const hint = `another writer holds ${file}.lock; a dead process's lock is taken over after ${STALE_MS / 1000} s`
@@ -131,7 +177,7 @@ export async function takeSessionLock(
   file: string,
   ttl: number,
   holding: Set<() => Promise<void>>,
-): Promise<(() => Promise<void>) | undefined> {
+): Promise<LockRelease | undefined> {
   const dir = file + SESSION_LOCK
   const staleMs = ttl * 1000 + STALE_MARGIN_MS
   const guarded = guardedLockFs(staleMs)
@@ -171,7 +217,8 @@ export async function takeSessionLock(
         throw new SessionError('ERR_STORE_UNAVAILABLE', message, { cause })
       }
     })())
-  const cancelTtl = unrefAfter(ttl * 1000, () => void release().catch(() => {}))
+  const cancelTtl = unrefAfter(ttl * 1000, () => void release().catch(() => {})) // a failed removal goes stale (see release)
   holding.add(release)
-  return release
+  // released (by the caller or the ttl timer): no longer held, whatever the directory says
+  return Object.assign(release, { held: async () => released === undefined && (await holds(dir, guarded.token)) })
 }

@@ -71,7 +71,12 @@ async function assertPrivate(dir: string): Promise<void> {
  * that died leaves a directory that a waiter takes over `ttl` + 1 s (the waiter's ttl) after the
  * last refresh, so never sooner than `ttl` s after it was taken. A release removes the directory
  * only if it is still this holder's; it rejects with ERR_STORE_UNAVAILABLE if removing fails
- * (the lock then goes stale as a dead holder's does).
+ * (the lock then goes stale as a dead holder's does); its `held()` reads the directory's owner token.
+ *
+ * Links are never followed: a symbolic link (or a directory, a FIFO) where a key's file should be
+ * reads as ERR_CORRUPT, as a file that does not parse does (`delete` removes the link, a `set`
+ * replaces it; its target is never read or changed), and a link at a lock path is judged, and
+ * removed once stale, as itself.
  *
  * @example
  * const store = fileStore({ directory: '/var/lib/myapp/sessions' })

@@ -1,6 +1,6 @@
 /** What the three stores' lock() implementations share: option checks, errors, waits. */
 import { SessionError } from '../errors.js'
-import type { LockOptions } from './store.js'
+import type { LockOptions, LockRelease } from './store.js'
 
 /** setTimeout's longest delay (about 24.8 days); longer ones fire at once. */
 export const MAX_TIMER = 2 ** 31 - 1
@@ -57,11 +57,7 @@ export function unrefAfter(ms: number, fn: () => void): () => void {
  * `opts.wait` has passed (ERR_LOCKED) or `opts.signal` aborts. A lock taken just as the signal
  * aborted is released again, so nothing stays locked.
  */
-export async function pollLock(
-  key: string,
-  opts: LockOptions,
-  tryOnce: () => Promise<(() => Promise<void>) | undefined>,
-): Promise<() => Promise<void>> {
+export async function pollLock(key: string, opts: LockOptions, tryOnce: () => Promise<LockRelease | undefined>): Promise<LockRelease> {
   checkLockOptions(opts)
   const { wait, signal } = opts
   if (signal?.aborted) throw abortReason(signal)

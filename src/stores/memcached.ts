@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { SessionError } from '../errors.js'
-import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { expiryTime, type Entry, type LockOptions, type LockRelease, type Store, type WriteOptions, type WriteResult } from './store.js'
 import { normalizeServer, socketAddress } from './address.js'
 import { pause, pollLock } from './lock.js'
 import { CLIENT_METHODS, injectedPool, type MemcachedClient } from './memcached-injected.js'
+import { LateLocks } from './memcached-late-locks.js'
 import { WireClient, type Pool } from './memcached-wire.js'
 
 export type { MemcachedCallback, MemcachedClient } from './memcached-injected.js'
@@ -302,12 +303,16 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     await principal.cas(lockKey, 'released', found.cas, -1) // EXISTS or NOT_FOUND: taken by another since, or expired
   }
 
+  /** Locks whose `add` got no answer: removed once the server answers again (see memcached-late-locks.ts). */
+  const lateLocks = new LateLocks(unlock, (key) => principal.serverOf(key))
+
   /**
    * Takes the lock of `key`: `add` of `key:lock` with a random token, tried again with jittered
    * backoff until `wait`. memcached counts whole seconds (a ttl of n lives n-1 to n s), so the
    * lock key is written with ttl + 1: it outlives its ttl by up to 1 s, never falls short of it.
+   * `held()` reads the lock key: still ours while it holds our token.
    */
-  async function lock(key: string, opts: LockOptions): Promise<() => Promise<void>> {
+  async function lock(key: string, opts: LockOptions): Promise<LockRelease> {
     const lockKey = key + LOCK_SUFFIX
     checkKey(lockKey, [principal])
     const token = randomBytes(16).toString('hex')
@@ -316,7 +321,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       try {
         answer = await principal.store('add', lockKey, token, exptime(opts.ttl + 1))
       } catch (err) {
-        void unlock(lockKey, token).catch(() => {}) // an add that timed out may have landed
+        lateLocks.add(lockKey, token) // an add that got no answer may be applied later
         throw err
       }
       if (answer !== 'STORED') return undefined
@@ -327,7 +332,8 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
           await unlock(lockKey, token)
         })())
       held.add(release)
-      return release
+      const stillHeld = async () => released === undefined && (await principal.gets(lockKey))?.value === token
+      return Object.assign(release, { held: stillHeld })
     })
   }
 
@@ -392,8 +398,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       (closing ??= (async () => {
         if (held.size > 0) await Promise.allSettled([...held].map((release) => release()))
         closed = true
-        for (const pool of pools) pool.close(closedError())
+        const sweepEnded = lateLocks.close()
+        for (const pool of pools) pool.close(closedError()) // a look in flight fails now
         for (const socket of dumps) socket.destroy()
+        await sweepEnded
         onClose?.()
       })()),
   }

@@ -1,5 +1,5 @@
 import { SessionError } from '../errors.js'
-import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { expiryTime, type Entry, type LockOptions, type LockRelease, type Store, type WriteOptions, type WriteResult } from './store.js'
 import { MAX_TIMER, abortReason, checkLockOptions, lockedError, unrefAfter } from './lock.js'
 
 interface Item {
@@ -35,7 +35,7 @@ export interface MemoryStoreOptions {
  *
  * Its `lock` is an async mutex per key: waiters are served first come, first served; a lock
  * held longer than its `ttl` passes to the next waiter (its old holder's release then does
- * nothing). Lock timers are real timers (not `Date`): the ttl timer is unref'd, the wait timer
+ * nothing, and its `held()` is false). Lock timers are real timers (not `Date`): the ttl timer is unref'd, the wait timer
  * is not (it ends within `wait`).
  *
  * @example
@@ -48,7 +48,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & Required<
   const locks = new Map<string, LockState>()
   let nextVersion = 1
 
-  async function lock(key: string, opts: LockOptions): Promise<() => Promise<void>> {
+  async function lock(key: string, opts: LockOptions): Promise<LockRelease> {
     checkLockOptions(opts)
     const { ttl, wait, signal } = opts
     if (signal?.aborted) throw abortReason(signal)
@@ -57,10 +57,11 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & Required<
     const lockState = state
 
     /** Makes the caller the holder; the returned release frees the lock only while it still holds it. */
-    const take = (): (() => Promise<void>) => {
+    const take = (): LockRelease => {
       const holder: Holder = { cancel: unrefAfter(ttl * 1000, () => free(holder)) }
       lockState.holder = holder
-      return async () => free(holder)
+      // held: still the holder of this very state (close() drops every state)
+      return Object.assign(async () => free(holder), { held: async () => lockState.holder === holder && locks.get(key) === lockState })
     }
     const free = (holder: Holder) => {
       holder.cancel()

@@ -34,6 +34,20 @@ export interface LockOptions {
 }
 
 /**
+ * What {@link Store.lock} resolves to: the function that releases the lock (idempotent; once the
+ * lock expired and another took it, a release leaves the new holder's lock alone), and, for
+ * fencing, `held()`: whether the lock is still this holder's (not released, not expired, not
+ * taken over by another). A session whose compare-and-swap write meets another writer's value
+ * asks `held()` and, when it says false, fails with `ERR_LOCKED` instead of merging over the next
+ * holder's write. `held()` is optional so that a plain release function still fits; the stores of
+ * this package all have it.
+ */
+export type LockRelease = (() => Promise<void>) & {
+  /** Whether the lock is still this holder's, as the store sees it now. */
+  held?(): Promise<boolean>
+}
+
+/**
  * The contract every session store implements: a small key-value interface with versions.
  * A store knows nothing of sessions, proxies or serializers; keys and values are strings.
  * Failures are `SessionError`s: `ERR_STORE_UNAVAILABLE`, `ERR_INVALID_ID` (a key the store
@@ -48,8 +62,12 @@ export interface Store {
   delete(key: string): Promise<boolean>
   /** Sets a new TTL (seconds, 0 = never) on `key`; false when it was absent. */
   touch(key: string, ttl: number): Promise<boolean>
-  /** Takes an exclusive lock on `key`; resolves to the function that releases it. */
-  lock?(key: string, opts: LockOptions): Promise<() => Promise<void>>
+  /**
+   * Takes an exclusive lock on `key`, a lease of `opts.ttl` s counted from when it resolves;
+   * resolves to the function that releases it, which may tell whether the lock is still held
+   * ({@link LockRelease}).
+   */
+  lock?(key: string, opts: LockOptions): Promise<LockRelease>
   /** The live keys that start with `prefix`, in no particular order. */
   keys?(prefix?: string): AsyncIterable<string>
   /** Ends every handle and timer of the store. */

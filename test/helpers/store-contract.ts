@@ -370,6 +370,23 @@ export function storeContract(target: ContractTarget): void {
     await free(t, store, k)
   })
 
+  test(`${name}: lock: the release's held() says whether the lock is still this holder's (true until released, false once another took it over)`, async (t) => {
+    const store = await open(t)
+    const peer = await peerOf(t, store)
+    const k = key('lock_held')
+    const first = await lockOf(store)(k, { ttl: 1, wait: 0 })
+    if (first.held === undefined) return t.fail(`${name}: lock() must resolve to a release with held() (fencing needs it)`)
+    t.true(await first.held(), 'held right after the take')
+    // past its ttl the lock is free, and another takes it: the first holder no longer holds it
+    const second = await lockOf(peer)(k, { ttl: 10, wait: 8000 })
+    t.false(await first.held(), 'the expired holder is told its lock is gone')
+    t.true(await second.held!(), 'the new holder holds it')
+    await first()
+    t.true(await second.held!(), "the late release left the new holder's lock")
+    await second()
+    t.false(await second.held!(), 'released: no longer held')
+  })
+
   test(`${name}: lock: release is idempotent, and a repeated release leaves the next holder's lock alone`, async (t) => {
     const store = await open(t)
     const lock = lockOf(store)

@@ -6,6 +6,7 @@ import test, { type ExecutionContext } from 'ava'
 import sinon from 'sinon'
 import { SessionError } from '../../src/errors.js'
 import { fileStore, type FileStore } from '../../src/stores/file.js'
+import { tieSession } from '../../src/tie.js'
 import { runFixture } from '../helpers/child.js'
 import { storeContract } from '../helpers/store-contract.js'
 
@@ -442,4 +443,89 @@ test('file store: a process that exits holding a session lock removes it, and is
   t.false(exit.timedOut)
   t.is(exit.stdout, 'holding\n')
   t.deepEqual(await fs.readdir(directory), [])
+})
+
+/** A file outside the store with a valid tied-session file's content (a "foreign session"), and how it looks now. */
+async function foreignFile(t: ExecutionContext) {
+  const outside = await tempDir(t)
+  const target = path.join(outside, 'foreign.session')
+  await fs.writeFile(target, '{"v":"0123456789abcdef","e":0}\n{"user":"someone else"}')
+  const before = await fs.stat(target)
+  const untouched = async (label: string) => {
+    const now = await fs.stat(target)
+    t.is(await fs.readFile(target, 'utf8'), '{"v":"0123456789abcdef","e":0}\n{"user":"someone else"}', `${label}: content`)
+    t.is(now.mtimeMs, before.mtimeMs, `${label}: mtime`)
+    t.is(now.mode, before.mode, `${label}: mode`)
+  }
+  return { outside, target, untouched }
+}
+
+test('file store: a link where a key file should be is ERR_CORRUPT, never read or written through; delete removes the link, set replaces it', async (t) => {
+  const store = await open(t)
+  const { target, untouched } = await foreignFile(t)
+  await fs.mkdir(store.directory, { recursive: true })
+  const link = path.join(store.directory, 'k.session')
+  await fs.symlink(target, link)
+  const corrupt = async (label: string, promise: Promise<unknown>) => {
+    const err = await errorOf(t, promise)
+    t.is(err?.code, 'ERR_CORRUPT', label)
+    t.regex(err?.message ?? '', /"k" .* is a symbolic link, .*never followed/, label)
+  }
+  await corrupt('get', store.get('k'))
+  await corrupt('tieSession', tieSession('k', { store }))
+  for (const mode of ['add', 'replace', 'cas'] as const)
+    await corrupt(mode, store.write('k', 'mine', { ttl: 60, mode, version: '0123456789abcdef' }))
+  await corrupt('touch', store.touch('k', 600))
+  t.is(await store.deleteExpired(), 0)
+  await untouched('after get, add, replace, cas, touch and deleteExpired')
+  t.true((await fs.lstat(link)).isSymbolicLink(), 'the link is still there: nothing was written through or over it')
+
+  t.true(await store.delete('k'), 'delete is the way out, as for a corrupt file')
+  await t.throwsAsync(fs.lstat(link), { code: 'ENOENT' })
+  await untouched('after delete')
+
+  await fs.symlink(target, link)
+  t.is(await store.write('k', 'mine', { ttl: 60, mode: 'set' }), 'stored')
+  t.true((await fs.lstat(link)).isFile(), 'set replaced the link with a file of its own')
+  t.is((await store.get('k'))?.value, 'mine')
+  await untouched('after set')
+  // a dangling link, a directory and a FIFO are no session either (a FIFO must not hang the read)
+  for (const [label, plant] of [
+    ['a dangling link', () => fs.symlink(path.join(store.directory, 'nowhere'), link)],
+    ['a directory', () => fs.mkdir(link)],
+  ] as const) {
+    await fs.rm(link, { recursive: true, force: true })
+    await plant()
+    t.is((await errorOf(t, store.get('k')))?.code, 'ERR_CORRUPT', label)
+  }
+})
+
+test('file store: links at the lock paths are never followed: the target directory is left as it was', async (t) => {
+  const store = await open(t)
+  const { outside, untouched } = await foreignFile(t)
+  await fs.mkdir(store.directory, { recursive: true })
+  const longAgo = new Date(Date.now() - 60_000)
+  await fs.utimes(outside, longAgo, longAgo) // stale-looking, so a lock would be taken over
+  const listing = async () => (await fs.readdir(outside)).sort()
+  const before = await listing()
+  const { mtimeMs } = await fs.stat(outside)
+  // the session lock <file>-lock and the write lock <file>.lock
+  await fs.symlink(outside, path.join(store.directory, 'k.session-lock'))
+  await fs.lutimes(path.join(store.directory, 'k.session-lock'), longAgo, longAgo) // a link judged by its own mtime: stale
+  const release = await store.lock('k', { ttl: 5, wait: 3000 })
+  t.true((await fs.lstat(path.join(store.directory, 'k.session-lock'))).isDirectory(), 'the stale link was replaced by a lock of its own')
+  await release()
+  t.deepEqual(await listing(), before, 'the session lock wrote nothing into the target')
+
+  await fs.symlink(outside, path.join(store.directory, 'k.session.lock'))
+  await fs.lutimes(path.join(store.directory, 'k.session.lock'), longAgo, longAgo)
+  t.is(await store.write('k', 'v', { ttl: 60, mode: 'set' }), 'stored', 'the stale link at the write lock was removed, not followed')
+  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
+  t.deepEqual(await listing(), before, 'the write lock wrote nothing into the target')
+  t.is((await fs.stat(outside)).mtimeMs, mtimeMs, 'the target directory was not refreshed')
+  // a fresh link is a held lock until it goes stale (by its own mtime), as a live process's would be
+  await fs.symlink(outside, path.join(store.directory, 'k.session-lock'))
+  t.is((await errorOf(t, store.lock('k', { ttl: 5, wait: 0 })))?.code, 'ERR_LOCKED')
+  t.true((await fs.lstat(path.join(store.directory, 'k.session-lock'))).isSymbolicLink())
+  await untouched('the file in the target directory')
 })
