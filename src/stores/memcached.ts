@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import net from 'node:net'
 import { SessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
-import { normalizeServer, socketAddress } from './address.js'
-import { pause, pollLock } from './lock.js'
+import { normalizeServer } from './address.js'
+import { pollLock } from './lock.js'
+import { KeyLister } from './memcached-keys.js'
 import { CLIENT_METHODS, injectedPool, type MemcachedClient } from './memcached-injected.js'
 import { WireClient, type Pool } from './memcached-wire.js'
 
@@ -142,13 +142,12 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       ? new WireClient(config.local, requestTimeout)
       : undefined
   const pools = local ? [principal, local] : [principal]
-  const dumps = new Set<net.Socket>()
+  const lister = new KeyLister(requestTimeout)
   /** Key -> when it expires (ms), as this store last wrote or touched it; oldest first. */
   const expiries = new Map<string, number>()
   /** Releases of the locks this store holds: close() releases them. */
   const held = new Set<() => Promise<void>>()
   let closing: Promise<void> | undefined
-  let closed = false
 
   const closedError = () => new SessionError('ERR_STORE_UNAVAILABLE', 'the memcached store is closed; create a new one')
 
@@ -241,51 +240,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
 
   async function* keys(prefix = ''): AsyncGenerator<string> {
     for (const server of principal.servers) {
-      for (const key of await dumpKeys(server)) {
+      for (const key of await lister.keys(server)) {
         if (key.endsWith(LOCK_SUFFIX)) continue // a lock, not data
         if (key.startsWith(principal.namespace + prefix)) yield key.slice(principal.namespace.length)
       }
-    }
-  }
-
-  /** Live keys of one server, from `lru_crawler metadump all` (memcached >= 1.4.31) on a socket of its own. */
-  async function dumpKeys(server: string): Promise<string[]> {
-    for (let attempt = 1; ; attempt++) {
-      const reply = await new Promise<string>((resolve, reject) => {
-        if (closed) return reject(closedError())
-        const socket = net.connect(socketAddress(server))
-        const chunks: string[] = []
-        let tail = '' // the reply's last bytes: its end may come split over several chunks
-        dumps.add(socket)
-        socket.setEncoding('utf8')
-        socket.setTimeout(requestTimeout, () => socket.destroy(new Error(`no data in ${requestTimeout} ms`)))
-        socket.on('data', (chunk: string) => {
-          chunks.push(chunk)
-          tail = (tail + chunk).slice(-300)
-          if (/(^|\n)(END|BUSY[^\n]*|ERROR[^\n]*|CLIENT_ERROR[^\n]*)\r\n$/.test(tail)) socket.end()
-        })
-        socket.on('error', (err) =>
-          reject(new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} did not list its keys: ${err.message}`, { cause: err })),
-        )
-        socket.on('close', () => {
-          dumps.delete(socket)
-          resolve(chunks.join(''))
-        })
-        socket.write('lru_crawler metadump all\r\n')
-      })
-      if (reply.startsWith('BUSY') && attempt < 10) {
-        await pause(50, undefined)
-        continue
-      }
-      if (!reply.endsWith('END\r\n'))
-        throw new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} did not list its keys: ${reply.slice(0, 100) || 'no reply'}`)
-      const now = Date.now() / 1000
-      const found: string[] = []
-      // Lines are "key=<url-encoded> exp=<unix time, -1 = never> la=... cas=..."
-      for (const [, key, exp] of reply.matchAll(/^key=(\S+) exp=(-?\d+)/gm)) {
-        if (exp === '-1' || Number(exp) > now) found.push(decodeURIComponent(key!))
-      }
-      return found
     }
   }
 
@@ -391,9 +349,8 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     close: () =>
       (closing ??= (async () => {
         if (held.size > 0) await Promise.allSettled([...held].map((release) => release()))
-        closed = true
         for (const pool of pools) pool.close(closedError())
-        for (const socket of dumps) socket.destroy()
+        lister.close()
         onClose?.()
       })()),
   }

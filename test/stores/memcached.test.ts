@@ -792,3 +792,31 @@ test("keys() on a server that refuses metadump (-X) fails at once with the serve
   t.regex(err?.message ?? '', /metadump not allowed/)
   t.true(performance.now() - started < 2000, 'not the request deadline')
 })
+
+test('keys() misses no live key: N keys written, some read, then 50 listings each find all N', async (t) => {
+  const p = await useMemcached(t)
+  const store = open(t, { servers: p.address, requestTimeout: PATIENT })
+  const n = 300
+  const keys = Array.from({ length: n }, (_, i) => `live_${i}`)
+  await Promise.all(keys.map((k) => store.write(k, `value of ${k}`, set)))
+  for (let round = 0; round < 50; round++) {
+    // reads move items between memcached's LRUs: the walk of `metadump all` then misses some
+    await Promise.all(keys.filter((_, i) => (i + round) % 3 === 0).map((k) => store.get(k)))
+    const listed = new Set<string>()
+    for await (const k of store.keys!('live_')) listed.add(k)
+    t.is(listed.size, n, `listing ${round} found ${listed.size} of ${n}`)
+    if (listed.size !== n) break
+  }
+})
+
+test('keys() while other listings run: a BUSY crawler is waited for, and every listing is whole', async (t) => {
+  const p = await useMemcached(t)
+  const store = open(t, { servers: p.address, requestTimeout: PATIENT })
+  await Promise.all(Array.from({ length: 2000 }, (_, i) => store.write(`busy_${i}`, 'x'.repeat(100), set)))
+  const list = async () => {
+    let count = 0
+    for await (const k of store.keys!('busy_')) if (k) count++
+    return count
+  }
+  t.deepEqual(await Promise.all(Array.from({ length: 6 }, list)), Array(6).fill(2000))
+})
