@@ -39,7 +39,9 @@ export class Connection {
   /** Requests written, oldest first, from `head` on. */
   private queue: Request[] = []
   private head = 0
-  /** Requests made while the meta probe of a new connection is unanswered: written once it is. */
+  /** True while the `mn` probe of the current connection is unanswered. */
+  private probing = false
+  /** Meta requests made while probing, and every request after them: written once the probe is answered. */
   private held: Request[] = []
   private corked = false
   /** The deadline sweep: a timer, or after a deadline passed, a look again once pending I/O is in. */
@@ -50,7 +52,10 @@ export class Connection {
   private closed: SessionError | undefined
   /** Whether the server answered the last `mn` probe with MN (memcached >= 1.6); undefined before any answer. */
   meta: boolean | undefined
-  /** The server closed the connection instead of answering `mn` (a proxy such as twemproxy): not asked again. */
+  /**
+   * The server closed the connection instead of answering `mn` (a proxy that closes on commands it
+   * does not know): not asked again. The text calls pipelined behind that probe failed once.
+   */
   private probeClosed = false
 
   constructor(
@@ -70,7 +75,8 @@ export class Connection {
       if (kind === 'meta' && this.meta === false) return reject(this.noMeta())
       const socket = this.socket ?? this.connect()
       const request: Request = { kind, write, command: undefined, resolve: resolve as Request['resolve'], reject, deadline: 0 }
-      if (this.held.length > 0 || this.queue[this.head]?.kind === 'probe') {
+      // Only a meta command waits for the probe's answer (and whatever comes after it, to keep the order).
+      if (this.held.length > 0 || (kind === 'meta' && this.probing)) {
         request.command = command
         request.deadline = performance.now() + this.timeout
         this.held.push(request)
@@ -95,7 +101,7 @@ export class Connection {
   /** Fails every call in flight and every later one with `error`, and drops the socket. */
   close(error: SessionError): void {
     this.closed = error
-    this.fail(error.message, undefined)
+    this.fail(error.message.replace(/^tied-session: /, ''), error.cause)
     clearTimeout(this.timer)
     clearImmediate(this.recheck)
   }
@@ -151,9 +157,10 @@ export class Connection {
     this.socket = socket
     this.connected = false
     this.parser.reset()
-    // memcached >= 1.6 answers `mn` with MN; older ones with ERROR. Requests wait for the answer,
-    // so that a meta command is never sent to a server that cannot read it.
+    // memcached >= 1.6 answers `mn` with MN; older ones with a one-line ERROR, so text commands
+    // can follow it at once; meta commands wait for the answer, never sent to a server that cannot read them.
     if (!this.probeClosed) {
+      this.probing = true
       const probe: Request = { kind: 'probe', write: false, command: undefined, resolve: this.probed, reject: () => {}, deadline: 0 }
       this.write(socket, probe, 'mn\r\n')
     }
@@ -163,6 +170,7 @@ export class Connection {
   /** The probe's answer: MN, or a text-only server's ERROR. The requests held meanwhile are written now. */
   private readonly probed = (reply: ParsedReply): void => {
     this.meta = reply.kind === 'meta' && reply.code === 'MN'
+    this.probing = false
     const held = this.held
     this.held = []
     for (const request of held) {
@@ -187,6 +195,7 @@ export class Connection {
     const sent = this.connected
     this.socket = undefined
     this.connected = false
+    this.probing = false
     socket?.destroy()
     this.parser.reset()
     const failed = this.queue.slice(this.head)

@@ -4,7 +4,7 @@ import Memcached from 'memcached'
 import { SessionError } from '../../src/errors.js'
 import { injectedPool } from '../../src/stores/memcached-injected.js'
 import { WireClient } from '../../src/stores/memcached-wire.js'
-import { freePort, useMemcached } from '../helpers/memcached.js'
+import { freePort, useMemcached, type MemcachedServer } from '../helpers/memcached.js'
 
 const test = anyTest as TestFn<unknown>
 type T = ExecutionContext<unknown>
@@ -22,6 +22,30 @@ async function unavailable(t: T, promise: Promise<unknown>): Promise<SessionErro
   const err = await t.throwsAsync(promise, { instanceOf: SessionError })
   t.is(err?.code, 'ERR_STORE_UNAVAILABLE')
   return err
+}
+
+/** A loopback proxy in front of `target`: `onData` gets each chunk from the client; everything is closed at the test's end. */
+async function proxy(
+  t: T,
+  target: MemcachedServer,
+  onData: (socket: net.Socket, chunk: Buffer, upstream: net.Socket) => void,
+): Promise<{ address: string; connections: () => number }> {
+  const sockets = new Set<net.Socket>()
+  let connections = 0
+  const server = net.createServer((socket) => {
+    connections++
+    const upstream = net.connect(target.port, target.host)
+    sockets.add(socket).add(upstream)
+    socket.on('data', (chunk: Buffer) => onData(socket, chunk, upstream))
+    upstream.pipe(socket)
+    for (const s of [socket, upstream]) s.on('error', () => undefined).on('close', () => (socket.destroy(), upstream.destroy()))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const socket of sockets) socket.destroy()
+    return new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  return { address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, connections: () => connections }
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -81,25 +105,13 @@ test('meta: modes and cas give stored, not_stored, exists and not_found as memca
 test('meta: a server that answers mn with ERROR (memcached < 1.6) is text only: meta calls reject unsent, text calls work', async (t) => {
   const p = await useMemcached(t)
   // a proxy in front of memcached that answers "mn" as memcached 1.5 does and passes the rest on
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer((socket) => {
-    const upstream = net.connect(p.port, p.host)
-    sockets.add(socket).add(upstream)
-    socket.on('data', (chunk: Buffer) => {
-      const text = chunk.toString('latin1')
-      if (text.startsWith('mn\r\n')) socket.write('ERROR\r\n')
-      const rest = text.startsWith('mn\r\n') ? chunk.subarray(4) : chunk
-      if (rest.length > 0) upstream.write(rest)
-    })
-    upstream.pipe(socket)
-    for (const s of [socket, upstream]) s.on('error', () => undefined)
+  const { address } = await proxy(t, p, (socket, chunk, upstream) => {
+    const text = chunk.toString('latin1')
+    if (text.startsWith('mn\r\n')) socket.write('ERROR\r\n')
+    const rest = text.startsWith('mn\r\n') ? chunk.subarray(4) : chunk
+    if (rest.length > 0) upstream.write(rest)
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const socket of sockets) socket.destroy()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  const wire = client(t, [`127.0.0.1:${(server.address() as net.AddressInfo).port}`])
+  const wire = client(t, [address])
   const before = await p.stats()
   // calls made before the probe's answer wait for it: the meta one is never sent
   const [meta, text] = await Promise.allSettled([wire.metaSet('k', 'v', { mode: 'set', ttl: 60 }), wire.store('set', 'k', 'text', 60)])
@@ -171,4 +183,33 @@ test('a write in flight when the server dies is outcomeUnknown', async (t) => {
     t.regex(err?.message ?? '', /failed: .*(closed the connection|ECONNRESET)/)
     t.is(err?.outcomeUnknown, unknown)
   }
+})
+
+test('close fails the calls in flight with its error: a write already sent is outcomeUnknown, later calls are not', async (t) => {
+  const p = await useMemcached(t)
+  const wire = new WireClient([p.address], PATIENT)
+  t.true(await wire.supportsMeta('k'))
+  t.teardown(() => p.resume())
+  await p.pause()
+  const write = wire.store('set', 'k', 'v', 60)
+  await sleep(20)
+  wire.close(new SessionError('ERR_STORE_UNAVAILABLE', 'the memcached store is closed; create a new one'))
+  const err = await unavailable(t, write)
+  t.is(err?.message, 'tied-session: the memcached store is closed; create a new one')
+  t.true(err?.outcomeUnknown)
+  t.false((await unavailable(t, wire.store('set', 'k', 'v', 60)))?.outcomeUnknown)
+})
+
+test('meta: a proxy that closes the connection on mn is text only from then on, and is not asked again', async (t) => {
+  const p = await useMemcached(t)
+  const { address, connections } = await proxy(t, p, (socket, chunk, upstream) => {
+    if (chunk.toString('latin1').startsWith('mn\r\n')) socket.destroy()
+    else upstream.write(chunk)
+  })
+  const wire = client(t, [address])
+  t.false(await wire.supportsMeta('k'))
+  await unavailable(t, wire.metaGet('k'))
+  t.is(await wire.store('set', 'k', 'v', 60), 'STORED')
+  t.is((await wire.get('k'))?.value, 'v')
+  t.is(connections(), 2, 'one connection closed on mn, one that serves')
 })
