@@ -79,7 +79,8 @@ export const COMMANDS: Record<string, CommandHelp> = {
     summary: 'every session (file store; memcached >= 1.4.31)',
     details:
       'Lists every session: id, user, size and top-level keys. The file store walks its directory; memcached is\n' +
-      'walked with `lru_crawler metadump all` (memcached >= 1.4.31, not started with -X or -o no_lru_crawler).\n' +
+      'walked with `lru_crawler metadump hash` (`all` before memcached 1.6.9; memcached >= 1.4.31, not started with\n' +
+      '-X or -o no_lru_crawler).\n' +
       'Index keys of the principal index are not sessions and are left out.\n' +
       '--where path=value keeps the sessions whose value at path is value (JSON, or the text); repeat it to\n' +
       'require several.',

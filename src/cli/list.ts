@@ -6,7 +6,7 @@ import { INDEX_AT, isSessionError } from '../index.js'
 import { expectArgs, type Command } from './context.js'
 import { CliError, EXIT } from './errors.js'
 import { isSessionId } from './ids.js'
-import { memcachedCommand, memcachedStats, versionAtLeast } from './memcached-raw.js'
+import { memcachedCommand, memcachedStats, replyLine, versionAtLeast } from './memcached-raw.js'
 import { humanBytes } from './output.js'
 import { ID_FIELD, getPath, parseAssignment, showValue, type Assignment } from './paths.js'
 import { REQUEST_TIMEOUT, type OpenStore } from './store.js'
@@ -98,7 +98,7 @@ async function whyNoList(servers: readonly string[], err: unknown): Promise<unkn
     servers.map(async (server) => {
       try {
         const { version = '0' } = await memcachedStats(server, REQUEST_TIMEOUT)
-        const reply = (await memcachedCommand(server, 'lru_crawler metadump 999', REQUEST_TIMEOUT)).trim()
+        const reply = replyLine(await memcachedCommand(server, 'lru_crawler metadump 999', 'dump', REQUEST_TIMEOUT))
         return { server, version, reply }
       } catch {
         return undefined

@@ -1,52 +1,29 @@
 /**
- * Raw commands to one memcached server over a socket of their own, with a deadline: the store's
- * client has no `stats`, and a down or stalled server must answer within the timeout.
+ * Raw commands to one memcached server over a socket of their own, with a deadline, read through
+ * the store's reply parser: the store's client has no `stats`, and a down or stalled server must
+ * answer within the timeout.
  */
-import net from 'node:net'
-import { socketAddress } from '../stores/address.js'
+import type { ParsedReply, ReplyKind } from '../stores/memcached-parser.js'
+import { memcachedRequest } from '../stores/memcached-request.js'
 
 /** What `stats` told: name -> value, as the server sent it. */
 export type Stats = Record<string, string>
 
-/** A line that ends a reply of memcached's text protocol (an error, or the status of a command). */
-const LAST_LINE = /(^|\r\n)(END|OK|BUSY|BADCLASS|NOTSTARTED|ERROR|CLIENT_ERROR|SERVER_ERROR)( [^\r\n]*)?\r\n$/
+/** Sends `command` (CRLF added) to `server` (`host:port`) and resolves its reply parsed as `kind`; rejects with a one-line reason. */
+export function memcachedCommand(server: string, command: string, kind: ReplyKind, timeoutMs: number): Promise<ParsedReply> {
+  return memcachedRequest(server, command, kind, { timeout: timeoutMs })
+}
 
-/** Sends `command` (CRLF added) to `server` (`host:port`) and resolves the whole reply; rejects with a one-line reason. */
-export function memcachedCommand(server: string, command: string, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(socketAddress(server))
-    let reply = ''
-    const settle = (error: Error | undefined) => {
-      clearTimeout(timer)
-      socket.destroy()
-      if (error) reject(error)
-      else resolve(reply)
-    }
-    // one deadline for connect and reply: the socket's own timeout only measures idleness
-    const timer = setTimeout(() => settle(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs)
-    socket.setEncoding('utf8')
-    socket.on('error', (err: NodeJS.ErrnoException) =>
-      settle(new Error(err.code === 'ECONNREFUSED' ? 'connection refused' : (err.code ?? err.message))),
-    )
-    socket.on('data', (chunk: string) => {
-      reply += chunk
-      if (LAST_LINE.test(reply)) settle(undefined)
-    })
-    socket.on('close', () => settle(new Error('connection closed before the answer'))) // ignored once settled
-    socket.write(`${command}\r\n`)
-  })
+/** The first line of a reply that is a refusal or out of step ('' for a reply that is an answer): what the server said. */
+export function replyLine(reply: ParsedReply): string {
+  return reply.kind === 'refused' || reply.kind === 'out_of_step' || reply.kind === 'server_error' ? reply.line : ''
 }
 
 /** `stats` of `server`. */
 export async function memcachedStats(server: string, timeoutMs: number): Promise<Stats> {
-  const reply = await memcachedCommand(server, 'stats', timeoutMs)
-  if (!reply.endsWith('END\r\n')) throw new Error(`it answered ${JSON.stringify(reply.trim())} to stats; is this memcached?`)
-  const stats: Stats = {}
-  for (const line of reply.split('\r\n')) {
-    const [word, name, ...value] = line.split(' ')
-    if (word === 'STAT' && name !== undefined) stats[name] = value.join(' ')
-  }
-  return stats
+  const reply = await memcachedCommand(server, 'stats', 'stats', timeoutMs)
+  if (reply.kind !== 'stats') throw new Error(`it answered ${JSON.stringify(replyLine(reply))} to stats; is this memcached?`)
+  return reply.stats
 }
 
 /** True when memcached `version` ("1.6.18") is at least `min` ("1.4.31"). */

@@ -77,11 +77,12 @@ export function injectedPool(client: MemcachedClient, requestTimeout: number): P
   const isCold = (server: string) => connections !== undefined && !poolOf(server).some((socket) => socket.readyState === 'open')
 
   /** Runs one client call with a deadline; resolves its result, or NOT_STORED for a refused add/replace. */
-  function call(key: string, op: (cb: MemcachedCallback) => void): Promise<unknown> {
+  function call(key: string, op: (cb: MemcachedCallback) => void, write = false): Promise<unknown> {
     if (closed) return Promise.reject(closed)
     const server = serverOf(key)
     return new Promise((resolve, reject) => {
       let done = false
+      let called = false
       let warmed: (() => void) | undefined
       const settle = () => {
         done = true
@@ -110,6 +111,7 @@ export function injectedPool(client: MemcachedClient, requestTimeout: number): P
         error = new SessionError(
           'ERR_STORE_UNAVAILABLE',
           `no answer from memcached ${server} in ${requestTimeout} ms; check that it runs and is reachable`,
+          { outcomeUnknown: write && called }, // a write handed to the client may have reached the server
         ),
       ) => {
         if (done) return
@@ -134,6 +136,7 @@ export function injectedPool(client: MemcachedClient, requestTimeout: number): P
           void warm.then(() => warming.get(server) === warm && warming.delete(server))
         }
         try {
+          called = true
           op(cb)
         } catch (err) {
           cb(err)
@@ -141,6 +144,13 @@ export function injectedPool(client: MemcachedClient, requestTimeout: number): P
       }
       start()
     })
+  }
+
+  const noMeta = async (key: string): Promise<never> => {
+    throw new SessionError(
+      'ERR_STORE_UNAVAILABLE',
+      `the injected client of memcached ${serverOf(key)} does not speak the meta protocol; check supportsMeta() first`,
+    )
   }
 
   /** The client gives a flag-0 item as its string; flagged items as what it made of them (a number, an object). */
@@ -173,14 +183,19 @@ export function injectedPool(client: MemcachedClient, requestTimeout: number): P
       const { [namespace + key]: value, cas } = result as Record<string, unknown>
       return item(value, cas)
     },
-    store: async (mode, key, value, exptime) => stored(await call(key, (cb) => client[mode](key, value, exptime, cb)), key),
+    store: async (mode, key, value, exptime) => stored(await call(key, (cb) => client[mode](key, value, exptime, cb), true), key),
     async cas(key, value, cas, exptime) {
-      if ((await call(key, (cb) => client.cas(key, value, cas, exptime, cb))) === true) return 'STORED'
+      if ((await call(key, (cb) => client.cas(key, value, cas, exptime, cb), true)) === true) return 'STORED'
       // The client answers false alike for EXISTS and NOT_FOUND: a get tells which.
       return (await call(key, (cb) => client.get(key, cb))) === undefined ? 'NOT_FOUND' : 'EXISTS'
     },
-    delete: async (key) => ((await call(key, (cb) => client.del(key, cb))) === true ? 'DELETED' : 'NOT_FOUND'),
-    touch: async (key, exptime) => ((await call(key, (cb) => client.touch(key, exptime, cb))) === true ? 'TOUCHED' : 'NOT_FOUND'),
+    delete: async (key) => ((await call(key, (cb) => client.del(key, cb), true)) === true ? 'DELETED' : 'NOT_FOUND'),
+    touch: async (key, exptime) => ((await call(key, (cb) => client.touch(key, exptime, cb), true)) === true ? 'TOUCHED' : 'NOT_FOUND'),
+    // The npm client speaks only the text protocol: no meta, and the meta calls reject unsent.
+    supportsMeta: async () => false,
+    metaGet: noMeta,
+    metaSet: noMeta,
+    metaDelete: noMeta,
     close(error) {
       closed = error
       for (const abort of [...pending.keys()]) abort(error)

@@ -1,28 +1,63 @@
 /**
- * The store's own memcached client: the text protocol on one pipelined socket per server.
+ * The store's own memcached client: the text protocol, and the meta protocol where the server
+ * speaks it, on one pipelined socket per server (./memcached-connection.ts).
  *
  * Not the npm `memcached` client (still accepted as an injected `client`): it never calls back
  * when a socket dies or a server stalls, retries a refused connect for 100 s, can crash the process
  * (flag-2 items, `spawn ping`), escapes CR and LF in values, and spends about 9 µs of CPU more per
  * get + set than this client does (bench/README.md). Here every request has a deadline, a server
- * that fails is refused for a second, values are stored byte for byte, and replies are framed by
- * their byte count.
+ * that fails or stalls is refused for a second, values are stored byte for byte, and replies are
+ * framed by their byte count (./memcached-parser.ts).
  */
 import { createRequire } from 'node:module'
-import net from 'node:net'
 import { SessionError } from '../errors.js'
-import { socketAddress } from './address.js'
-import { MAX_TIMER } from './lock.js'
+import { Connection, type Answer } from './memcached-connection.js'
+import type { Item, Status } from './memcached-parser.js'
 
-/** An item as read: its value (UTF-8), its flags (0 for the plain strings this library writes), and for `gets` its cas unique. */
-export interface Item {
-  value: string
-  flags: number
-  cas: string | undefined
+export type { Item } from './memcached-parser.js'
+
+/** The one-line replies of the text commands the store sends. */
+export type Reply = Status
+
+/** What {@link Pool.metaGet} asks for: the value, cas, remaining ttl, size, flags; `touch` sets a new exptime. */
+export interface MetaGetOptions {
+  value?: boolean
+  cas?: boolean
+  ttl?: boolean
+  size?: boolean
+  flags?: boolean
+  /** A new exptime (memcached's: seconds, or a Unix time past 30 days), set as the item is read. */
+  touch?: number
 }
 
-/** The one-line replies of the commands the store sends. */
-export type Reply = 'STORED' | 'NOT_STORED' | 'EXISTS' | 'NOT_FOUND' | 'DELETED' | 'TOUCHED'
+/** An item as {@link Pool.metaGet} read it: what was asked for. `ttl` is the seconds left, -1 = never expires. */
+export interface MetaItem {
+  value?: string
+  cas?: string
+  ttl?: number
+  size?: number
+  flags?: number
+}
+
+/** How {@link Pool.metaSet} writes: `mode` as the text commands, `cas` to write only at that version. */
+export interface MetaSetOptions {
+  mode: 'set' | 'add' | 'replace'
+  cas?: string
+  /** memcached's exptime, sent as is: seconds, 0 = never, over 30 days a Unix time. */
+  ttl: number
+  /** The item's client flags. @default 0 */
+  flags?: number
+}
+
+/**
+ * What {@link Pool.metaSet} did: `stored` (with the item's new cas), `exists` (the cas did not
+ * match), `not_found` (a cas write to a missing item), `not_stored` (an add of an existing item, a
+ * replace of a missing one).
+ */
+export interface MetaSetResult {
+  result: 'stored' | 'exists' | 'not_found' | 'not_stored'
+  cas?: string
+}
 
 /**
  * The servers of one side (principal or local), as the store calls them: a {@link WireClient}, or
@@ -42,211 +77,19 @@ export interface Pool {
   cas(key: string, value: string, cas: string, exptime: number): Promise<Reply>
   delete(key: string): Promise<Reply>
   touch(key: string, exptime: number): Promise<Reply>
+  /**
+   * Whether the server of `key` speaks the meta protocol (memcached >= 1.6), as found by an `mn`
+   * sent on connect. The meta calls reject with `ERR_STORE_UNAVAILABLE`, unsent, where it does not.
+   */
+  supportsMeta(key: string): Promise<boolean>
+  /** `mg`: undefined on a miss, else what `opts` asked for. */
+  metaGet(key: string, opts?: MetaGetOptions): Promise<MetaItem | undefined>
+  /** `ms`: writes `value` (UTF-8, byte for byte); a stored write returns the item's new cas. */
+  metaSet(key: string, value: string, opts: MetaSetOptions): Promise<MetaSetResult>
+  /** `md`: deletes `key`, with `cas` only at that version. */
+  metaDelete(key: string, opts?: { cas?: string }): Promise<'deleted' | 'not_found' | 'exists'>
   /** Fails the calls in flight and every later one with `error`; ends the client unless it was injected. */
   close(error: SessionError): void
-}
-
-/** After a connection error a server is refused this long: calls fail at once, and a restarted server serves again within it. */
-const RETRY_MS = 1000
-const LF = 0x0a
-const REPLIES = new Set<string>(['STORED', 'NOT_STORED', 'EXISTS', 'NOT_FOUND', 'DELETED', 'TOUCHED'])
-
-interface Request {
-  /** true: VALUE lines then END (get, gets); false: one line. */
-  items: boolean
-  resolve: (answer: never) => void
-  reject: (error: SessionError) => void
-  deadline: number
-  item: Item | undefined
-}
-
-const unavailable = (message: string, cause?: unknown) =>
-  new SessionError('ERR_STORE_UNAVAILABLE', message, cause === undefined ? undefined : { cause })
-
-/** One server: one socket, opened on first use and again after a failure; requests pipelined, replies matched in order. */
-class Connection {
-  private socket: net.Socket | undefined
-  /** Requests in flight, oldest first, from `head` on. */
-  private queue: Request[] = []
-  private head = 0
-  /** Bytes received and not parsed yet, and how many are needed before parsing again (a value's size). */
-  private chunks: Buffer[] = []
-  private received = 0
-  private needed = 0
-  private corked = false
-  /** The deadline sweep: a timer, or after a deadline passed, a look again once pending I/O is in. */
-  private timer: NodeJS.Timeout | undefined
-  private recheck: NodeJS.Immediate | undefined
-  /** Until when calls fail at once, and with what (a message and its cause). */
-  private refused: { until: number; message: string; cause: unknown } | undefined
-  private closed: SessionError | undefined
-
-  constructor(
-    readonly address: string,
-    private readonly timeout: number,
-  ) {}
-
-  /** Sends one command; resolves the reply line, or the item of a get (undefined for a miss). */
-  send<T>(command: string, items: boolean): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (this.closed) return reject(this.closed)
-      if (this.refused) {
-        const { until, message, cause } = this.refused
-        if (performance.now() < until) return reject(unavailable(message, cause)) // a new error each time: its own stack
-        this.refused = undefined
-      }
-      const socket = this.socket ?? this.connect()
-      if (this.head === this.queue.length) socket.ref() // a call in flight keeps the process alive; an idle store does not
-      const deadline = performance.now() + this.timeout
-      this.queue.push({ items, resolve: resolve as (answer: never) => void, reject, deadline, item: undefined })
-      if (this.timer === undefined && this.recheck === undefined)
-        this.timer = setTimeout(this.sweep, Math.min(this.timeout + 1, MAX_TIMER)).unref()
-      // The commands of one tick leave in one system call, as a pipelining client sends them.
-      if (!this.corked) {
-        this.corked = true
-        socket.cork()
-        process.nextTick(this.uncork)
-      }
-      socket.write(command)
-    })
-  }
-
-  /** Fails every call in flight and every later one with `error`, and drops the socket. */
-  close(error: SessionError): void {
-    this.closed = error
-    this.fail(error)
-    clearTimeout(this.timer)
-    clearImmediate(this.recheck)
-  }
-
-  private connect(): net.Socket {
-    const socket = net.connect({ ...socketAddress(this.address), noDelay: true })
-    socket.unref()
-    socket.setKeepAlive(true, 60_000) // a connection dropped silently (a firewall, a crashed host) is found while idle
-    let error: Error | undefined
-    socket.on('data', (chunk: Buffer) => socket === this.socket && this.onData(chunk))
-    socket.on('error', (err) => (error = err))
-    // The server closed (or reset) the connection: the calls on it fail, and the next call opens a
-    // new one at once ('end' comes before 'close': calls made in between must not wait on it).
-    const closed = () => {
-      if (socket !== this.socket) return // dropped on purpose: its calls have failed already
-      const message = `memcached ${this.address} failed: ${error?.message ?? 'it closed the connection'}; check that it runs and is reachable`
-      // A server that refused or reset the connection is refused for a while, so that calls fail at once.
-      if (error) this.refuse(message, error)
-      this.fail(unavailable(message, error))
-    }
-    socket.on('end', closed)
-    socket.on('close', closed)
-    this.socket = socket
-    return socket
-  }
-
-  /** Calls fail at once with `message` for RETRY_MS: a server that cannot be reached is not asked again for each call. */
-  private refuse(message: string, cause?: unknown): void {
-    this.refused = { until: performance.now() + RETRY_MS, message, cause }
-  }
-
-  /** Fails the calls in flight and drops the socket (replies come in order: one that never came makes it useless). */
-  private fail(error: SessionError): void {
-    const socket = this.socket
-    this.socket = undefined
-    socket?.destroy()
-    this.chunks = []
-    this.received = this.needed = 0
-    const failed = this.queue
-    const from = this.head
-    this.queue = []
-    this.head = 0
-    for (let i = from; i < failed.length; i++) failed[i]!.reject(error)
-  }
-
-  private readonly uncork = (): void => {
-    this.corked = false
-    this.socket?.uncork()
-  }
-
-  /** Fails the calls in flight once the oldest is past its deadline (every call has the same timeout: the oldest is first). */
-  private readonly sweep = (): void => {
-    this.timer = undefined
-    const oldest = this.queue[this.head]
-    if (oldest === undefined) return
-    const now = performance.now()
-    if (oldest.deadline > now) {
-      this.timer = setTimeout(this.sweep, Math.min(oldest.deadline - now + 1, MAX_TIMER)).unref()
-      return
-    }
-    // Timers run before I/O: after the event loop was blocked, a reply may be waiting to be read.
-    // Look again once pending I/O is in, and fail only if that call is still unanswered.
-    this.recheck = setImmediate(() => {
-      this.recheck = undefined
-      if (this.queue[this.head] !== oldest) return this.sweep()
-      const message = `no answer from memcached ${this.address} in ${this.timeout} ms; check that it runs and is reachable`
-      if (this.socket?.connecting) this.refuse(message) // not even connected: the host is unreachable
-      this.fail(unavailable(message))
-    }) // not unref'ed: an unref'ed immediate lets the poll phase wait for I/O that may never come
-  }
-
-  private onData(chunk: Buffer): void {
-    this.chunks.push(chunk)
-    this.received += chunk.length
-    if (this.received < this.needed) return // the rest of a value is still to come
-    const buf = this.chunks.length === 1 ? chunk : Buffer.concat(this.chunks, this.received)
-    let at = 0
-    this.needed = 0
-    while (this.head < this.queue.length) {
-      const request = this.queue[this.head]!
-      const eol = buf.indexOf(LF, at)
-      if (eol < 0) break
-      const line = buf.toString('latin1', at, buf[eol - 1] === 0x0d ? eol - 1 : eol)
-      if (request.items && line.startsWith('VALUE ')) {
-        // VALUE <key> <flags> <bytes> [<cas unique>]; the data follows, framed by its byte count
-        const [, , flags, bytes, cas] = line.split(' ')
-        const start = eol + 1
-        const end = start + Number(bytes)
-        if (!(end >= start) || flags === undefined) return this.outOfStep(request, line)
-        if (buf.length < end + 2) {
-          this.needed = end + 2 - at
-          break
-        }
-        if (buf[end] !== 0x0d || buf[end + 1] !== LF) return this.outOfStep(request, line) // a wrong byte count
-        request.item = { value: buf.toString('utf8', start, end), flags: Number(flags), cas }
-        at = end + 2
-        continue
-      }
-      at = eol + 1
-      this.queue[this.head++] = undefined as unknown as Request
-      if (request.items ? line === 'END' : REPLIES.has(line)) request.resolve((request.items ? request.item : line) as never)
-      else if (line.startsWith('SERVER_ERROR')) {
-        // The server refused this command (out of memory, item too large) and stays in step.
-        request.reject(unavailable(`memcached ${this.address} answered "${line}"; check its memory (-m) and item size (-I)`))
-      } else return this.outOfStep(request, line)
-    }
-    if (this.head === this.queue.length) {
-      this.queue = []
-      this.head = 0
-      this.socket?.unref()
-    } else if (this.head >= 1024) {
-      // under steady load the queue may never empty: drop the answered slots now and then
-      this.queue = this.queue.slice(this.head)
-      this.head = 0
-    }
-    this.received = buf.length - at
-    this.chunks = this.received === 0 ? [] : [buf.subarray(at)]
-  }
-
-  /** A reply that fits no request (ERROR, CLIENT_ERROR, garbage): nothing after it can be trusted. */
-  private outOfStep(request: Request, line: string): void {
-    const said = line.slice(0, 200)
-    if (/^ERROR ./.test(line)) {
-      // the server's own words, not an answer ("ERROR Too many open connections"), and it closes the connection
-      const message = `memcached ${this.address} answered "${said}"; check its connection limit (-c) and load`
-      this.refuse(message)
-      request.reject(unavailable(message))
-      return this.fail(unavailable(message))
-    }
-    request.reject(unavailable(`memcached ${this.address} answered "${said}", out of step with the requests`))
-    this.fail(unavailable(`memcached ${this.address} is out of step with the requests; the connection was dropped`))
-  }
 }
 
 type HashRing = { get(key: string): string }
@@ -284,33 +127,117 @@ export class WireClient implements Pool {
     return this.only ?? this.connections.get(this.ring!.get(key))!
   }
 
-  get(key: string): Promise<Item | undefined> {
-    return this.on(key).send(`get ${key}\r\n`, true)
+  async get(key: string): Promise<Item | undefined> {
+    return items(await this.on(key).send(`get ${key}\r\n`, 'items', false))
   }
 
-  gets(key: string): Promise<Item | undefined> {
-    return this.on(key).send(`gets ${key}\r\n`, true)
+  async gets(key: string): Promise<Item | undefined> {
+    return items(await this.on(key).send(`gets ${key}\r\n`, 'items', false))
   }
 
   /** set, add or replace; the value is sent byte for byte (UTF-8) with flags 0. */
-  store(mode: 'set' | 'add' | 'replace', key: string, value: string, exptime: number): Promise<Reply> {
-    return this.on(key).send(`${mode} ${key} 0 ${exptime} ${Buffer.byteLength(value)}\r\n${value}\r\n`, false)
+  async store(mode: 'set' | 'add' | 'replace', key: string, value: string, exptime: number): Promise<Reply> {
+    return status(await this.on(key).send(`${mode} ${key} 0 ${exptime} ${Buffer.byteLength(value)}\r\n${value}\r\n`, 'status', true))
   }
 
-  cas(key: string, value: string, cas: string, exptime: number): Promise<Reply> {
-    return this.on(key).send(`cas ${key} 0 ${exptime} ${Buffer.byteLength(value)} ${cas}\r\n${value}\r\n`, false)
+  async cas(key: string, value: string, cas: string, exptime: number): Promise<Reply> {
+    const command = `cas ${key} 0 ${exptime} ${Buffer.byteLength(value)} ${cas}\r\n${value}\r\n`
+    return status(await this.on(key).send(command, 'status', true))
   }
 
-  delete(key: string): Promise<Reply> {
-    return this.on(key).send(`delete ${key}\r\n`, false)
+  async delete(key: string): Promise<Reply> {
+    return status(await this.on(key).send(`delete ${key}\r\n`, 'status', true))
   }
 
-  touch(key: string, exptime: number): Promise<Reply> {
-    return this.on(key).send(`touch ${key} ${exptime}\r\n`, false)
+  async touch(key: string, exptime: number): Promise<Reply> {
+    return status(await this.on(key).send(`touch ${key} ${exptime}\r\n`, 'status', true))
+  }
+
+  supportsMeta(key: string): Promise<boolean> {
+    return this.on(key).supportsMeta()
+  }
+
+  async metaGet(key: string, opts: MetaGetOptions = {}): Promise<MetaItem | undefined> {
+    // mg return flags: v value, c cas, t seconds left (-1: never), s size, f client flags; T<exptime> touches
+    let command = `mg ${key}${opts.value ? ' v' : ''}${opts.cas ? ' c' : ''}${opts.ttl ? ' t' : ''}${opts.size ? ' s' : ''}${opts.flags ? ' f' : ''}`
+    if (opts.touch !== undefined) command += ` T${integer(opts.touch, 'touch')}`
+    const reply = meta(await this.on(key).send(`${command}\r\n`, 'meta', opts.touch !== undefined), this.serverOf(key))
+    if (reply.code === 'EN') return undefined
+    if (reply.code !== 'HD' && reply.code !== 'VA') throw answered(this.serverOf(key), reply.code, 'mg')
+    const found: MetaItem = {}
+    const { c, t, s, f } = reply.flags
+    if (reply.value !== undefined) found.value = reply.value
+    if (c !== undefined) found.cas = c
+    if (t !== undefined) found.ttl = Number(t)
+    if (s !== undefined) found.size = Number(s)
+    if (f !== undefined) found.flags = Number(f)
+    return found
+  }
+
+  async metaSet(key: string, value: string, opts: MetaSetOptions): Promise<MetaSetResult> {
+    // A cas that is not a number cannot be the item's: nothing to send.
+    if (opts.cas !== undefined && !/^\d+$/.test(opts.cas)) return { result: 'exists' }
+    // ms <key> <datalen> <flags>*: c returns the new cas, T sets the exptime, F the client flags,
+    // C writes only at that cas; the mode token ME is add, MR replace, MS (the default) set.
+    let command = `ms ${key} ${Buffer.byteLength(value)} c T${integer(opts.ttl, 'ttl')}`
+    if (opts.flags !== undefined) command += ` F${integer(opts.flags, 'flags')}`
+    if (opts.cas !== undefined) command += ` C${opts.cas}`
+    if (opts.mode !== 'set') command += opts.mode === 'add' ? ' ME' : opts.mode === 'replace' ? ' MR' : badMode(opts.mode)
+    const reply = meta(await this.on(key).send(`${command}\r\n${value}\r\n`, 'meta', true), this.serverOf(key))
+    switch (reply.code) {
+      case 'HD':
+        return reply.flags.c === undefined ? { result: 'stored' } : { result: 'stored', cas: reply.flags.c }
+      case 'NS':
+        return { result: 'not_stored' }
+      case 'EX':
+        return { result: 'exists' }
+      case 'NF':
+        return { result: 'not_found' }
+      default:
+        throw answered(this.serverOf(key), reply.code, 'ms')
+    }
+  }
+
+  async metaDelete(key: string, opts: { cas?: string } = {}): Promise<'deleted' | 'not_found' | 'exists'> {
+    if (opts.cas !== undefined && !/^\d+$/.test(opts.cas)) return 'exists'
+    const command = `md ${key}${opts.cas === undefined ? '' : ` C${opts.cas}`}\r\n`
+    const reply = meta(await this.on(key).send(command, 'meta', true), this.serverOf(key))
+    if (reply.code === 'HD') return 'deleted'
+    if (reply.code === 'NF') return 'not_found'
+    if (reply.code === 'EX') return 'exists'
+    throw answered(this.serverOf(key), reply.code, 'md')
   }
 
   /** Fails the calls in flight and every later one with `error`; closes the sockets. */
   close(error: SessionError): void {
     for (const connection of this.connections.values()) connection.close(error)
   }
+}
+
+/** The first item of a get (the store gets one key at a time), or undefined for a miss. */
+function items(answer: Answer): Item | undefined {
+  if (answer.kind !== 'items') throw new Error(`tied-session: internal: an items reply expected, got ${answer.kind}`)
+  return answer.items[0]
+}
+
+function status(answer: Answer): Reply {
+  if (answer.kind !== 'status') throw new Error(`tied-session: internal: a status reply expected, got ${answer.kind}`)
+  return answer.status
+}
+
+function meta(answer: Answer, server: string): Extract<Answer, { kind: 'meta' }> {
+  if (answer.kind !== 'meta') throw answered(server, answer.kind, 'a meta command')
+  return answer
+}
+
+const answered = (server: string, what: string, command: string) =>
+  new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} answered ${what} to ${command}, which it never does; is this memcached?`)
+
+function integer(value: number, name: string): number {
+  if (!Number.isSafeInteger(value)) throw new TypeError(`tied-session: meta ${name} must be a whole number, got ${String(value)}`)
+  return value
+}
+
+function badMode(mode: never): never {
+  throw new TypeError(`tied-session: metaSet mode must be set, add or replace, got ${String(mode)}`)
 }

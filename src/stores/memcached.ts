@@ -1,120 +1,25 @@
 import { randomBytes } from 'node:crypto'
-import net from 'node:net'
 import { SessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type LockRelease, type Store, type WriteOptions, type WriteResult } from './store.js'
-import { normalizeServer, socketAddress } from './address.js'
-import { pause, pollLock } from './lock.js'
-import { CLIENT_METHODS, injectedPool, type MemcachedClient } from './memcached-injected.js'
+import { pollLock } from './lock.js'
+import { KeyLister } from './memcached-keys.js'
+import { injectedPool } from './memcached-injected.js'
 import { LateLocks } from './memcached-late-locks.js'
+import { resolveOptions, THIRTY_DAYS, type Config, type MemcachedStoreOptions } from './memcached-options.js'
 import { WireClient, type Pool } from './memcached-wire.js'
 
 export type { MemcachedCallback, MemcachedClient } from './memcached-injected.js'
-
-/** Options of {@link memcachedStore}. */
-export interface MemcachedStoreOptions {
-  /** Principal servers, `host:port` (port 11211 if left out); several form a consistent-hashing pool. Every write goes here. */
-  servers?: string[] | string
-  /** Local servers, read first and kept as a cache of the principal. @default [] */
-  local?: string[] | string
-  /**
-   * Seconds a copy made into `local` on a read lives at most: the longest a local read can lag a
-   * write made through another host. Cut to the key's remaining life when this store wrote or
-   * touched it (memcached cannot tell a key's remaining life). @default 60
-   */
-  localTtl?: number
-  /** Milliseconds a call may take before it fails with `ERR_STORE_UNAVAILABLE`; also the connect timeout. @default 1000 */
-  requestTimeout?: number
-  /**
-   * Largest value, in bytes as stored: UTF-8 (an injected npm `memcached` client also sends each
-   * CR and LF as two bytes). Keep it under the server's item size (`-I`, 1 MiB) minus key and
-   * header. @default 1000000
-   */
-  maxValueBytes?: number
-  /**
-   * An already-configured principal client instead of `servers` (see {@link MemcachedClient}); the
-   * caller ends it. The store gives its calls deadlines, but its other traps stay the caller's
-   * (flag-2 items parsed in the socket handler, issue-log timers, `ping`, the 100 s connect retry).
-   */
-  client?: MemcachedClient
-  /** An already-configured local client instead of `local`; the caller ends it. */
-  localClient?: MemcachedClient
-}
+export type { MemcachedStoreOptions } from './memcached-options.js'
 
 /** A memcached store: a {@link Store} that also tells its servers. */
 export type MemcachedStore = Store &
   Required<Pick<Store, 'lock'>> & { readonly servers: readonly string[]; readonly local: readonly string[] }
 
-const OPTION_NAMES = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes', 'client', 'localClient']
-/** memcached reads an exptime over 30 days as a Unix time. */
-const THIRTY_DAYS = 2_592_000
 const WRITE_MODES = new Set<unknown>(['set', 'add', 'replace', 'cas'])
 /** How many keys' expiry times a store remembers from its own writes and touches. */
 const EXPIRY_MEMORY = 10_000
 /** The lock of key `k` is the key `k:lock`, on the principal servers only; keys() leaves such keys out. */
 const LOCK_SUFFIX = ':lock'
-
-function hostPort(server: unknown, option: string): string {
-  const address = normalizeServer(server)
-  if (address === undefined) {
-    throw new TypeError(
-      `tied-session: memcachedStore option \`${option}\` takes "host:port" strings ("[address]:port" for IPv6), got ${JSON.stringify(server)}`,
-    )
-  }
-  return address
-}
-
-function serverList(value: unknown, option: string): string[] {
-  const list = typeof value === 'string' ? [value] : value
-  if (!Array.isArray(list))
-    throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be a "host:port" string or an array of them`)
-  return list.map((server) => hostPort(server, option))
-}
-
-function positiveInteger(value: unknown, option: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (value === undefined) return fallback
-  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > max) {
-    throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be an integer from 1 to ${max}, got ${String(value)}`)
-  }
-  return value as number
-}
-
-function injected(value: unknown, option: string): MemcachedClient {
-  const missing = CLIENT_METHODS.filter((m) => typeof (value as Record<string, unknown> | null)?.[m] !== 'function')
-  if (missing.length > 0)
-    throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be a memcached client; it lacks ${missing.join(', ')}`)
-  return value as MemcachedClient
-}
-
-function resolveOptions(options: MemcachedStoreOptions) {
-  if (typeof options !== 'object' || options === null) throw new TypeError('tied-session: memcachedStore takes an options object')
-  for (const name of Object.keys(options)) {
-    if (!OPTION_NAMES.includes(name))
-      throw new TypeError(`tied-session: unknown memcachedStore option \`${name}\` (known: ${OPTION_NAMES.join(', ')})`)
-  }
-  const { servers, local, client, localClient } = options
-  if ((servers === undefined) === (client === undefined))
-    throw new TypeError('tied-session: memcachedStore needs exactly one of `servers` and `client`')
-  if (local !== undefined && localClient !== undefined)
-    throw new TypeError('tied-session: memcachedStore takes `local` or `localClient`, not both')
-  const principal = servers === undefined ? undefined : serverList(servers, 'servers')
-  if (principal?.length === 0) throw new TypeError('tied-session: memcachedStore option `servers` must name at least one server')
-  const requestTimeout = options.requestTimeout ?? 1000
-  if (typeof requestTimeout !== 'number' || !(requestTimeout > 0 && requestTimeout <= 2 ** 31 - 1)) {
-    throw new TypeError(
-      `tied-session: memcachedStore option \`requestTimeout\` must be a positive number of milliseconds, got ${String(requestTimeout)}`,
-    )
-  }
-  return {
-    servers: principal,
-    local: local === undefined ? [] : serverList(local, 'local'),
-    localTtl: positiveInteger(options.localTtl, 'localTtl', 60, THIRTY_DAYS),
-    requestTimeout,
-    maxValueBytes: positiveInteger(options.maxValueBytes, 'maxValueBytes', 1_000_000),
-    client: client === undefined ? undefined : injected(client, 'client'),
-    localClient: localClient === undefined ? undefined : injected(localClient, 'localClient'),
-  }
-}
-type Config = ReturnType<typeof resolveOptions>
 
 /**
  * A store on memcached, as Apache::Session::Memorycached: writes go to the principal `servers`,
@@ -143,13 +48,12 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       ? new WireClient(config.local, requestTimeout)
       : undefined
   const pools = local ? [principal, local] : [principal]
-  const dumps = new Set<net.Socket>()
+  const lister = new KeyLister(requestTimeout)
   /** Key -> when it expires (ms), as this store last wrote or touched it; oldest first. */
   const expiries = new Map<string, number>()
   /** Releases of the locks this store holds: close() releases them. */
   const held = new Set<() => Promise<void>>()
   let closing: Promise<void> | undefined
-  let closed = false
 
   const closedError = () => new SessionError('ERR_STORE_UNAVAILABLE', 'the memcached store is closed; create a new one')
 
@@ -242,51 +146,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
 
   async function* keys(prefix = ''): AsyncGenerator<string> {
     for (const server of principal.servers) {
-      for (const key of await dumpKeys(server)) {
+      for (const key of await lister.keys(server)) {
         if (key.endsWith(LOCK_SUFFIX)) continue // a lock, not data
         if (key.startsWith(principal.namespace + prefix)) yield key.slice(principal.namespace.length)
       }
-    }
-  }
-
-  /** Live keys of one server, from `lru_crawler metadump all` (memcached >= 1.4.31) on a socket of its own. */
-  async function dumpKeys(server: string): Promise<string[]> {
-    for (let attempt = 1; ; attempt++) {
-      const reply = await new Promise<string>((resolve, reject) => {
-        if (closed) return reject(closedError())
-        const socket = net.connect(socketAddress(server))
-        const chunks: string[] = []
-        let tail = '' // the reply's last bytes: its end may come split over several chunks
-        dumps.add(socket)
-        socket.setEncoding('utf8')
-        socket.setTimeout(requestTimeout, () => socket.destroy(new Error(`no data in ${requestTimeout} ms`)))
-        socket.on('data', (chunk: string) => {
-          chunks.push(chunk)
-          tail = (tail + chunk).slice(-300)
-          if (/(^|\n)(END|BUSY[^\n]*|ERROR[^\n]*|CLIENT_ERROR[^\n]*)\r\n$/.test(tail)) socket.end()
-        })
-        socket.on('error', (err) =>
-          reject(new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} did not list its keys: ${err.message}`, { cause: err })),
-        )
-        socket.on('close', () => {
-          dumps.delete(socket)
-          resolve(chunks.join(''))
-        })
-        socket.write('lru_crawler metadump all\r\n')
-      })
-      if (reply.startsWith('BUSY') && attempt < 10) {
-        await pause(50, undefined)
-        continue
-      }
-      if (!reply.endsWith('END\r\n'))
-        throw new SessionError('ERR_STORE_UNAVAILABLE', `memcached ${server} did not list its keys: ${reply.slice(0, 100) || 'no reply'}`)
-      const now = Date.now() / 1000
-      const found: string[] = []
-      // Lines are "key=<url-encoded> exp=<unix time, -1 = never> la=... cas=..."
-      for (const [, key, exp] of reply.matchAll(/^key=(\S+) exp=(-?\d+)/gm)) {
-        if (exp === '-1' || Number(exp) > now) found.push(decodeURIComponent(key!))
-      }
-      return found
     }
   }
 
@@ -397,10 +260,9 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     close: () =>
       (closing ??= (async () => {
         if (held.size > 0) await Promise.allSettled([...held].map((release) => release()))
-        closed = true
         const sweepEnded = lateLocks.close()
         for (const pool of pools) pool.close(closedError()) // a look in flight fails now
-        for (const socket of dumps) socket.destroy()
+        lister.close()
         await sweepEnded
         onClose?.()
       })()),
