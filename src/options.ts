@@ -20,6 +20,8 @@ export interface TieOptions {
   local?: MemcachedStoreOptions['local']
   /** Seconds a copy made into `local` lives at most. @default 60 */
   localTtl?: number
+  /** Serve `local` copies without checking them against the principal (Memorycached's way; a destroy elsewhere shows after `localTtl`). @default false */
+  trustLocal?: boolean
   /** Milliseconds a memcached call may take before `ERR_STORE_UNAVAILABLE`. @default 1000 */
   requestTimeout?: number
   /** Largest stored session, in bytes; larger is `ERR_TOO_LARGE` and nothing is written. @default 1000000 */
@@ -60,7 +62,7 @@ export interface TieOptions {
 }
 
 const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '' } as const
-const MEMCACHED = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes'] as const
+const MEMCACHED = ['servers', 'local', 'localTtl', 'trustLocal', 'requestTimeout', 'maxValueBytes'] as const
 const KNOWN = new Set([
   'store',
   ...MEMCACHED,

@@ -92,9 +92,10 @@ export async function startMemcached(extra: string[] = []): Promise<Server> {
 }
 
 /** Commands a server received, from its stats (a multi-key get counts one per key). */
-export function commands(s: Record<string, number>): { get: number; store: number; other: number } {
+export function commands(s: Record<string, number>): { get: number; store: number; other: number; bytes: number } {
   const n = (k: string) => s[k] ?? 0
   return {
+    bytes: n('bytes_written'), // what the server sent back: values travel here
     get: n('cmd_get'),
     store: n('cmd_set'), // set, add, replace, append, prepend and cas
     other: n('cmd_touch') + n('delete_hits') + n('delete_misses') + n('incr_hits') + n('incr_misses') + n('decr_hits') + n('decr_misses'),
@@ -106,12 +107,12 @@ export async function countPerOp(
   servers: Server[],
   n: number,
   op: (i: number) => Promise<void>,
-): Promise<Array<{ get: number; store: number; other: number }>> {
+): Promise<Array<{ get: number; store: number; other: number; bytes: number }>> {
   const before = await Promise.all(servers.map(async (s) => commands(await s.stats())))
   for (let i = 0; i < n; i++) await op(i)
   const after = await Promise.all(servers.map(async (s) => commands(await s.stats())))
   return after.map((a, i) => {
     const b = before[i]!
-    return { get: (a.get - b.get) / n, store: (a.store - b.store) / n, other: (a.other - b.other) / n }
+    return { get: (a.get - b.get) / n, store: (a.store - b.store) / n, other: (a.other - b.other) / n, bytes: (a.bytes - b.bytes) / n }
   })
 }

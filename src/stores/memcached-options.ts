@@ -4,7 +4,7 @@
 import { normalizeServer } from './address.js'
 import { CLIENT_METHODS, type MemcachedClient } from './memcached-injected.js'
 
-const OPTION_NAMES = ['servers', 'local', 'localTtl', 'requestTimeout', 'maxValueBytes', 'client', 'localClient']
+const OPTION_NAMES = ['servers', 'local', 'localTtl', 'trustLocal', 'requestTimeout', 'maxValueBytes', 'client', 'localClient']
 /** memcached reads an exptime over 30 days as a Unix time. */
 export const THIRTY_DAYS = 2_592_000
 
@@ -12,14 +12,24 @@ export const THIRTY_DAYS = 2_592_000
 export interface MemcachedStoreOptions {
   /** Principal servers, `host:port` (port 11211 if left out); several form a consistent-hashing pool. Every write goes here. */
   servers?: string[] | string
-  /** Local servers, read first and kept as a cache of the principal. @default [] */
+  /**
+   * Local servers, a write-through cache of the principal: writes go to the principal, then here;
+   * a read serves the local copy only when the principal says it is still current (one meta `mg`
+   * that sends no value), so a session destroyed anywhere is never served. @default []
+   */
   local?: string[] | string
   /**
-   * Seconds a copy made into `local` on a read lives at most: the longest a local read can lag a
-   * write made through another host. Cut to the key's remaining life when this store wrote or
-   * touched it (memcached cannot tell a key's remaining life). @default 60
+   * Seconds a copy in `local` lives at most. Cut to the key's remaining life when this store wrote
+   * or touched it (memcached cannot tell a key's remaining life). @default 60
    */
   localTtl?: number
+  /**
+   * Serve `local` copies without asking the principal, as Apache::Session::Memorycached does:
+   * reads keep working while the principal is down, but a session destroyed or changed through
+   * another host stays readable here for up to `localTtl` seconds (this process still reads its
+   * own writes). @default false
+   */
+  trustLocal?: boolean
   /**
    * Milliseconds a call may take before it fails with `ERR_STORE_UNAVAILABLE`; also the connect
    * timeout. A server that let a call time out is then refused for 1 s (calls fail at once). @default 1000
@@ -56,6 +66,12 @@ function serverList(value: unknown, option: string): string[] {
   if (!Array.isArray(list))
     throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be a "host:port" string or an array of them`)
   return list.map((server) => hostPort(server, option))
+}
+
+function bool(value: unknown, option: string): boolean {
+  if (value !== undefined && typeof value !== 'boolean')
+    throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be a boolean`)
+  return value === true
 }
 
 function positiveInteger(value: unknown, option: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -97,6 +113,7 @@ export function resolveOptions(options: MemcachedStoreOptions) {
     servers: principal,
     local: local === undefined ? [] : serverList(local, 'local'),
     localTtl: positiveInteger(options.localTtl, 'localTtl', 60, THIRTY_DAYS),
+    trustLocal: bool(options.trustLocal, 'trustLocal'),
     requestTimeout,
     maxValueBytes: positiveInteger(options.maxValueBytes, 'maxValueBytes', 1_000_000),
     client: client === undefined ? undefined : injected(client, 'client'),

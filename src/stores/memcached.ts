@@ -3,6 +3,7 @@ import { SessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type LockRelease, type Store, type WriteOptions, type WriteResult } from './store.js'
 import { pollLock } from './lock.js'
 import { KeyLister } from './memcached-keys.js'
+import { LocalCache } from './memcached-local.js'
 import { injectedPool } from './memcached-injected.js'
 import { LateLocks } from './memcached-late-locks.js'
 import { resolveOptions, THIRTY_DAYS, type Config, type MemcachedStoreOptions } from './memcached-options.js'
@@ -49,6 +50,9 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       : undefined
   const pools = local ? [principal, local] : [principal]
   const lister = new KeyLister(requestTimeout)
+  const cache = local
+    ? new LocalCache({ principal, local, trust: config.trustLocal, readPrincipal, copyTtl: (key) => copyTtl(key) })
+    : undefined
   /** Key -> when it expires (ms), as this store last wrote or touched it; oldest first. */
   const expiries = new Map<string, number>()
   /** Releases of the locks this store holds: close() releases them. */
@@ -116,15 +120,33 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     return item.cas === undefined ? { value: item.value } : { value: item.value, version: item.cas }
   }
 
-  async function writePrincipal(key: string, value: string, { mode, ttl, version }: WriteOptions): Promise<WriteResult> {
+  /**
+   * Writes to the principal. With a local cache (and meta commands: memcached >= 1.6) it is an
+   * `ms`, whose reply says the new cas, so that the new version can be written through to local.
+   */
+  async function writePrincipal(
+    key: string,
+    value: string,
+    { mode, ttl, version }: WriteOptions,
+  ): Promise<{ result: WriteResult; cas?: string }> {
+    // No version (a read without one) or not a cas unique: it cannot be the current one.
+    if (mode === 'cas' && (version === undefined || !/^\d+$/.test(version))) return { result: 'exists' }
+    if (cache !== undefined && (await cache.usable(key))) {
+      const reply = await principal.metaSet(key, value, {
+        mode: mode === 'cas' ? 'set' : mode,
+        ttl: exptime(ttl),
+        ...(mode === 'cas' ? { cas: version! } : {}),
+      })
+      // NS: an add of an existing item, a replace of a missing one
+      const result: WriteResult = reply.result === 'not_stored' ? (mode === 'replace' ? 'not_found' : 'exists') : reply.result
+      return reply.cas === undefined ? { result } : { result, cas: reply.cas }
+    }
     if (mode === 'cas') {
-      // No version (a read served by local) or not a cas unique: it cannot be the current one.
-      if (version === undefined || !/^\d+$/.test(version)) return 'exists'
-      const reply = await principal.cas(key, value, version, exptime(ttl))
-      return reply === 'STORED' ? 'stored' : reply === 'NOT_FOUND' ? 'not_found' : 'exists'
+      const reply = await principal.cas(key, value, version!, exptime(ttl))
+      return { result: reply === 'STORED' ? 'stored' : reply === 'NOT_FOUND' ? 'not_found' : 'exists' }
     }
     const reply = await principal.store(mode, key, value, exptime(ttl))
-    return reply === 'STORED' ? 'stored' : mode === 'replace' ? 'not_found' : mode === 'add' ? 'exists' : unexpected(key, reply)
+    return { result: reply === 'STORED' ? 'stored' : mode === 'replace' ? 'not_found' : mode === 'add' ? 'exists' : unexpected(key, reply) }
   }
 
   const unexpected = (key: string, reply: string): never => {
@@ -142,7 +164,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   const copyTtl = (key: string) => Math.min(localTtl, Math.floor(((expiries.get(key) ?? Infinity) - Date.now()) / 1000))
 
   /** Local failures cost speed, never an error. */
-  const dropLocal = (key: string): Promise<unknown> | undefined => local?.delete(key).catch(() => undefined)
+  const dropLocal = (key: string): Promise<void> | undefined => cache?.drop(key)
 
   async function* keys(prefix = ''): AsyncGenerator<string> {
     for (const server of principal.servers) {
@@ -206,30 +228,20 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
 
     async get(key, opts): Promise<Entry | undefined> {
       checkKey(key)
-      if (!local || opts?.consistent === true) return readPrincipal(key)
-      let copy: 'add' | 'set' | undefined = 'add'
-      try {
-        const item = await local.get(key)
-        if (item?.flags === 0) return { value: item.value } // no version: see the cas write
-        if (item !== undefined) copy = 'set' // not ours: overwrite it
-      } catch {
-        copy = undefined // local is down or slow: read the principal, leave local alone
-      }
-      const entry = await readPrincipal(key)
-      const ttl = copyTtl(key)
-      // `add`, not `set`: a copy made by a newer read is not overwritten by an older one.
-      if (entry && copy && ttl > 0) await local.store(copy, key, entry.value, ttl).catch(() => undefined)
-      return entry
+      if (cache === undefined || opts?.consistent === true || !(await cache.usable(key))) return readPrincipal(key)
+      return cache.get(key)
     },
 
     async write(key, value, opts) {
       checkKey(key)
       checkWrite(key, value, opts)
-      const result = await writePrincipal(key, value, opts)
+      const { result, cas } = await writePrincipal(key, value, opts)
       if (result !== 'exists') remember(key, result === 'stored' ? opts.ttl : undefined)
-      // The local copy is dropped rather than rewritten, so concurrent writers cannot leave an
-      // older value there; the next read copies the new one. `exists`: nothing changed here.
-      if (result !== 'exists') await dropLocal(key)
+      // write-through: the new version goes to local too, tagged with its cas, so that the next read
+      // on this host is served there; without a cas (no meta commands) the old copy is dropped.
+      // Concurrent writers may leave an older copy: it is never served (see memcached-local.ts).
+      if (result === 'stored' && cas !== undefined && cache !== undefined) await cache.put(key, value, cas)
+      else if (result !== 'exists') await dropLocal(key)
       return result
     },
 
