@@ -1,6 +1,6 @@
 // tieSession on real memcached servers: { servers, local } as in Apache::Session::Memorycached.
 import anyTest, { type TestFn } from 'ava'
-import { SessionError, closeStores, memcachedStore, save, tieSession, untie, type Store } from '../src/index.js'
+import { SessionError, closeStores, memcachedStore, save, tieSession, untie, updateSession, type Store } from '../src/index.js'
 import { runFixture } from './helpers/child.js'
 import { freePort, useMemcached } from './helpers/memcached.js'
 
@@ -179,4 +179,40 @@ test('closeStores() runs a scheduled automatic save before closing; store.close(
   const told = await runFixture(t, 'close-pending.ts', [principal.address, 'close-onError']).exited
   t.regex(told.stdout, /onError: tied-session: .*closed/)
   t.is(told.stderr, '', 'onError saw it: nothing more to say')
+})
+
+test('updateSession never applies fn twice for one call: a write that times out is outcomeUnknown, not retried', async (t) => {
+  const principal = await useMemcached(t)
+  t.teardown(() => principal.resume())
+  const store = memcachedStore({ servers: principal.address, requestTimeout: 300 })
+  t.teardown(() => store.close())
+  const s = await tieSession<Any>(undefined, { store })
+  s.balance = 100
+  await untie(s)
+  let calls = 0
+  const err = await t.throwsAsync(
+    updateSession<Any>(
+      s._session_id,
+      async (data) => {
+        calls++
+        data.balance -= 10
+        await principal.pause() // the write that follows gets no answer
+      },
+      { store },
+    ),
+  )
+  t.is(calls, 1, 'fn ran once')
+  t.is((err as SessionError).code, 'ERR_STORE_UNAVAILABLE')
+  t.true((err as SessionError).outcomeUnknown, 'the write was sent: it may still be applied')
+  principal.resume()
+  // once the server answers again, the write is there at most once
+  let balance: number | undefined
+  for (let i = 0; i < 40 && balance === undefined; i++) {
+    balance = await tieSession<Any>(s._session_id, { store }).then(
+      (r) => r.balance as number,
+      () => undefined,
+    )
+    if (balance === undefined) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.true(balance === 90 || balance === 100, `applied at most once: ${balance}`)
 })
