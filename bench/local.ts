@@ -18,6 +18,7 @@ const principal = await startMemcached()
 const local = await startMemcached()
 const viaPrincipal = { servers: [principal.address] }
 const viaLocal = { servers: [principal.address], local: [local.address] }
+const trusting = { ...viaLocal, trustLocal: true }
 
 const seeder = rawClient(principal.address)
 const ids = Array.from({ length: KEYS }, (_, i) => benchId('local', i))
@@ -35,6 +36,7 @@ const readOnly = (opts: object) => async (i: number) => {
 let next = 0
 const fromPrincipal = readOnly(viaPrincipal)
 const fromLocal = readOnly(viaLocal)
+const fromTrusted = readOnly(trusting)
 // the first tie through `local` copies each session there
 for (let i = 0; i < KEYS; i++) await fromLocal(i)
 
@@ -42,14 +44,17 @@ const results = await sideBySide(
   [
     { name: 'principal', op: () => fromPrincipal(next++) },
     { name: 'local hit', op: () => fromLocal(next++) },
+    { name: 'trusted', op: () => fromTrusted(next++) },
   ],
   { rounds: QUICK ? 2 : 5, sliceMs: QUICK ? 300 : 600, concurrency: 1 },
 )
 const p = results.get('principal')!
 const l = results.get('local hit')!
+const tr = results.get('trusted')!
 
 const [pp, pl] = await countPerOp([principal, local], 100, fromPrincipal)
 const [lp, ll] = await countPerOp([principal, local], 100, fromLocal)
+const [tp, tl] = await countPerOp([principal, local], 100, fromTrusted)
 let n = 0
 const [wp, wl] = await countPerOp([principal, local], 100, async (i) => {
   const s = (await tieSession<BenchSession>(ids[i % KEYS]!, viaLocal)) as Loaded
@@ -72,6 +77,12 @@ emit({
   ratio: `${fmt.x(l.meanUs / p.meanUs)} principal's time`,
   target: 'principal sends no value (< 100 B)',
   result: verdict(lp!.bytes < 100),
+})
+emit({
+  bench: 'local hit (tie + read 3 + untie)',
+  name: 'from local, trustLocal (unchecked)',
+  figure: `${fmt.int(tr.perSec)} ties/s, p50 ${fmt.us(tr.p50)}, p99 ${fmt.us(tr.p99)}; principal ${per(tp!)}, local ${per(tl!)}`,
+  ratio: `${fmt.x(tr.meanUs / p.meanUs)} principal's time`,
 })
 emit({
   bench: 'local hit (tie + read 3 + untie)',
