@@ -230,7 +230,30 @@ test.serial('a TypeScript consumer compiles and runs under node16, nodenext (Com
       t.is(run.stdout, `${how} 1 32\n`, `${mode} ${file}: ${run.stderr}`)
     }
   }
+  // bundler resolution, with README's "Writing a store" snippet as a file of the project
+  const readme = readFileSync(path.join(root, 'README.md'), 'utf8')
+  const snippet = /\n### Writing a store\n[^]*?```ts\n([^]*?)```/.exec(readme)?.[1]
+  t.truthy(snippet, 'README has a "Writing a store" snippet')
+  const useStore = `import { tieSession, untie } from 'tied-session'
+import { mapStore } from './readme-store.js'
+const store = mapStore()
+const s = await tieSession<{ n: number }>(undefined, { store })
+s.n = 2
+await untie(s)
+const again = await tieSession<{ n: number }>(s._session_id, { store })
+console.log('readme store', again.n)
+`
   const dir = mkdtempSync(path.join(scratch, 'consumer-bundler-'))
+  const readmeDir = mkdtempSync(path.join(scratch, 'consumer-readme-'))
+  const readmeBuilt = await consumer(
+    readmeDir,
+    'module',
+    { 'readme-store.ts': snippet!, 'use-store.ts': useStore },
+    { module: 'ESNext', moduleResolution: 'bundler', skipLibCheck: true },
+  )
+  t.is(readmeBuilt.status, 0, `README snippet: ${readmeBuilt.stdout}${readmeBuilt.stderr}`)
+  const used = await node([path.join(readmeDir, 'out', 'use-store.js')])
+  t.is(used.stdout, 'readme store 2\n', used.stderr)
   const built = await consumer(
     dir,
     'module',
