@@ -1,11 +1,13 @@
 /**
  * The options of tieSession and the other verbs: defaults in one place, checked once at the
- * boundary with a TypeError that names the option, merged into a SessionConfig.
+ * boundary with a TypeError that names the option, merged into a SessionConfig. An option not
+ * given comes from its TIED_SESSION_* environment variable, if set (./environment.ts).
  */
+import { ENVIRONMENT, currentEnvironment, forgetEnvironment } from './environment.js'
 import { Lease } from './lease.js'
 import { json, type Serializer } from './serializers.js'
 import { flushScheduled, type SessionConfig } from './session.js'
-import { fileStore } from './stores/file.js'
+import { fileStore, type FileStore } from './stores/file.js'
 import { closeStores as closeMemcachedStores, sharedMemcachedStore, type MemcachedStoreOptions } from './stores/memcached.js'
 import type { Store } from './stores/store.js'
 import { ID_FIELD } from './tracker.js'
@@ -82,6 +84,8 @@ const KNOWN = new Set([
 ])
 
 let defaultStore: Store | undefined
+/** The file stores opened for TIED_SESSION_DIR, one per directory. */
+const directoryStores = new Map<string, FileStore>()
 
 function option(name: string, ok: boolean, expected: string): void {
   if (!ok) throw new TypeError(`tied-session: option ${name} must be ${expected}`)
@@ -92,13 +96,18 @@ function seconds(name: string, value: unknown): number {
   return value as number
 }
 
-/** Checks options once at the boundary and merges the defaults. */
-export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateOnly: boolean } {
+/**
+ * Checks options once at the boundary and merges the defaults: an option not given comes from its
+ * TIED_SESSION_* environment variable, then from the built-in default. `storeGiven` says whether
+ * a store was chosen (option store or servers, TIED_SESSION_SERVERS or TIED_SESSION_DIR) rather
+ * than the default file store.
+ */
+export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateOnly: boolean; storeGiven: boolean } {
   option('options', typeof opts === 'object' && opts !== null, 'an object')
   for (const key of Object.keys(opts)) {
     if (!KNOWN.has(key)) throw new TypeError(`tied-session: unknown option ${JSON.stringify(key)}; known options: ${[...KNOWN].join(', ')}`)
   }
-  const o = opts as Record<string, unknown>
+  const o = withEnvironment(opts as Record<string, unknown>)
   const defined = (k: string) => o[k] !== undefined
   if (defined('expires') && defined('timeout') && o.expires !== o.timeout) {
     throw new TypeError(
@@ -106,13 +115,13 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
     )
   }
   const ttl = seconds(defined('expires') ? 'expires' : 'timeout', o.expires ?? o.timeout ?? DEFAULTS.expires)
-  const serializer = opts.serializer ?? DEFAULTS.serializer
+  const serializer = (o.serializer as Serializer | undefined) ?? DEFAULTS.serializer
   option(
     'serializer',
     typeof serializer.stringify === 'function' && typeof serializer.parse === 'function',
     'an object with stringify and parse',
   )
-  const namespace = opts.namespace ?? DEFAULTS.namespace
+  const namespace = (o.namespace as string | undefined) ?? DEFAULTS.namespace
   option(
     'namespace',
     typeof namespace === 'string' && /^[\x21-\x7e]{0,64}$/.test(namespace),
@@ -145,7 +154,8 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
       'a Store (get, write, delete, touch, close)',
     )
   }
-  const store = opts.store ?? memcachedFrom(o) ?? (defaultStore ??= fileStore())
+  const dir = o[DIR] as string | undefined
+  const store = opts.store ?? memcachedFrom(o) ?? (dir === undefined ? (defaultStore ??= fileStore()) : directoryStore(dir))
   let acquire: SessionConfig['acquire']
   if (o.lock === 'exclusive') {
     const { lock } = store
@@ -158,7 +168,7 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
   }
   return {
     store,
-    principal: opts.principal === undefined ? undefined : { field: opts.principal, maxSessions: opts.maxSessions },
+    principal: o.principal === undefined ? undefined : { field: o.principal as string, maxSessions: opts.maxSessions },
     acquire,
     namespace,
     ttl,
@@ -166,7 +176,51 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
     autoSave: opts.autoSave ?? DEFAULTS.autoSave,
     updateOnly: opts.updateOnly ?? DEFAULTS.updateOnly,
     onError: opts.onError,
+    storeGiven: opts.store !== undefined || o.servers !== undefined || dir !== undefined,
   }
+}
+
+/** The key under which {@link withEnvironment} passes TIED_SESSION_DIR on (no option names a directory). */
+const DIR = Symbol('directory')
+
+/**
+ * `o` with the options it does not give taken from the environment. The store variables
+ * (TIED_SESSION_SERVERS, TIED_SESSION_DIR) apply only when neither store nor servers is given, as
+ * a --dir or --servers flag overrides them in the command; TIED_SESSION_LOCAL and
+ * TIED_SESSION_TIMEOUT apply to memcached servers from the option or the variable.
+ */
+function withEnvironment(o: Record<string, unknown>): Record<string | symbol, unknown> {
+  const env = currentEnvironment()
+  const merged: Record<string | symbol, unknown> = { ...o }
+  if (o.namespace === undefined && env.namespace !== undefined) merged.namespace = env.namespace
+  if (o.principal === undefined && env.principal !== undefined) merged.principal = env.principal
+  if (o.expires === undefined && o.timeout === undefined && env.expires !== undefined) merged.expires = env.expires
+  if (o.store !== undefined) return merged
+  if (o.servers === undefined) {
+    if (env.servers !== undefined && env.dir !== undefined) {
+      throw new TypeError(`tied-session: ${ENVIRONMENT.servers} and ${ENVIRONMENT.dir} name two stores; set one`)
+    }
+    if (env.dir !== undefined) {
+      if (env.local !== undefined) throw new TypeError(`tied-session: ${ENVIRONMENT.local} needs servers (or ${ENVIRONMENT.servers})`)
+      merged[DIR] = env.dir
+      return merged
+    }
+    if (env.servers === undefined) {
+      if (env.local !== undefined) throw new TypeError(`tied-session: ${ENVIRONMENT.local} needs servers (or ${ENVIRONMENT.servers})`)
+      return merged
+    }
+    merged.servers = env.servers
+  }
+  if (o.local === undefined && env.local !== undefined) merged.local = env.local
+  if (o.requestTimeout === undefined && env.requestTimeout !== undefined) merged.requestTimeout = env.requestTimeout
+  return merged
+}
+
+/** The file store of TIED_SESSION_DIR, one per directory, closed by closeStores(). */
+function directoryStore(dir: string): FileStore {
+  let store = directoryStores.get(dir)
+  if (store === undefined) directoryStores.set(dir, (store = fileStore({ directory: dir })))
+  return store
 }
 
 /** The shared memcached store for `servers` + `local` (+ tuning), or undefined without `servers`. */
@@ -184,13 +238,15 @@ function memcachedFrom(o: Record<string, unknown>): Store | undefined {
 
 /**
  * Closes every store tieSession made from `servers` options (and the default file store), so that
- * a script can exit at once. Automatic saves still scheduled run first: a write is never dropped
+ * a script can exit at once, and has the TIED_SESSION_* variables read again by the next call. Automatic saves still scheduled run first: a write is never dropped
  * by closing; one that fails is kept for the next save/untie and given to onError.
  */
 export async function closeStores(): Promise<void> {
+  forgetEnvironment() // the TIED_SESSION_* variables are read again by the next call
   await flushScheduled()
   await closeMemcachedStores()
-  const store = defaultStore
+  const stores: Store[] = [...(defaultStore ? [defaultStore] : []), ...directoryStores.values()]
   defaultStore = undefined
-  await store?.close()
+  directoryStores.clear()
+  await Promise.all(stores.map((store) => store.close()))
 }

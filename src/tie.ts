@@ -205,6 +205,17 @@ function indexPlace(uid: unknown, opts: TieOptions, verb: string) {
   const id = uidOf(uid)
   if (id === undefined) throw new TypeError(`tied-session: ${verb}(uid) needs a user id (a non-empty string or a number)`)
   const config = resolveOptions(opts)
+  // without them there is no index to read: an answer of [] or 0 would be a silent lie
+  if (config.principal === undefined) {
+    throw new TypeError(
+      `tied-session: ${verb}() needs option principal (the session field naming the user, e.g. 'uid', or TIED_SESSION_PRINCIPAL): sessions are indexed by user only with it`,
+    )
+  }
+  if (!config.storeGiven) {
+    throw new TypeError(
+      `tied-session: ${verb}() needs option store or servers (or TIED_SESSION_SERVERS or TIED_SESSION_DIR): the store whose index to read`,
+    )
+  }
   return { place: { store: config.store, namespace: config.namespace }, digest: md5Hex(id), ttl: config.ttl }
 }
 

@@ -117,7 +117,7 @@ for (const target of targets) {
     const uid = user()
     const ids = []
     for (let i = 0; i < 3; i++) ids.push(await login(store, uid))
-    t.deepEqual(await findSessions(uid, { store }), ids.reverse())
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), ids.reverse())
     const list = JSON.parse((await store.get(`${md5Hex(uid)}:sessions`))!.value)
     t.is(list.length, 3)
     t.true(list.every((e: Any) => typeof e.exp === 'number' && e.exp > Date.now() / 1000))
@@ -128,11 +128,11 @@ for (const target of targets) {
     const uid = user()
     const [a, b, c] = [await login(store, uid), await login(store, uid), await login(store, uid)]
     await destroy(await tieSession(a!, { store, principal: 'uid' }))
-    t.deepEqual(await findSessions(uid, { store }), [c, b])
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [c, b])
     t.is((await store.get(md5Hex(uid)))?.value, c, 'latest untouched: it named another session')
     await destroy(await tieSession(c!, { store, principal: 'uid' }))
     t.is((await store.get(md5Hex(uid)))?.value, b, 'latest repointed to the newest left')
-    t.deepEqual(await findSessions(uid, { store }), [b])
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [b])
   })
 
   test(`${name}: changing the uid moves the entry`, async (t) => {
@@ -142,8 +142,8 @@ for (const target of targets) {
     const s = await tieSession<Any>(id, { store, principal: 'uid' })
     s.uid = to
     await untie(s)
-    t.deepEqual(await findSessions(from, { store }), [])
-    t.deepEqual(await findSessions(to, { store }), [id])
+    t.deepEqual(await findSessions(from, { store, principal: 'uid' }), [])
+    t.deepEqual(await findSessions(to, { store, principal: 'uid' }), [id])
     t.is(JSON.parse((await store.get(id))!.value).uid_MD5, md5Hex(to))
     t.not((await store.get(md5Hex(from)))?.value, id)
     t.is((await store.get(md5Hex(to)))?.value, id)
@@ -160,10 +160,10 @@ for (const target of targets) {
     const uid = user()
     s.uid = uid
     await save(s)
-    t.deepEqual(await findSessions(uid, { store }), [s._session_id])
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [s._session_id])
     delete s.uid
     await untie(s)
-    t.deepEqual(await findSessions(uid, { store }), [])
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [])
     t.false('uid_MD5' in JSON.parse((await store.get(s._session_id))!.value))
   })
 
@@ -178,9 +178,9 @@ for (const target of targets) {
     const uid = user()
     const short = await login(store, uid, { expires: 2 })
     const long = await login(store, uid, { expires: 600 })
-    t.deepEqual(await findSessions(uid, { store }), [long, short])
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [long, short])
     await pass(3.2)
-    t.deepEqual(await findSessions(uid, { store }), [long])
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [long])
     const list = JSON.parse((await store.get(`${md5Hex(uid)}:sessions`))!.value)
     t.deepEqual(
       list.map((e: Any) => e.id),
@@ -194,7 +194,7 @@ for (const target of targets) {
     const uid = user()
     const ids = []
     for (let i = 0; i < 5; i++) ids.push(await login(store, uid, { maxSessions: 3 }))
-    t.deepEqual(await findSessions(uid, { store }), ids.slice(2).reverse())
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), ids.slice(2).reverse())
     t.is(await store.get(ids[0]!), undefined)
     t.is(await store.get(ids[1]!), undefined)
     t.truthy(await store.get(ids[4]!))
@@ -208,13 +208,13 @@ for (const target of targets) {
     const bystander = await login(store, other)
     // held by another process's store handle while the user is logged out
     const stillTied = await tieSession<Any>(ids[0]!, { store: peer(), principal: 'uid', autoSave: false })
-    t.is(await destroySessions(uid, { store }), 3)
-    t.deepEqual(await findSessions(uid, { store }), [])
+    t.is(await destroySessions(uid, { store, principal: 'uid' }), 3)
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [])
     for (const id of ids) t.is(await store.get(id), undefined)
     stillTied.after = 'logout'
     t.is(((await t.throwsAsync(save(stillTied))) as SessionError).code, 'ERR_SESSION_NOT_FOUND')
-    t.deepEqual(await findSessions(other, { store }), [bystander])
-    t.is(await destroySessions(uid, { store }), 0)
+    t.deepEqual(await findSessions(other, { store, principal: 'uid' }), [bystander])
+    t.is(await destroySessions(uid, { store, principal: 'uid' }), 0)
   })
 
   test(`${name}: updateSession keeps the index in step`, async (t) => {
@@ -223,7 +223,7 @@ for (const target of targets) {
     const s = await tieSession(undefined, { store, principal: 'uid' })
     await untie(s)
     await updateSession<Any>(s._session_id, (data) => void (data.uid = uid), { store, principal: 'uid' })
-    t.deepEqual(await findSessions(uid, { store }), [s._session_id])
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [s._session_id])
     t.is(JSON.parse((await store.get(s._session_id))!.value).uid_MD5, md5Hex(uid))
   })
 
@@ -250,7 +250,7 @@ for (const target of targets) {
     await untie(s)
     write.restore()
     t.is(listReads() - byLogin, 2, 'read ahead, then again after a refused cas')
-    t.deepEqual((await findSessions(uid, { store })).sort(), [first, between!, s._session_id].sort())
+    t.deepEqual((await findSessions(uid, { store, principal: 'uid' })).sort(), [first, between!, s._session_id].sort())
   })
 
   test(`${name}: the login pattern s.uid = x; regenerate(s) indexes the new id, and a changed uid moves`, async (t) => {
@@ -262,20 +262,20 @@ for (const target of targets) {
     const first = await regenerate(s)
     t.not(first, anonymous)
     t.is(JSON.parse((await store.get(first))!.value).uid_MD5, md5Hex(bob), 'the stored session has uid_MD5')
-    t.deepEqual(await findSessions(bob, { store }), [first])
+    t.deepEqual(await findSessions(bob, { store, principal: 'uid' }), [first])
     t.is((await store.get(md5Hex(bob)))?.value, first, 'the latest-session key names the new id')
     t.is(await store.get(anonymous), undefined)
 
     s.uid = alice
     const second = await regenerate(s)
-    t.deepEqual(await findSessions(bob, { store }), [], "bob's list no longer names the session")
-    t.deepEqual(await findSessions(alice, { store }), [second])
+    t.deepEqual(await findSessions(bob, { store, principal: 'uid' }), [], "bob's list no longer names the session")
+    t.deepEqual(await findSessions(alice, { store, principal: 'uid' }), [second])
     t.is((await store.get(md5Hex(alice)))?.value, second)
     t.not((await store.get(md5Hex(bob)))?.value, second)
     t.is(JSON.parse((await store.get(second))!.value).uid_MD5, md5Hex(alice))
 
     const third = await regenerate(s) // same user: the new id takes the old one's place
-    t.deepEqual(await findSessions(alice, { store }), [third])
+    t.deepEqual(await findSessions(alice, { store, principal: 'uid' }), [third])
     t.is((await store.get(md5Hex(alice)))?.value, third)
     await untie(s)
   })
@@ -310,8 +310,8 @@ for (const target of targets) {
     await new Promise((resolve) => setTimeout(resolve, 3000))
     // 4.5 s: the index written at 0 s must still list the session, which is alive
     t.truthy(await store.get(s._session_id), 'the session is alive')
-    t.deepEqual(await findSessions(uid, { store }), [s._session_id])
-    t.is(await destroySessions(uid, { store }), 1)
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [s._session_id])
+    t.is(await destroySessions(uid, { store, principal: 'uid' }), 1)
     t.is(await store.get(s._session_id), undefined)
   })
 
@@ -335,7 +335,7 @@ for (const target of targets) {
     await untie(s)
     write.restore()
     t.truthy(newest)
-    t.deepEqual(await findSessions(uid, { store }), [newest], 'only the newest login is listed')
+    t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [newest], 'only the newest login is listed')
     t.truthy(await store.get(newest!), 'the newest login is alive')
     t.is(await store.get(older), undefined, 'the older session is gone')
     t.is((await store.get(md5Hex(uid)))?.value, newest)
@@ -366,7 +366,7 @@ for (const target of targets) {
       for (const exit of exits) t.is(exit.code, 0, exit.stderr)
       const created = exits.flatMap((e) => e.stdout.trim().split('\n'))
       t.is(new Set(created).size, 20)
-      t.deepEqual((await findSessions(uid, { store })).sort(), created.sort())
+      t.deepEqual((await findSessions(uid, { store, principal: 'uid' })).sort(), created.sort())
     })
   }
 }
@@ -396,7 +396,7 @@ test('findSessions and destroySessions take the same options as tieSession (serv
   s.uid = uid
   await untie(s)
   t.deepEqual(await findSessions(uid, opts), [s._session_id])
-  t.deepEqual(await findSessions(uid, { servers: server!.address }), [], 'another namespace is another index')
+  t.deepEqual(await findSessions(uid, { servers: server!.address, principal: 'uid' }), [], 'another namespace is another index')
   t.is(await destroySessions(uid, opts), 1)
   await t.throwsAsync(findSessions('', opts), { instanceOf: TypeError })
 })

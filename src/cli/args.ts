@@ -15,6 +15,7 @@ const OPTIONS = {
   namespace: { type: 'string' },
   principal: { type: 'string' },
   expires: { type: 'string' },
+  timeout: { type: 'string' },
   where: { type: 'string', multiple: true },
   json: { type: 'boolean' },
   debug: { type: 'boolean' },
@@ -30,15 +31,27 @@ export const STORE_ENV = {
   namespace: 'TIED_SESSION_NAMESPACE',
   principal: 'TIED_SESSION_PRINCIPAL',
   expires: 'TIED_SESSION_EXPIRES',
+  timeout: 'TIED_SESSION_TIMEOUT',
 } as const
 
 /** Options only some commands take. */
 const COMMAND_OPTIONS: Record<string, readonly string[]> = { where: ['list'] }
 
+/** What every store configuration has. */
+interface CommonConfig {
+  namespace: string
+  principal: string
+  /** Seconds a session written now lives (0 = never), from --expires or TIED_SESSION_EXPIRES. */
+  expires: number | undefined
+  /** True when --expires was given on the command line: set and unset then restart the lifetime. */
+  expiresFlag: boolean
+  /** Milliseconds a memcached request may take, from --timeout or TIED_SESSION_TIMEOUT. */
+  timeout: number | undefined
+}
+
 /** Where sessions are: the file store in a directory, or memcached servers. */
 export type StoreConfig =
-  | { kind: 'file'; dir: string | undefined; namespace: string; principal: string; expires: number | undefined }
-  | { kind: 'memcached'; servers: string[]; local: string[]; namespace: string; principal: string; expires: number | undefined }
+  ({ kind: 'file'; dir: string | undefined } & CommonConfig) | ({ kind: 'memcached'; servers: string[]; local: string[] } & CommonConfig)
 
 /** A parsed command line. */
 export interface CommandLine {
@@ -123,18 +136,25 @@ function storeConfig(flags: Values, env: NodeJS.ProcessEnv, command: string | un
     }
     expires = Number(expiresText.trim())
   }
+  const timeoutText = flags.timeout ?? fromEnv('timeout')
+  let timeout: number | undefined
+  if (timeoutText !== undefined) {
+    timeout = Number(timeoutText.trim())
+    if (!/^\d{1,7}$/.test(timeoutText.trim()) || timeout < 1) {
+      throw new UsageError(`${source('timeout')} takes milliseconds, 1 to 9999999, got ${JSON.stringify(timeoutText)}`, command)
+    }
+  }
+  const common = { namespace, principal, expires, expiresFlag: flags.expires !== undefined, timeout }
   if (servers === undefined) {
     if (local !== undefined) throw new UsageError(`${source('local')} needs --servers (the principal memcached servers)`, command)
     if (dir === '') throw new UsageError('--dir must name a directory', command)
-    return { kind: 'file', dir, namespace, principal, expires }
+    return { kind: 'file', dir, ...common }
   }
   return {
     kind: 'memcached',
     servers: serverList(servers, source('servers'), command),
     local: local === undefined ? [] : serverList(local, source('local'), command),
-    namespace,
-    principal,
-    expires,
+    ...common,
   }
 }
 
@@ -164,5 +184,6 @@ export function storeFlags(config: StoreConfig, dir?: string): string[] {
       : [`--servers=${config.servers.join(',')}`, ...(config.local.length > 0 ? [`--local=${config.local.join(',')}`] : [])]
   flags.push(`--namespace=${config.namespace}`, `--principal=${config.principal}`)
   if (config.expires !== undefined) flags.push(`--expires=${config.expires}`)
+  if (config.timeout !== undefined) flags.push(`--timeout=${config.timeout}`)
   return flags
 }

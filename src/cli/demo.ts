@@ -79,7 +79,8 @@ export const demo: Command = async (ctx) => {
   await untie(s)
 
   const ids = await findSessions(user, tie)
-  if (!ids.includes(id)) throw new CliError(`findSessions("${user}") did not find session ${id}; the principal index is not working`, 1)
+  if (!ids.includes(id))
+    throw new CliError(`findSessions("${user}") did not find session ${id}; the principal index is not working`, EXIT.unavailable)
   say(
     `findSessions("${user}") looked the user up in the index and found ${ids.length === 1 ? 'the session' : `${ids.length} sessions`}: ${ids.join(', ')}.`,
   )
@@ -92,7 +93,7 @@ export const demo: Command = async (ctx) => {
     if (!isSessionError(err, 'ERR_SESSION_NOT_FOUND')) throw err
     gone = true
   }
-  if (!gone) throw new CliError(`session ${id} is still there after destroySessions("${user}")`, 1)
+  if (!gone) throw new CliError(`session ${id} is still there after destroySessions("${user}")`, EXIT.unavailable)
   say(
     `destroySessions("${user}") logged the user out: ${destroyed} session${destroyed === 1 ? '' : 's'} destroyed. ` +
       `Tying ${id} again now fails with ERR_SESSION_NOT_FOUND.`,
@@ -101,8 +102,9 @@ export const demo: Command = async (ctx) => {
   if (ctx.out.json) {
     ctx.out.print({ store: where, user, id, steps })
   } else {
-    ctx.out.line(`\nDone. Try it by hand: tied-session new ${field}=dwho cart.items.0.sku=42, then tied-session find dwho.`)
-    ctx.out.line('tied-session --help lists every command.')
+    // npx finds the command both in a clone of this repository (the package's own bin) and where it is installed
+    ctx.out.line(`\nDone. Try it by hand: npx tied-session new ${field}=dwho cart.items.0.sku=42, then npx tied-session find dwho.`)
+    ctx.out.line('npx tied-session --help lists every command.')
   }
   return EXIT.ok
 }
@@ -117,9 +119,10 @@ async function secondProcess(id: string, config: Parameters<typeof storeFlags>[0
     const { stdout } = await promisify(execFile)(process.execPath, args, { timeout: CHILD_TIMEOUT_MS, killSignal: 'SIGKILL' })
     return JSON.parse(stdout) as Seen
   } catch (err) {
-    const { stderr, killed } = err as { stderr?: string; killed?: boolean }
+    const { stderr, killed, code } = err as { stderr?: string; killed?: boolean; code?: unknown }
     const why = killed ? `did not finish in ${CHILD_TIMEOUT_MS / 1000} s` : (stderr?.trim().split('\n')[0] ?? errorLine(err))
-    throw new CliError(`the demo's second process failed: ${why}`, 1, { cause: err })
+    // the second process's exit code says what failed (3: the store), when it got to exit
+    throw new CliError(`the demo's second process failed: ${why}`, typeof code === 'number' ? code : EXIT.unavailable, { cause: err })
   }
 }
 

@@ -1,6 +1,7 @@
 /**
  * The help texts: `tied-session --help` and `tied-session <command> --help`, with examples.
  */
+import { EXIT_CODES } from './errors.js'
 
 /** One command as its help shows it. */
 interface CommandHelp {
@@ -36,7 +37,8 @@ export const COMMANDS: Record<string, CommandHelp> = {
       'Sets each path to its value in one atomic change (compare-and-swap, retried on a concurrent writer).\n' +
       'A value that parses as JSON is JSON (42, true, null, {"a":1}, "\\"42\\""), anything else is a string.\n' +
       'Missing objects on the way are created (an array before a numeric segment); an array index may\n' +
-      'be at most its length (which appends). The session gets the --expires TTL again (default 86400 s).',
+      'be at most its length (which appends). The session keeps the lifetime it had left, unless --expires\n' +
+      'is given on the command line (then it lives that many seconds from now).',
     examples: [
       'tied-session set 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5 cart.items.0.sku=42 cart.items.0.qty=2',
       'tied-session set 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5 name=Dupont zip=\'"75001"\' prefs=\'{"lang":"fr"}\'',
@@ -45,7 +47,9 @@ export const COMMANDS: Record<string, CommandHelp> = {
   unset: {
     synopsis: 'unset <id> path ...',
     summary: 'remove values',
-    details: 'Removes each path in one atomic change; an array element is spliced out. A path that is not there is reported, not an error.',
+    details:
+      'Removes each path in one atomic change; an array element is spliced out. A path that is not there is reported, not an error.\n' +
+      'The session keeps the lifetime it had left, unless --expires is given on the command line.',
     examples: ['tied-session unset 3f2a9c0e8b7d4f61a5c2e9d0b8a7f6e5 cart.items.1 prefs.lang'],
   },
   destroy: {
@@ -64,14 +68,15 @@ export const COMMANDS: Record<string, CommandHelp> = {
     details:
       'Looks the user up in the principal index (md5 of the user id, as Apache::Session::Memorycached keeps it)\n' +
       'and prints each live session: its id, when it expires (as the index recorded it) and its size in bytes.\n' +
-      'Exit 1 when the user has no session.',
+      "Exit 1 when the user has no session. A listed key that holds another client's item shows as not readable.",
     examples: ['tied-session find dwho', 'tied-session --servers 10.0.0.15:11211 find dwho --json'],
   },
   logout: {
     synopsis: 'logout <user>',
     summary: "destroy all of the user's sessions, print how many",
     details:
-      'Single logout: destroys every session of the user the principal index lists. Processes that hold one tied get ERR_SESSION_NOT_FOUND at their next save.',
+      'Single logout: destroys every session of the user the principal index lists, and prints how many.\n' +
+      'Processes that hold one tied get ERR_SESSION_NOT_FOUND at their next save. Exit 1 when the user had no session.',
     examples: ['tied-session logout dwho', 'TIED_SESSION_SERVERS=10.0.0.15:11211 tied-session logout dwho'],
   },
   list: {
@@ -81,7 +86,8 @@ export const COMMANDS: Record<string, CommandHelp> = {
       'Lists every session: id, user, size and top-level keys. The file store walks its directory; memcached is\n' +
       'walked with `lru_crawler metadump hash` (`all` before memcached 1.6.9; memcached >= 1.4.31, not started with\n' +
       '-X or -o no_lru_crawler).\n' +
-      'Index keys of the principal index are not sessions and are left out.\n' +
+      'Index keys of the principal index are not sessions and are left out. Items of other applications in the\n' +
+      'namespace are counted as "not a tied-session session" and left as they are.\n' +
       '--where path=value keeps the sessions whose value at path is value (JSON, or the text); repeat it to\n' +
       'require several.',
     examples: [
@@ -132,15 +138,16 @@ const STORE_OPTIONS = `Store options (each also from the environment; a flag win
   --namespace NS      prefix of every key (default: none)                   TIED_SESSION_NAMESPACE
   --principal FIELD   the session field naming the user (default: uid)      TIED_SESSION_PRINCIPAL
   --expires S         seconds a session written now lives, 0 = never        TIED_SESSION_EXPIRES
-                      (default: 86400)`
+                      (default: 86400; set and unset keep the lifetime left unless --expires is given)
+  --timeout MS        milliseconds a memcached request may take             TIED_SESSION_TIMEOUT
+                      (default: 1000)`
 
 const COMMON_OPTIONS = `Options:
-  --json              machine-readable output (one JSON document on stdout)
+  --json              one JSON document on stdout for every outcome; a failure is
+                      {"error": {"code", "message", "exit"}} (with what was done, if anything)
   --debug             print stack traces of errors
   -h, --help          this help; tied-session <command> --help for a command's
   -V, --version       print the version`
-
-const EXIT_CODES = 'Exit codes: 0 ok, 1 not found (or another failure), 2 bad usage, 3 store unavailable.'
 
 /** The tool's help. */
 export function usage(): string {

@@ -9,7 +9,7 @@ import { isSessionId } from './ids.js'
 import { memcachedCommand, memcachedStats, replyLine, versionAtLeast } from './memcached-raw.js'
 import { humanBytes } from './output.js'
 import { ID_FIELD, getPath, parseAssignment, showValue, type Assignment } from './paths.js'
-import { REQUEST_TIMEOUT, type OpenStore } from './store.js'
+import { requestTimeout, type OpenStore } from './store.js'
 
 /** Sessions read at once. */
 const CONCURRENCY = 32
@@ -32,19 +32,34 @@ export const list: Command = async (ctx) => {
   const { namespace, principal } = open.config
   const keys = await sessionKeys(open)
   const sessions: Listed[] = []
+  // items of another application in the namespace (another client's flags, data that is not
+  // one of our sessions): counted and left alone, never a reason to stop or to delete them
+  let foreign = 0
   for (let i = 0; i < keys.length; i += CONCURRENCY) {
     await Promise.all(
       keys.slice(i, i + CONCURRENCY).map(async (id) => {
-        const entry = await open.store.get(namespace + id, { consistent: true })
-        const data = entry && sessionData(entry.value)
-        if (data === undefined || !filters.every((f) => matches(getPath(data, f.segments), f))) return
-        sessions.push({ id, user: data[principal], size: Buffer.byteLength(entry!.value), data })
+        let entry
+        try {
+          entry = await open.store.get(namespace + id, { consistent: true })
+        } catch (err) {
+          if (!isSessionError(err, 'ERR_CORRUPT')) throw err
+          foreign++
+          return
+        }
+        if (entry === undefined || isIndexValue(entry.value)) return // gone meanwhile, or a user's latest-session key
+        const data = sessionData(entry.value)
+        if (data?.[ID_FIELD] !== id) {
+          foreign++
+          return
+        }
+        if (!filters.every((f) => matches(getPath(data, f.segments), f))) return
+        sessions.push({ id, user: data[principal], size: Buffer.byteLength(entry.value), data })
       }),
     )
   }
   sessions.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
   if (ctx.out.json) {
-    ctx.out.print({ sessions: sessions.map((s) => ({ ...s, user: s.user ?? null })) })
+    ctx.out.print({ sessions: sessions.map((s) => ({ ...s, user: s.user ?? null })), foreign })
     return EXIT.ok
   }
   const hidden = new Set([ID_FIELD, principal, `${principal}_MD5`, INDEX_AT])
@@ -62,6 +77,10 @@ export const list: Command = async (ctx) => {
   if (rows.length > 0) ctx.out.table(['ID', 'USER', 'SIZE', 'KEYS'], rows, [2])
   const filtered = filters.length > 0 ? ` matching ${filters.map((f) => `${f.path}=${f.raw}`).join(' and ')}` : ''
   ctx.out.line(ctx.out.paint(`${sessions.length} session${sessions.length === 1 ? '' : 's'}${filtered}`, 'dim'))
+  if (foreign > 0) {
+    const what = `not a tied-session session (${foreign} item${foreign === 1 ? '' : 's'} in this namespace, left as they are)`
+    ctx.out.line(ctx.out.paint(what, 'dim'))
+  }
   return EXIT.ok
 }
 
@@ -81,7 +100,8 @@ async function sessionKeys(open: OpenStore): Promise<string[]> {
       if (isSessionId(bare)) keys.push(bare)
     }
   } catch (err) {
-    if (open.kind === 'memcached' && isSessionError(err, 'ERR_STORE_UNAVAILABLE')) throw await whyNoList(open.store.servers, err)
+    if (open.kind === 'memcached' && isSessionError(err, 'ERR_STORE_UNAVAILABLE'))
+      throw await whyNoList(open.store.servers, err, requestTimeout(open.config))
     throw err
   }
   return keys
@@ -93,12 +113,12 @@ async function sessionKeys(open: OpenStore): Promise<string[]> {
  * -o no_lru_crawler. Asking for a slab class no memcached has tells which, at no cost: a server
  * that allows metadump answers "BADCLASS", one that refuses answers ERROR or CLIENT_ERROR and why.
  */
-async function whyNoList(servers: readonly string[], err: unknown): Promise<unknown> {
+async function whyNoList(servers: readonly string[], err: unknown, timeout: number): Promise<unknown> {
   const probes = await Promise.all(
     servers.map(async (server) => {
       try {
-        const { version = '0' } = await memcachedStats(server, REQUEST_TIMEOUT)
-        const reply = replyLine(await memcachedCommand(server, 'lru_crawler metadump 999', 'dump', REQUEST_TIMEOUT))
+        const { version = '0' } = await memcachedStats(server, timeout)
+        const reply = replyLine(await memcachedCommand(server, 'lru_crawler metadump 999', 'dump', timeout))
         return { server, version, reply }
       } catch {
         return undefined
@@ -115,6 +135,9 @@ async function whyNoList(servers: readonly string[], err: unknown): Promise<unkn
   const message = `cannot list sessions: memcached ${server} (version ${version}) refuses lru_crawler metadump ("${reply}"); ${why}; look sessions up by user with find <user> instead`
   return new CliError(message, EXIT.unavailable, { cause: err })
 }
+
+/** The values the principal index keeps under keys shaped like ids: a user's latest session id, or '' (src/principal.ts). */
+const isIndexValue = (text: string) => text === '' || /^[0-9a-f]{32}$/.test(text)
 
 /** The data of a stored session, or undefined when the value is not a JSON object (an index key, say). */
 function sessionData(value: string): Record<string, unknown> | undefined {

@@ -7,7 +7,7 @@ import { closeStores } from '../index.js'
 import { parseCommandLine, type CommandLine } from './args.js'
 import type { Command, Context } from './context.js'
 import { demo, demoSecondProcess, SECOND_PROCESS } from './demo.js'
-import { EXIT, UsageError, errorLine, exitCodeOf } from './errors.js'
+import { EXIT, UsageError, errorJson, errorLine, exitCodeOf } from './errors.js'
 import { COMMANDS, commandUsage, usage } from './help.js'
 import { list } from './list.js'
 import { Output } from './output.js'
@@ -63,15 +63,21 @@ export async function main(argv: string[]): Promise<number> {
     }
     return await run(ctx)
   } catch (err) {
-    return report(err, line?.debug ?? argv.includes('--debug'), line?.command)
+    const json = line?.json ?? argv.includes('--json')
+    return report(err, { debug: line?.debug ?? argv.includes('--debug'), json })
   } finally {
     await Promise.allSettled([opened?.store.close(), closeStores()])
   }
 }
 
-/** One line on stderr (plus the usage for bad usage, the stack with --debug); resolves the exit code. */
-function report(err: unknown, debug: boolean, command: string | undefined): number {
+/**
+ * One line on stderr (plus the usage for bad usage, the stack with --debug); with --json, also
+ * `{"error": {code, message, exit}}` on stdout, and no usage text. Resolves the exit code.
+ */
+function report(err: unknown, opts: { debug: boolean; json: boolean }): number {
+  const { debug, json } = opts
   const code = exitCodeOf(err)
+  if (json) process.stdout.write(`${JSON.stringify({ error: errorJson(err) }, null, 2)}\n`)
   process.stderr.write(`${errorLine(err)}\n`)
   if (debug) {
     for (let e: unknown = err; e !== undefined; e = (e as Error).cause) {
@@ -80,8 +86,8 @@ function report(err: unknown, debug: boolean, command: string | undefined): numb
       if (e.cause !== undefined) process.stderr.write('caused by: ')
     }
   }
-  if (code === EXIT.usage) {
-    const topic = err instanceof UsageError ? err.command : command
+  if (code === EXIT.usage && err instanceof UsageError && !json) {
+    const topic = err.command
     process.stderr.write(`\n${commandUsage(topic !== undefined && COMMANDS[topic] !== undefined ? topic : undefined)}`)
   }
   return code

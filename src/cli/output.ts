@@ -3,6 +3,7 @@
  * only on a terminal and never with NO_COLOR (https://no-color.org).
  */
 import { format } from 'node:util'
+import { errorJson, errorLine, exitCodeOf } from './errors.js'
 
 /** The ANSI styles the command uses. */
 type Style = 'bold' | 'dim' | 'green' | 'red' | 'yellow' | 'cyan'
@@ -49,6 +50,16 @@ export class Output {
   /** Prints `value` as indented JSON on stdout. */
   print(value: unknown): void {
     process.stdout.write(JSON.stringify(value, null, 2) + '\n')
+  }
+
+  /**
+   * Reports a failure: its one line on stderr and, with --json, one document on stdout, `result`
+   * (what was done before it failed) with an `error` member. Returns the exit code.
+   */
+  fail(err: unknown, result: object = {}): number {
+    process.stderr.write(`${errorLine(err)}\n`)
+    if (this.json) this.print({ ...result, error: errorJson(err) })
+    return exitCodeOf(err)
   }
 
   /** Prints an aligned table: a bold header row, then `rows`; `right` names columns aligned right. */

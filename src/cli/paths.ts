@@ -2,7 +2,7 @@
  * Dotted paths into session data (`cart.items.0.sku`) and `path=value` arguments, whose value
  * is JSON when it parses as JSON and a string otherwise.
  */
-import { UsageError } from './errors.js'
+import { InputError, UsageError } from './errors.js'
 
 /** The session field holding the id: read-only. */
 export const ID_FIELD = '_session_id'
@@ -58,21 +58,24 @@ function child(node: Container, segment: string): unknown {
   return Object.hasOwn(node, segment) ? node[segment] : undefined
 }
 
-function assign(node: Container, segment: string, value: unknown, where: string, command: string): void {
+/** Errors of a path against the data (not the usage): an InputError, one line. */
+function assign(node: Container, segment: string, value: unknown, where: string): void {
   if (!Array.isArray(node)) {
     node[segment] = value
     return
   }
-  if (!INDEX.test(segment)) throw new UsageError(`cannot set ${where}: its parent is an array; use an index (0, 1, ...)`, command)
+  if (!INDEX.test(segment)) throw new InputError(`cannot set ${where}: its parent is an array; use an index (0, 1, ...)`)
   const index = Number(segment)
   // JSON has no holes: an index past the end would store nulls
-  if (index > node.length)
-    throw new UsageError(`cannot set ${where}: index ${index} is past the end of an array of ${node.length}`, command)
+  if (index > node.length) throw new InputError(`cannot set ${where}: index ${index} is past the end of an array of ${node.length}`)
   node[index] = value
 }
 
-/** Sets `segments` in `data` to `value`, making missing objects (or arrays, before an index) on the way. */
-export function setPath(data: Record<string, unknown>, segments: string[], value: unknown, command: string): void {
+/**
+ * Sets `segments` in `data` to `value`, making missing objects (or arrays, before an index) on the
+ * way; a path the data cannot take is an InputError.
+ */
+export function setPath(data: Record<string, unknown>, segments: string[], value: unknown): void {
   let node: Container = data
   for (let i = 0; i < segments.length - 1; i++) {
     const segment = segments[i]!
@@ -80,13 +83,13 @@ export function setPath(data: Record<string, unknown>, segments: string[], value
     let next = child(node, segment)
     if (next === undefined || next === null) {
       next = INDEX.test(segments[i + 1]!) ? [] : {}
-      assign(node, segment, next, where, command)
+      assign(node, segment, next, where)
     } else if (!isContainer(next)) {
-      throw new UsageError(`cannot set ${segments.join('.')}: ${where} holds ${JSON.stringify(next)}, not an object or array`, command)
+      throw new InputError(`cannot set ${segments.join('.')}: ${where} holds ${JSON.stringify(next)}, not an object or array`)
     }
     node = next as Container
   }
-  assign(node, segments.at(-1)!, value, segments.join('.'), command)
+  assign(node, segments.at(-1)!, value, segments.join('.'))
 }
 
 /** Removes `segments` from `data` (an array element is spliced out); false when it was not there. */

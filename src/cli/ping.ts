@@ -5,10 +5,10 @@
 import { randomBytes } from 'node:crypto'
 import { memcachedStore, type Store } from '../index.js'
 import { expectArgs, type Command } from './context.js'
-import { EXIT, errorLine } from './errors.js'
+import { CliError, EXIT, errorLine } from './errors.js'
 import { memcachedStats } from './memcached-raw.js'
 import { humanBytes, type Cell } from './output.js'
-import { REQUEST_TIMEOUT, describeStore, type OpenStore } from './store.js'
+import { describeStore, requestTimeout, type OpenStore } from './store.js'
 
 /** What ping found out about one server (or the file store's directory). */
 interface Probe {
@@ -35,11 +35,12 @@ export const ping: Command = async (ctx) => {
     config.kind === 'file'
       ? [await probeFile(ctx.open(), config.namespace)]
       : await Promise.all([
-          ...config.servers.map((server) => probeServer('principal', server, config.namespace)),
-          ...config.local.map((server) => probeServer('local', server, config.namespace)),
+          ...config.servers.map((server) => probeServer('principal', server, config.namespace, requestTimeout(config))),
+          ...config.local.map((server) => probeServer('local', server, config.namespace, requestTimeout(config))),
         ])
+  const down = probes.filter((p) => !p.up)
   if (ctx.out.json) {
-    ctx.out.print({ servers: probes })
+    if (down.length === 0) ctx.out.print({ servers: probes })
   } else {
     const status = (p: Probe): Cell => (p.up ? { text: 'up', style: 'green' } : { text: `down: ${p.error ?? ''}`, style: 'red' })
     const latency = (p: Probe) => (p.latencyMs === null ? '-' : `${p.latencyMs.toFixed(1)} ms`)
@@ -66,11 +67,10 @@ export const ping: Command = async (ctx) => {
       ctx.out.table(['ROLE', 'SERVER', 'VERSION', 'LATENCY', 'ITEMS', 'MEMORY', 'STATUS'], rows, [3, 4])
     }
   }
-  const down = probes.filter((p) => !p.up)
   if (down.length === 0) return EXIT.ok
   const what = config.kind === 'file' ? 'the file store is unavailable' : `${down.length} of ${probes.length} servers down`
-  process.stderr.write(`tied-session: ${what}: ${down.map((p) => `${p.server} (${p.error})`).join(', ')}\n`)
-  return EXIT.unavailable
+  const message = `${what}: ${down.map((p) => `${p.server} (${p.error})`).join(', ')}`
+  return ctx.out.fail(new CliError(message, EXIT.unavailable), { servers: probes })
 }
 
 const pingKey = (namespace: string) => `${namespace}tied-session-ping-${randomBytes(6).toString('hex')}`
@@ -89,10 +89,10 @@ async function roundTrip(store: Store, key: string): Promise<number> {
 
 const reason = (err: unknown) => errorLine(err).replace(/^tied-session: /, '')
 
-async function probeServer(role: 'principal' | 'local', server: string, namespace: string): Promise<Probe> {
+async function probeServer(role: 'principal' | 'local', server: string, namespace: string, timeout: number): Promise<Probe> {
   const probe: Probe = { role, server, up: false, version: null, latencyMs: null, items: null, bytes: null, limitMaxbytes: null }
   try {
-    const stats = await memcachedStats(server, REQUEST_TIMEOUT)
+    const stats = await memcachedStats(server, timeout)
     probe.version = stats.version ?? null
     const number = (name: string) => (stats[name] === undefined ? null : Number(stats[name]))
     probe.items = number('curr_items')
@@ -102,7 +102,7 @@ async function probeServer(role: 'principal' | 'local', server: string, namespac
     return { ...probe, error: reason(err) }
   }
   // a store on this one server, whatever its role: a local server is checked as itself
-  const store = memcachedStore({ servers: [server], requestTimeout: REQUEST_TIMEOUT })
+  const store = memcachedStore({ servers: [server], requestTimeout: timeout })
   try {
     const key = pingKey(namespace)
     await store.get(key) // opens the connection: the round trip measures commands, not the connect

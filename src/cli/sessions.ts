@@ -1,10 +1,11 @@
 /**
  * The commands on one session by id: new, show, set, unset, destroy.
  */
-import { destroy, isSessionError, save, tieSession, untie, updateSession } from '../index.js'
-import { expectArgs, type Command } from './context.js'
-import { EXIT } from './errors.js'
+import { destroy, isSessionError, save, tieSession, untie, updateSession, type TieOptions } from '../index.js'
+import { expectArgs, type Command, type Context } from './context.js'
+import { CliError, EXIT } from './errors.js'
 import { checkIds } from './ids.js'
+import { secondsLeft } from './lifetime.js'
 import { flatten, parseAssignment, setPath, showValue, splitPath, unsetPath } from './paths.js'
 
 type Data = Record<string, unknown>
@@ -17,7 +18,7 @@ export const newSession: Command = async (ctx) => {
   const data: Data = {}
   for (const arg of ctx.args) {
     const { segments, value } = parseAssignment(arg, 'new')
-    setPath(data, segments, value, 'new')
+    setPath(data, segments, value)
   }
   const s = await tieSession(undefined, ctx.open().tie)
   try {
@@ -51,6 +52,18 @@ export const show: Command = async (ctx) => {
   return EXIT.ok
 }
 
+/**
+ * The tie options of a change to session `id` that keeps its lifetime: the seconds it has left
+ * (so that a session the application made for 60 s does not live a day after `set`), unless
+ * --expires was given on the command line.
+ */
+async function keepingLifetime(ctx: Context, id: string): Promise<TieOptions> {
+  const open = ctx.open()
+  if (open.config.expiresFlag) return open.tie
+  const left = await secondsLeft(open, open.config.namespace + id)
+  return left === undefined ? open.tie : { ...open.tie, expires: left }
+}
+
 /** `set <id> path=value ...`: one atomic change (updateSession: compare-and-swap, retried). */
 export const set: Command = async (ctx) => {
   expectArgs(ctx, 2, Infinity, 'a session id and at least one path=value')
@@ -61,9 +74,9 @@ export const set: Command = async (ctx) => {
     id,
     (data: Data) => {
       // called again on a conflict, with fresh data: the values are copied each time
-      for (const a of assignments) setPath(data, a.segments, structuredClone(a.value), 'set')
+      for (const a of assignments) setPath(data, a.segments, structuredClone(a.value))
     },
-    ctx.open().tie,
+    await keepingLifetime(ctx, id),
   )
   if (ctx.out.json) ctx.out.print({ id, data: plain(saved) })
   else ctx.out.line(`updated ${id}: set ${assignments.map((a) => a.path).join(', ')}`)
@@ -85,7 +98,7 @@ export const unset: Command = async (ctx) => {
       absent = []
       segments.forEach((s, i) => (unsetPath(data, s) ? removed : absent).push(paths[i]!))
     },
-    ctx.open().tie,
+    await keepingLifetime(ctx, id),
   )
   if (ctx.out.json) {
     ctx.out.print({ id, removed, absent, data: plain(saved) })
@@ -115,9 +128,11 @@ export const destroyCommand: Command = async (ctx) => {
       else throw err
     }
   }
-  if (ctx.out.json) ctx.out.print({ destroyed, notFound })
-  else for (const id of destroyed) ctx.out.line(`destroyed ${id}`)
-  if (notFound.length === 0) return EXIT.ok
-  process.stderr.write(`tied-session: not found (no such session, or expired): ${notFound.join(', ')}\n`)
-  return EXIT.notFound
+  if (!ctx.out.json) for (const id of destroyed) ctx.out.line(`destroyed ${id}`)
+  if (notFound.length === 0) {
+    if (ctx.out.json) ctx.out.print({ destroyed, notFound })
+    return EXIT.ok
+  }
+  const error = new CliError(`not found (no such session, or expired): ${notFound.join(', ')}`, EXIT.notFound)
+  return ctx.out.fail(error, { destroyed, notFound })
 }

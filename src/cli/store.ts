@@ -5,8 +5,11 @@
 import { fileStore, memcachedStore, type FileStore, type MemcachedStore, type TieOptions } from '../index.js'
 import type { StoreConfig } from './args.js'
 
-/** Milliseconds a memcached call may take: a down server is reported within about a second. */
+/** Milliseconds a memcached call may take unless --timeout says: a down server is reported within about a second. */
 export const REQUEST_TIMEOUT = 1000
+
+/** The request timeout of `config`: --timeout, TIED_SESSION_TIMEOUT, or {@link REQUEST_TIMEOUT}. */
+export const requestTimeout = (config: StoreConfig): number => config.timeout ?? REQUEST_TIMEOUT
 
 /** An open store: the file store or a memcached store, and the options to pass to the API. */
 export type OpenStore =
@@ -27,7 +30,7 @@ export function openStore(config: StoreConfig): OpenStore {
   const store = memcachedStore({
     servers: config.servers,
     ...(config.local.length > 0 ? { local: config.local } : {}),
-    requestTimeout: REQUEST_TIMEOUT,
+    requestTimeout: requestTimeout(config),
   })
   return { kind: 'memcached', store, tie: { ...common, store }, config }
 }
