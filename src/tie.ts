@@ -161,6 +161,14 @@ export function snapshot<T extends object>(s: Tied<T>): T & { readonly [ID_FIELD
   return session.snapshot() as T & { readonly [ID_FIELD]: string }
 }
 
+/**
+ * Where a tied session stands, for the web adapters: `open`, `untied` or `destroyed`, and whether
+ * the store holds it (false for a new `updateOnly` session that no save has written).
+ */
+export function sessionStatus(s: TiedSession): { state: 'open' | 'untied' | 'destroyed'; stored: boolean } {
+  return sessionOf(s, 'sessionStatus').status()
+}
+
 /** True when `s` is a tied session that has not been untied or destroyed. */
 export function isTied(s: unknown): boolean {
   return sessionFrom(s)?.open === true
