@@ -69,6 +69,10 @@ const routes: Record<string, Route> = {
     res.write('b')
     res.end('c')
   },
+  '/head': (req, res) => {
+    req.session.viaWriteHead = true
+    res.writeHead(201, { 'content-type': 'text/plain' }).end('made')
+  },
   '/cart': async (req, res) => {
     await sleep(Math.random() * 5)
     ;(req.session.cart ??= { items: [] }).items.push(Number(new URL(req.url!, 'http://x').searchParams.get('i')))
@@ -120,6 +124,16 @@ for (const kind of STORE_KINDS) {
     t.is(await b.text('/count'), '2')
     t.is(writes.callCount, 2)
     t.deepEqual(b.setCookies.at(-1), [], 'the same id: no new cookie')
+  })
+
+  test(`${kind}: an explicit writeHead (chained to end) waits for the save and carries the cookie`, async (t) => {
+    const { store } = await useStore(t, kind)
+    const b = new Browser(await serve(t, app(opts(store), routes).listener))
+    const res = await b.fetch('/head')
+    t.is(res.status, 201)
+    t.is(res.headers.get('content-type'), 'text/plain')
+    t.like(await storedData(store, idOfCookie(b)!), { viaWriteHead: true })
+    t.is(await res.text(), 'made')
   })
 
   test(`${kind}: a streamed body waits for the save too`, async (t) => {
