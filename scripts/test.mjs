@@ -24,6 +24,19 @@ if (!have('memcached')) {
   }
 }
 
+// the SSO demo's browser test (test/sso-browser.test.ts) drives Debian's Chromium: installed as
+// root when missing, as memcached is; elsewhere that one test says how to install it
+if (!have('chromium') && !have('chromium-browser') && process.env.CHROMIUM_PATH === undefined) {
+  const root = typeof process.getuid === 'function' && process.getuid() === 0
+  if (root && have('apt-get')) {
+    console.log('chromium is missing: installing it with apt-get')
+    const r = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium'], {
+      stdio: 'inherit',
+    })
+    if (r.status !== 0) process.exit(r.status ?? 1)
+  }
+}
+
 const args = process.argv.slice(2)
 
 // With no file arguments (the whole suite): the type check and the lint come first, as one check each.
@@ -31,7 +44,7 @@ let prechecks = 0
 if (args.length === 0) {
   for (const [name, cmd, cmdArgs] of [
     ['typecheck', process.execPath, ['node_modules/typescript/bin/tsc', '--noEmit', '-p', 'tsconfig.json']],
-    ['lint', process.execPath, ['node_modules/eslint/bin/eslint.js', 'src', 'test', 'bench', 'scripts']],
+    ['lint', process.execPath, ['node_modules/eslint/bin/eslint.js', 'src', 'test', 'bench', 'scripts', 'examples']],
   ]) {
     const r = spawnSync(cmd, cmdArgs, { stdio: 'inherit' })
     if (r.status !== 0) {

@@ -34,6 +34,12 @@ export interface TieOptions {
   timeout?: number
   /** Write nothing at tie time; store a new session only when a save has a change. @default false */
   updateOnly?: boolean
+  /**
+   * tieSession only: create the session under the given id instead of loading it (booked at once
+   * with `add`, as a new session is), for ids made elsewhere (express-session's `genid`). An id the
+   * store already holds is never overwritten: `ERR_CONFLICT`. Not with `updateOnly`. @default false
+   */
+  create?: boolean
   /** Flush the writes of each synchronous burst at the end of the tick. @default true */
   autoSave?: boolean
   /** How data becomes the stored string. @default json */
@@ -71,6 +77,7 @@ const KNOWN = new Set([
   'expires',
   'timeout',
   'updateOnly',
+  'create',
   'autoSave',
   'serializer',
   'namespace',
@@ -127,7 +134,10 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
     typeof namespace === 'string' && /^[\x21-\x7e]{0,64}$/.test(namespace),
     'a string of at most 64 printable ASCII chars, no spaces',
   )
-  for (const name of ['updateOnly', 'autoSave'] as const) option(name, o[name] === undefined || typeof o[name] === 'boolean', 'a boolean')
+  if (o.create === true && o.updateOnly === true)
+    throw new TypeError('tied-session: option create books the id at tie time; it cannot be combined with updateOnly')
+  for (const name of ['updateOnly', 'create', 'autoSave'] as const)
+    option(name, o[name] === undefined || typeof o[name] === 'boolean', 'a boolean')
   option('lock', o.lock === undefined || o.lock === 'none' || o.lock === 'exclusive', "'none' or 'exclusive'")
   const lockTimeout = o.lockTimeout ?? 5000
   option('lockTimeout', typeof lockTimeout === 'number' && lockTimeout >= 0 && lockTimeout <= 2 ** 31 - 1, 'a number of milliseconds >= 0')

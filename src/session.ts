@@ -145,6 +145,11 @@ export class Session implements TrackerHooks {
     return this.state === 'open'
   }
 
+  /** Open, untied or destroyed, and whether the store holds it (false for an updateOnly session never saved). */
+  status(): { state: 'open' | 'untied' | 'destroyed'; stored: boolean } {
+    return { state: this.state, stored: this.stored }
+  }
+
   /** Keeps this session's exclusive lock, released when it is untied or destroyed. */
   holdLock(lease: Lease): void {
     this.lease = lease

@@ -18,10 +18,35 @@ export function notFound(id: string, detail = 'it does not exist or has expired'
 }
 
 /**
- * Writes `data` under a new id with `add`, so that a colliding id is never overwritten (a new id
- * is tried then, at most 5 in all). With `acquire`, the new id's lock is taken before the `add`,
- * so that no one can tie the session before its holder, and a lock that cannot be taken leaves
- * no session behind. Returns the id, the text written and the lock's lease.
+ * Writes `data` under `id` with `add`, so that a session already stored under it is never
+ * overwritten: resolves to undefined then. With `acquire`, the id's lock is taken before the
+ * `add` (and released again when the add finds the id taken), so that no one can tie the session
+ * before its holder, and a lock that cannot be taken leaves no session behind.
+ */
+export async function bookId(
+  config: SessionConfig,
+  id: string,
+  data: Data,
+  acquire: SessionConfig['acquire'],
+): Promise<{ text: string; lease: Lease | undefined } | undefined> {
+  const key = config.namespace + id
+  const text = config.serializer.stringify({ ...data, [ID_FIELD]: id })
+  const lease = await acquire?.(key)
+  let result
+  try {
+    result = await config.store.write(key, text, { ttl: config.ttl, mode: 'add' })
+  } catch (err) {
+    throw await releasing(err, lease && (() => lease.unlock()))
+  }
+  if (result === 'stored') return { text, lease }
+  await lease?.unlock()
+  return undefined
+}
+
+/**
+ * Writes `data` under a new id with `add` (see {@link bookId}); a colliding id is never
+ * overwritten: a new id is tried then, at most 5 in all. Returns the id, the text written and the
+ * lock's lease.
  */
 export async function bookNewId(
   config: SessionConfig,
@@ -30,17 +55,8 @@ export async function bookNewId(
 ): Promise<{ id: string; text: string; lease: Lease | undefined }> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const id = newId()
-    const key = config.namespace + id
-    const text = config.serializer.stringify({ ...data, [ID_FIELD]: id })
-    const lease = await acquire?.(key)
-    let result
-    try {
-      result = await config.store.write(key, text, { ttl: config.ttl, mode: 'add' })
-    } catch (err) {
-      throw await releasing(err, lease && (() => lease.unlock()))
-    }
-    if (result === 'stored') return { id, text, lease }
-    await lease?.unlock()
+    const booked = await bookId(config, id, data, acquire)
+    if (booked) return { id, ...booked }
   }
   throw new SessionError('ERR_CONFLICT', 'could not book a new session id after 5 tries; is the store answering add correctly?')
 }

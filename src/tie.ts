@@ -8,7 +8,7 @@ import { applyIndex, destroyAll, liveSessions, md5Hex, planIndex, uidOf } from '
 import { resolveOptions, type TieOptions } from './options.js'
 import { checkDepth, type JSON_ONLY, type JsonSafe, type Serializer } from './serializers.js'
 import { Session, type SessionConfig } from './session.js'
-import { bookNewId, notFound, parseData } from './stored.js'
+import { bookId, bookNewId, notFound, parseData } from './stored.js'
 import { HOOKS, ID_FIELD } from './tracker.js'
 
 declare const tiedBrand: unique symbol
@@ -38,7 +38,8 @@ export type OptionsFor<T> = [T] extends [JsonSafe<T>]
 /**
  * Ties a session: `undefined`, `null` or `''` creates one with a new id, any other id loads
  * it (`ERR_SESSION_NOT_FOUND` when unknown or expired, `ERR_INVALID_ID` before any I/O when
- * malformed). Reading and writing the returned object reads and writes the session.
+ * malformed); with `create: true`, an id is created instead (`ERR_CONFLICT` when the store already
+ * holds it). Reading and writing the returned object reads and writes the session.
  *
  * @example
  * const s = await tieSession<{ cart: { items: number[] } }>(undefined)
@@ -57,6 +58,8 @@ export async function tieSession<T extends object = Record<string, unknown>>(
   let session: Session
   if (fresh) {
     session = await create(config, config.updateOnly)
+  } else if (opts.create === true) {
+    session = await createUnder(config, id)
   } else {
     const lease = await config.acquire?.(config.namespace + id)
     try {
@@ -83,6 +86,20 @@ async function create(config: SessionConfig, updateOnly: boolean): Promise<Sessi
   const { id, text, lease } = await bookNewId(config, {}, config.acquire)
   const session = new Session(config, id, { [ID_FIELD]: id }, { version: undefined, text, stored: true })
   if (lease) session.holdLock(lease)
+  return session
+}
+
+/** A new session under a caller's id, booked with `add`: never over a session already stored. */
+async function createUnder(config: SessionConfig, id: string): Promise<Session> {
+  const booked = await bookId(config, id, {}, config.acquire)
+  if (booked === undefined) {
+    throw new SessionError(
+      'ERR_CONFLICT',
+      `session ${id} already exists; create: true never overwrites a session (tie it without create to load it)`,
+    )
+  }
+  const session = new Session(config, id, { [ID_FIELD]: id }, { version: undefined, text: booked.text, stored: true })
+  if (booked.lease) session.holdLock(booked.lease)
   return session
 }
 
@@ -142,6 +159,14 @@ export async function regenerate(s: TiedSession): Promise<string> {
 export function snapshot<T extends object>(s: Tied<T>): T & { readonly [ID_FIELD]: string } {
   const session = sessionOf(s, 'snapshot')
   return session.snapshot() as T & { readonly [ID_FIELD]: string }
+}
+
+/**
+ * Where a tied session stands, for the web adapters: `open`, `untied` or `destroyed`, and whether
+ * the store holds it (false for a new `updateOnly` session that no save has written).
+ */
+export function sessionStatus(s: TiedSession): { state: 'open' | 'untied' | 'destroyed'; stored: boolean } {
+  return sessionOf(s, 'sessionStatus').status()
 }
 
 /** True when `s` is a tied session that has not been untied or destroyed. */

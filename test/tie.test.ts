@@ -77,6 +77,52 @@ test('an unknown id is ERR_SESSION_NOT_FOUND', async (t) => {
   t.regex(err!.message, /^tied-session: session 0123456789abcdef0123456789abcdef not found/)
 })
 
+test('create: true creates a session under a given id, booked with add', async (t) => {
+  const id = 'genid-made-0123456789'
+  const s = await tieSession<Any>(id, { store: t.context.store, create: true })
+  t.is(s._session_id, id)
+  t.deepEqual(await stored(t.context.store, id), { _session_id: id })
+  t.is(t.context.writes.firstCall.args[2].mode, 'add')
+  s.n = 1
+  await untie(s)
+  const again = await tieSession<Any>(id, { store: t.context.store })
+  t.is(again.n, 1)
+})
+
+test('create: true never overwrites a stored session: ERR_CONFLICT, the data stays', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  s.uid = 'dwho'
+  await untie(s)
+  const err = await t.throwsAsync(tieSession(s._session_id, { store: t.context.store, create: true }), { instanceOf: SessionError })
+  t.is(err!.code, 'ERR_CONFLICT')
+  t.deepEqual(await stored(t.context.store, s._session_id), { _session_id: s._session_id, uid: 'dwho' })
+})
+
+test('create: true checks the id before any I/O, and refuses updateOnly', async (t) => {
+  const err = await t.throwsAsync(tieSession('bad id!', { store: t.context.store, create: true }), { instanceOf: SessionError })
+  t.is(err!.code, 'ERR_INVALID_ID')
+  t.is(t.context.writes.callCount, 0)
+  await t.throwsAsync(tieSession('abc', { store: t.context.store, create: true, updateOnly: true }), {
+    instanceOf: TypeError,
+    message: /create .* updateOnly/,
+  })
+  await t.throwsAsync(tieSession('abc', { store: t.context.store, create: 'yes' as any }), { instanceOf: TypeError, message: /create/ })
+})
+
+test("create: true with lock exclusive holds the new id's lock", async (t) => {
+  const directory = mkdtempSync(join(tmpdir(), 'tied-create-'))
+  const store = fileStore({ directory })
+  t.teardown(async () => {
+    await store.close()
+    rmSync(directory, { recursive: true, force: true })
+  })
+  const s = await tieSession('made-elsewhere', { store, create: true, lock: 'exclusive', lockTimeout: 50 })
+  const err = await t.throwsAsync(tieSession('made-elsewhere', { store, lock: 'exclusive', lockTimeout: 50 }), { instanceOf: SessionError })
+  t.is(err!.code, 'ERR_LOCKED')
+  await untie(s)
+  await untie(await tieSession('made-elsewhere', { store, lock: 'exclusive', lockTimeout: 50 }))
+})
+
 test.serial('an expired id is ERR_SESSION_NOT_FOUND', async (t) => {
   const clock = sinon.useFakeTimers({ now: Date.now(), toFake: ['Date'] })
   t.teardown(() => clock.restore())
