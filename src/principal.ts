@@ -17,7 +17,7 @@
  */
 import SparkMD5 from 'spark-md5'
 import { SessionError } from './errors.js'
-import type { Entry, Store } from './stores/store.js'
+import { asText, type Entry, type Store } from './stores/store.js'
 
 /** Most sessions one user's list keeps; past it the oldest entries are dropped from the list (not destroyed). */
 export const MAX_INDEXED = 100
@@ -185,7 +185,7 @@ export async function updateList(
   for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
     // a read sent earlier may be stale by now: then the compare-and-swap fails and the list is read again
     const entry = await (attempt === 0 && firstRead !== undefined ? firstRead : readList(place, digest))
-    const before = entry === undefined ? [] : parseList(entry.value)
+    const before = entry === undefined ? [] : parseList(asText(entry.value))
     const after = (await change(before)).sort((a, b) => b.at - a.at).slice(0, MAX_INDEXED)
     const text = JSON.stringify(after)
     if (entry !== undefined && text === entry.value) return after
@@ -307,7 +307,7 @@ async function repointLatest(place: IndexPlace, digest: string, gone: Set<string
   const key = latestKey(place, digest)
   for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
     const latest = await place.store.get(key, { consistent: true })
-    if (latest === undefined || !gone.has(latest.value)) return
+    if (latest === undefined || !gone.has(asText(latest.value))) return
     const next = list.find((e) => !gone.has(e.id))
     const [value, ttl] = next === undefined ? ['', 1] : [next.id, listTtl(list)]
     const result = await place.store.write(key, value, { ttl, mode: 'cas', version: latest.version ?? '' })
@@ -330,7 +330,7 @@ export async function liveSessions(place: IndexPlace, digest: string, ttl: numbe
  */
 export async function destroyAll(place: IndexPlace, digest: string): Promise<number> {
   const listed = await readList(place, digest)
-  const ids = listed === undefined ? [] : parseList(listed.value).map((e) => e.id)
+  const ids = listed === undefined ? [] : parseList(asText(listed.value)).map((e) => e.id)
   const deleted = await Promise.all(ids.map((id) => place.store.delete(place.namespace + id)))
   const gone = new Set(ids)
   const list = await updateList(place, digest, (entries) => entries.filter((e) => !gone.has(e.id)))

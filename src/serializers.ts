@@ -27,6 +27,13 @@ export interface Serializer {
    * value is copied, and writes through the caller's reference are not seen.
    */
   adopt?(value: unknown, path: string, move?: (target: object) => boolean): unknown
+  /**
+   * True when the text is bytes, one character per byte (Latin-1), as Storable's: the store keeps
+   * the bytes, not their UTF-8 encoding. @default false
+   */
+  readonly binary?: boolean
+  /** The memcached client flags a new session is written with (Perl's Cache::Memcached: 1 = Storable). @default 0 */
+  readonly flags?: number
 }
 
 /** The path of `key` inside `parent`, as code would write it: `cart.items[2].when`. */
@@ -48,7 +55,8 @@ function describe(value: unknown): string {
   return name ? `a ${name}` : 'an object without prototype'
 }
 
-function refuse(serializer: string, path: string, value: unknown, hint: string): never {
+/** Throws the TypeError for a value the serializer cannot keep at `path`. */
+export function refuse(serializer: string, path: string, value: unknown, hint: string): never {
   throw new TypeError(`tied-session: cannot store ${describe(value)} at ${path || '(root)'} with the ${serializer} serializer${hint}`)
 }
 
@@ -106,14 +114,15 @@ export function viewTarget(value: object): object | undefined {
   return (value as Record<symbol, object | undefined>)[VIEW_TARGET]
 }
 
-type Recurse = (v: unknown, p: string) => unknown
+/** Walks a child value. */
+export type Recurse = (v: unknown, p: string) => unknown
 /** Decides what a non-container value becomes (or refuses it). */
-type Leaf = (value: unknown, path: string) => unknown
+export type Leaf = (value: unknown, path: string) => unknown
 /**
  * Takes over for an object that is not a plain object or array (Date, Map, Set...): `adopting`
  * says whether to keep `value` itself (checking and normalizing its contents in place) or copy it.
  */
-type Exotic = (value: object, path: string, recurse: Recurse, adopting: boolean) => unknown
+export type Exotic = (value: object, path: string, recurse: Recurse, adopting: boolean) => unknown
 
 /** True when `value` can stay the session's own object as it is: extensible, every property a plain writable, enumerable, configurable data property. */
 function keepable(value: object, keys: string[]): boolean {
@@ -139,7 +148,7 @@ function keepable(value: object, keys: string[]): boolean {
  *
  * Either mode throws a TypeError naming the path of a value the format cannot keep.
  */
-function walker(name: string, leaf: Leaf, exotic: Exotic) {
+export function walker(name: string, leaf: Leaf, exotic: Exotic) {
   const ancestors = new Set<object>()
   let keep: ((target: object) => boolean) | undefined
   const walk = (value: unknown, path: string, adopting: boolean): unknown => {

@@ -36,7 +36,7 @@ export const list: Command = async (ctx) => {
     await Promise.all(
       keys.slice(i, i + CONCURRENCY).map(async (id) => {
         const entry = await open.store.get(namespace + id, { consistent: true })
-        const data = entry && sessionData(entry.value)
+        const data = entry && sessionData(String(entry.value)) // a Storable (Perl) session is not listed: JSON only
         if (data === undefined || !filters.every((f) => matches(getPath(data, f.segments), f))) return
         sessions.push({ id, user: data[principal], size: Buffer.byteLength(entry!.value), data })
       }),

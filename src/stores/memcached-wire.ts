@@ -32,7 +32,7 @@ export interface MetaGetOptions {
 
 /** An item as {@link Pool.metaGet} read it: what was asked for. `ttl` is the seconds left, -1 = never expires. */
 export interface MetaItem {
-  value?: string
+  value?: string | Buffer
   cas?: string
   ttl?: number
   size?: number
@@ -73,8 +73,9 @@ export interface Pool {
   serverOf(key: string): string
   get(key: string): Promise<Item | undefined>
   gets(key: string): Promise<Item | undefined>
-  store(mode: 'set' | 'add' | 'replace', key: string, value: string, exptime: number): Promise<Reply>
-  cas(key: string, value: string, cas: string, exptime: number): Promise<Reply>
+  /** set, add or replace `value` (a string as its UTF-8 bytes, a Buffer as is) with client `flags` (default 0). */
+  store(mode: 'set' | 'add' | 'replace', key: string, value: string | Buffer, exptime: number, flags?: number): Promise<Reply>
+  cas(key: string, value: string | Buffer, cas: string, exptime: number, flags?: number): Promise<Reply>
   delete(key: string): Promise<Reply>
   touch(key: string, exptime: number): Promise<Reply>
   /**
@@ -84,8 +85,8 @@ export interface Pool {
   supportsMeta(key: string): Promise<boolean>
   /** `mg`: undefined on a miss, else what `opts` asked for. */
   metaGet(key: string, opts?: MetaGetOptions): Promise<MetaItem | undefined>
-  /** `ms`: writes `value` (UTF-8, byte for byte); a stored write returns the item's new cas. */
-  metaSet(key: string, value: string, opts: MetaSetOptions): Promise<MetaSetResult>
+  /** `ms`: writes `value` (a string as UTF-8, a Buffer as is); a stored write returns the item's new cas. */
+  metaSet(key: string, value: string | Buffer, opts: MetaSetOptions): Promise<MetaSetResult>
   /** `md`: deletes `key`, with `cas` only at that version. */
   metaDelete(key: string, opts?: { cas?: string }): Promise<'deleted' | 'not_found' | 'exists'>
   /** Fails the calls in flight and every later one with `error`; ends the client unless it was injected. */
@@ -135,14 +136,15 @@ export class WireClient implements Pool {
     return items(await this.on(key).send(`gets ${key}\r\n`, 'items', false))
   }
 
-  /** set, add or replace; the value is sent byte for byte (UTF-8) with flags 0. */
-  async store(mode: 'set' | 'add' | 'replace', key: string, value: string, exptime: number): Promise<Reply> {
-    return status(await this.on(key).send(`${mode} ${key} 0 ${exptime} ${Buffer.byteLength(value)}\r\n${value}\r\n`, 'status', true))
+  /** set, add or replace; the value is sent byte for byte (a string as UTF-8) with its flags. */
+  async store(mode: 'set' | 'add' | 'replace', key: string, value: string | Buffer, exptime: number, flags = 0): Promise<Reply> {
+    const head = `${mode} ${key} ${integer(flags, 'flags')} ${exptime} ${Buffer.byteLength(value)}`
+    return status(await this.on(key).send(withData(head, value), 'status', true))
   }
 
-  async cas(key: string, value: string, cas: string, exptime: number): Promise<Reply> {
-    const command = `cas ${key} 0 ${exptime} ${Buffer.byteLength(value)} ${cas}\r\n${value}\r\n`
-    return status(await this.on(key).send(command, 'status', true))
+  async cas(key: string, value: string | Buffer, cas: string, exptime: number, flags = 0): Promise<Reply> {
+    const head = `cas ${key} ${integer(flags, 'flags')} ${exptime} ${Buffer.byteLength(value)} ${cas}`
+    return status(await this.on(key).send(withData(head, value), 'status', true))
   }
 
   async delete(key: string): Promise<Reply> {
@@ -174,7 +176,7 @@ export class WireClient implements Pool {
     return found
   }
 
-  async metaSet(key: string, value: string, opts: MetaSetOptions): Promise<MetaSetResult> {
+  async metaSet(key: string, value: string | Buffer, opts: MetaSetOptions): Promise<MetaSetResult> {
     // A cas that is not a number cannot be the item's: nothing to send.
     if (opts.cas !== undefined && !/^\d+$/.test(opts.cas)) return { result: 'exists' }
     // ms <key> <datalen> <flags>*: c returns the new cas, T sets the exptime, F the client flags,
@@ -183,7 +185,7 @@ export class WireClient implements Pool {
     if (opts.flags !== undefined) command += ` F${integer(opts.flags, 'flags')}`
     if (opts.cas !== undefined) command += ` C${opts.cas}`
     if (opts.mode !== 'set') command += opts.mode === 'add' ? ' ME' : opts.mode === 'replace' ? ' MR' : badMode(opts.mode)
-    const reply = meta(await this.on(key).send(`${command}\r\n${value}\r\n`, 'meta', true), this.serverOf(key))
+    const reply = meta(await this.on(key).send(withData(command, value), 'meta', true), this.serverOf(key))
     switch (reply.code) {
       case 'HD':
         return reply.flags.c === undefined ? { result: 'stored' } : { result: 'stored', cas: reply.flags.c }
@@ -212,6 +214,14 @@ export class WireClient implements Pool {
   close(error: SessionError): void {
     for (const connection of this.connections.values()) connection.close(error)
   }
+}
+
+const CRLF = Buffer.from('\r\n')
+
+/** A command line and its data block: one string for text, bytes for a Buffer (never decoded). */
+function withData(head: string, value: string | Buffer): string | Buffer {
+  if (typeof value === 'string') return `${head}\r\n${value}\r\n`
+  return Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), value, CRLF])
 }
 
 /** The first item of a get (the store gets one key at a time), or undefined for a miss. */

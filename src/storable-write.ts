@@ -1,0 +1,149 @@
+/**
+ * Perl Storable's `nfreeze` for session data: the bytes Perl writes for the same hash, so that
+ * Perl's `thaw` (Cache::Memcached, Apache::Session::Serialize::Storable) reads what Node wrote.
+ * Format facts from Storable.xs 3.26; test vectors in ../shared/storable-fixtures/.
+ */
+
+/** Perl's string form of a number that is not a 32-bit integer: `%.15g`, as Perl prints an NV. */
+export function perlNumber(n: number): string {
+  if (!Number.isFinite(n)) throw new TypeError(`${n} has no Perl Storable form`)
+  if (Number.isInteger(n) && Math.abs(n) < 1e15) return String(n === 0 ? 0 : n)
+  // %.15g: 15 significant digits, exponent form when the exponent is below -4 or at least 15
+  const [mantissa, exp] = n.toExponential(14).split('e') as [string, string]
+  const e = Number(exp)
+  const trim = (s: string) => (s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s)
+  if (e < -4 || e >= 15) return `${trim(mantissa)}e${e < 0 ? '-' : '+'}${String(Math.abs(e)).padStart(2, '0')}`
+  return trim(n.toFixed(14 - e))
+}
+
+const BOOLEAN_CLASS = Buffer.from('JSON::PP::Boolean', 'latin1')
+/** Characters that need no UTF-8 flag: ASCII. */
+const NON_ASCII = /[\u0080-\uffff]/
+/** Characters past Latin-1: a hash key with one is stored as UTF-8 (key flag 0x01). */
+const WIDE = /[\u0100-\uffff]/
+
+/** A growing byte buffer. */
+class Writer {
+  buf = Buffer.allocUnsafe(1024)
+  at = 0
+  /** Whether JSON::PP::Boolean was named already (later booleans use its index, SX_IX_BLESS). */
+  namedBoolean = false
+
+  private room(n: number): void {
+    if (this.at + n <= this.buf.length) return
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + n))
+    this.buf.copy(next, 0, 0, this.at)
+    this.buf = next
+  }
+
+  u8(n: number): void {
+    this.room(1)
+    this.buf[this.at++] = n
+  }
+
+  u32(n: number): void {
+    this.room(4)
+    this.buf.writeUInt32BE(n, this.at)
+    this.at += 4
+  }
+
+  bytes(b: Buffer): void {
+    this.room(b.length)
+    b.copy(this.buf, this.at)
+    this.at += b.length
+  }
+
+  /** A string: SX_SCALAR/SX_LSCALAR for ASCII, SX_UTF8STR/SX_LUTF8STR (UTF-8 bytes, utf8 flag on) otherwise. */
+  string(s: string): void {
+    const utf8 = NON_ASCII.test(s)
+    const b = Buffer.from(s, utf8 ? 'utf8' : 'latin1')
+    if (b.length < 256) {
+      this.u8(utf8 ? 0x17 : 0x0a)
+      this.u8(b.length)
+    } else {
+      this.u8(utf8 ? 0x18 : 0x01)
+      this.u32(b.length)
+    }
+    this.bytes(b)
+  }
+
+  value(v: unknown): void {
+    if (v === null || v === undefined) return this.u8(0x05) // SX_UNDEF
+    switch (typeof v) {
+      case 'string':
+        return this.string(v)
+      case 'number':
+        // SX_BYTE (value + 128) for -128..127, SX_NETINT (i32) for 32-bit integers; Perl's nfreeze
+        // writes every other number (larger integers, doubles) as its string
+        if (Number.isInteger(v) && v >= -128 && v <= 127) {
+          this.u8(0x08)
+          return this.u8(v + 128)
+        }
+        if (Number.isInteger(v) && v >= -0x80000000 && v <= 0x7fffffff) {
+          this.u8(0x09)
+          this.room(4)
+          this.buf.writeInt32BE(v, this.at)
+          this.at += 4
+          return
+        }
+        return this.string(perlNumber(v))
+      case 'boolean':
+        // JSON::PP::true/false, as Perl writes them: SX_OVERLOAD, the class (named once, then by
+        // index 0), and the referent, an integer 1 or 0
+        this.u8(0x14)
+        if (this.namedBoolean) {
+          this.u8(0x12)
+          this.u8(0)
+        } else {
+          this.namedBoolean = true
+          this.u8(0x11)
+          this.u8(BOOLEAN_CLASS.length)
+          this.bytes(BOOLEAN_CLASS)
+        }
+        this.u8(0x08)
+        return this.u8(v ? 129 : 128)
+      case 'object':
+        this.u8(0x04) // SX_REF: a nested hash or array is a reference in Perl
+        return this.container(v)
+      default:
+        throw new TypeError(`a ${typeof v} has no Perl Storable form`)
+    }
+  }
+
+  container(v: object): void {
+    if (Array.isArray(v)) {
+      this.u8(0x02)
+      this.u32(v.length)
+      for (const item of v) this.value(item)
+      return
+    }
+    const entries = Object.entries(v).filter(([, x]) => x !== undefined)
+    // a key that is not ASCII needs SX_FLAG_HASH and a flag per key: 0x01 UTF-8 bytes, 0x02
+    // (WASUTF8) Latin-1 bytes of a key that was UTF-8, 0 plain, as Perl writes them
+    const flagged = entries.some(([k]) => NON_ASCII.test(k))
+    this.u8(flagged ? 0x19 : 0x03)
+    if (flagged) this.u8(0)
+    this.u32(entries.length)
+    for (const [k, x] of entries) {
+      this.value(x)
+      const wide = WIDE.test(k)
+      if (flagged) this.u8(wide ? 0x01 : NON_ASCII.test(k) ? 0x02 : 0)
+      const key = Buffer.from(k, wide ? 'utf8' : 'latin1')
+      this.u32(key.length)
+      this.bytes(key)
+    }
+  }
+}
+
+/**
+ * The bytes of Perl's `nfreeze(\%value)` (or of an array): network order, Storable 2.11, as
+ * Storable 3.x writes. Hashes, arrays, strings, numbers (32-bit integers as integers, others as
+ * Perl's string of them), null (undef), booleans (JSON::PP::Boolean).
+ */
+export function nfreeze(value: object): Buffer {
+  const w = new Writer()
+  w.u8(0x05) // major 2 << 1 | network order
+  w.u8(0x0b) // minor 11
+  w.container(value)
+  return w.buf.subarray(0, w.at)
+}
