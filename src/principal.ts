@@ -320,8 +320,27 @@ async function repointLatest(place: IndexPlace, digest: string, gone: Set<string
  * dropped from the list.
  */
 export async function liveSessions(place: IndexPlace, digest: string, ttl: number): Promise<string[]> {
-  const list = await updateList(place, digest, (entries) => prune(place, entries, ttl, true))
-  return list.map((e) => e.id)
+  const [list, latest] = await Promise.all([
+    updateList(place, digest, (entries) => prune(place, entries, ttl, true)),
+    latestSession(place, digest),
+  ])
+  const ids = list.map((e) => e.id)
+  // a session only Perl indexed (Memorycached writes md5_hex(uid) -> id and no list): the newest login
+  return latest !== undefined && !ids.includes(latest) ? [latest, ...ids] : ids
+}
+
+/**
+ * The live session the bare `md5_hex(uid)` key names, or undefined: the one index
+ * Apache::Session::Memorycached writes (`$m->set(md5_hex($uid), $id)`), so that sessions Perl
+ * logged in are found too.
+ */
+async function latestSession(place: IndexPlace, digest: string): Promise<string | undefined> {
+  const latest = await place.store.get(latestKey(place, digest), { consistent: true })
+  const id = latest === undefined ? '' : asText(latest.value)
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) return undefined
+  const session = await place.store.get(place.namespace + id, { consistent: true })
+  // an index value is no session (a key that holds a digest or the empty string)
+  return session !== undefined && !isIndexValue(asText(session.value)) ? id : undefined
 }
 
 /**
@@ -329,8 +348,9 @@ export async function liveSessions(place: IndexPlace, digest: string, ttl: numbe
  * concurrent login adds meanwhile stay); returns how many sessions were destroyed.
  */
 export async function destroyAll(place: IndexPlace, digest: string): Promise<number> {
-  const listed = await readList(place, digest)
+  const [listed, latest] = await Promise.all([readList(place, digest), latestSession(place, digest)])
   const ids = listed === undefined ? [] : parseList(asText(listed.value)).map((e) => e.id)
+  if (latest !== undefined && !ids.includes(latest)) ids.push(latest) // logged in by Perl: only md5_hex(uid) names it
   const deleted = await Promise.all(ids.map((id) => place.store.delete(place.namespace + id)))
   const gone = new Set(ids)
   const list = await updateList(place, digest, (entries) => entries.filter((e) => !gone.has(e.id)))

@@ -235,6 +235,21 @@ const jsonWalk = walker(
     ),
 )
 
+const NON_ASCII = /[\u0080-\uffff]/
+const NON_ASCII_ALL = /[\u0080-\uffff]/g
+const escapeUnit = (c: string) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')
+
+/**
+ * JSON text with every non-ASCII character written as a `\uXXXX` escape (a character past U+FFFF
+ * as its surrogate pair, as JSON says), so the text is ASCII: Perl's JSON readers
+ * (Apache::Session::Serialize::JSON, Lemonldap::NG) decode memcached's bytes as Latin-1 and would
+ * garble raw UTF-8. Any JSON parser reads the escapes back.
+ */
+export function asciiOnly(text: string): string {
+  // JSON.stringify gives undefined for undefined, a function or a symbol: passed through
+  return text !== undefined && NON_ASCII.test(text) ? text.replace(NON_ASCII_ALL, escapeUnit) : text
+}
+
 /** Marks the `json` serializer's type, so that tieSession's types refuse data JSON cannot keep. */
 export const JSON_ONLY = Symbol('tied-session json only')
 
@@ -266,7 +281,7 @@ export type JsonSafe<T> = unknown extends T
 export const json: JsonSerializer = {
   [JSON_ONLY]: true,
   name: 'json',
-  stringify: (value) => JSON.stringify(value),
+  stringify: (value) => asciiOnly(JSON.stringify(value)),
   parse: (text) => JSON.parse(text),
   copy: jsonWalk.copy,
   adopt: jsonWalk.adopt,
@@ -388,7 +403,7 @@ function decodeObject(obj: Record<string, unknown>): Record<string, unknown> {
  */
 export const rich: Serializer = {
   name: 'rich',
-  stringify: (value) => JSON.stringify(encode(value)),
+  stringify: (value) => asciiOnly(JSON.stringify(encode(value))),
   parse: (text) => decode(JSON.parse(text)),
   copy: richWalk.copy,
   adopt: richWalk.adopt,

@@ -86,6 +86,11 @@ export class Connection {
     })
   }
 
+  /** True while the server is refused after a failure (calls fail at once): Cache::Memcached's "dead host". */
+  get down(): boolean {
+    return this.refused !== undefined && performance.now() < this.refused.until
+  }
+
   /** Whether the server speaks meta: the answer to the `mn` sent on connect (connecting if need be). */
   async supportsMeta(): Promise<boolean> {
     if (this.meta !== undefined) return this.meta

@@ -11,6 +11,7 @@ import {
   type WriteResult,
 } from './store.js'
 import { pollLock } from './lock.js'
+import { Crc32Buckets } from './memcached-crc32.js'
 import { KeyLister } from './memcached-keys.js'
 import { LocalCache } from './memcached-local.js'
 import { injectedPool } from './memcached-injected.js'
@@ -52,11 +53,15 @@ export function memcachedStore(options: MemcachedStoreOptions): MemcachedStore {
 
 function createStore(config: Config, onClose: (() => void) | undefined): MemcachedStore {
   const { requestTimeout, maxValueBytes, localTtl } = config
-  const principal = config.client ? injectedPool(config.client, requestTimeout) : new WireClient(config.servers!, requestTimeout)
+  // crc32: Cache::Memcached's buckets, so that Perl processes on the same pool pick the same servers
+  const buckets = (side: 'servers' | 'local') => (config.distribution === 'crc32' ? new Crc32Buckets(config.weighted[side]) : undefined)
+  const principal = config.client
+    ? injectedPool(config.client, requestTimeout)
+    : new WireClient(config.servers!, requestTimeout, buckets('servers'))
   const local = config.localClient
     ? injectedPool(config.localClient, requestTimeout)
     : config.local.length > 0
-      ? new WireClient(config.local, requestTimeout)
+      ? new WireClient(config.local, requestTimeout, buckets('local'))
       : undefined
   const pools = local ? [principal, local] : [principal]
   const lister = new KeyLister(requestTimeout)
