@@ -35,6 +35,7 @@ const ALL: Bench[] = [
   { name: 'memory', file: 'memory.ts', limit: 60, nodeArgs: ['--expose-gc'] },
   { name: 'file', file: 'file.ts', limit: 60 },
   { name: 'principal', file: 'principal.ts', limit: 60, pin: true },
+  { name: 'serializers', file: 'serializers.ts', limit: 60, pin: true },
 ]
 const CPU = process.env.BENCH_CPU ?? String(os.cpus().length - 1)
 const canPin = spawnSync('taskset', ['-c', CPU, 'true']).status === 0

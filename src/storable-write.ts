@@ -22,12 +22,17 @@ const NON_ASCII = /[\u0080-\uffff]/
 /** Characters past Latin-1: a hash key with one is stored as UTF-8 (key flag 0x01). */
 const WIDE = /[\u0100-\uffff]/
 
-/** A growing byte buffer. */
+/** A growing byte buffer, reused from one call to the next (nfreeze is synchronous). */
 class Writer {
-  buf = Buffer.allocUnsafe(1024)
+  buf = Buffer.allocUnsafe(4096)
   at = 0
   /** Whether JSON::PP::Boolean was named already (later booleans use its index, SX_IX_BLESS). */
   namedBoolean = false
+
+  reset(): void {
+    this.at = 0
+    this.namedBoolean = false
+  }
 
   private room(n: number): void {
     if (this.at + n <= this.buf.length) return
@@ -56,15 +61,18 @@ class Writer {
   /** A string: SX_SCALAR/SX_LSCALAR for ASCII, SX_UTF8STR/SX_LUTF8STR (UTF-8 bytes, utf8 flag on) otherwise. */
   string(s: string): void {
     const utf8 = NON_ASCII.test(s)
-    const b = Buffer.from(s, utf8 ? 'utf8' : 'latin1')
-    if (b.length < 256) {
-      this.u8(utf8 ? 0x17 : 0x0a)
-      this.u8(b.length)
+    // written in place (no Buffer per string): ASCII is one byte per character
+    const length = utf8 ? Buffer.byteLength(s, 'utf8') : s.length
+    this.room(length + 5)
+    if (length < 256) {
+      this.buf[this.at++] = utf8 ? 0x17 : 0x0a
+      this.buf[this.at++] = length
     } else {
-      this.u8(utf8 ? 0x18 : 0x01)
-      this.u32(b.length)
+      this.buf[this.at++] = utf8 ? 0x18 : 0x01
+      this.buf.writeUInt32BE(length, this.at)
+      this.at += 4
     }
-    this.bytes(b)
+    this.at += utf8 ? this.buf.write(s, this.at, length, 'utf8') : this.buf.write(s, this.at, length, 'latin1')
   }
 
   value(v: unknown): void {
@@ -117,20 +125,30 @@ class Writer {
       for (const item of v) this.value(item)
       return
     }
-    const entries = Object.entries(v).filter(([, x]) => x !== undefined)
-    // a key that is not ASCII needs SX_FLAG_HASH and a flag per key: 0x01 UTF-8 bytes, 0x02
-    // (WASUTF8) Latin-1 bytes of a key that was UTF-8, 0 plain, as Perl writes them
-    const flagged = entries.some(([k]) => NON_ASCII.test(k))
+    const o = v as Record<string, unknown>
+    const keys = Object.keys(o)
+    let count = 0
+    let flagged = false
+    for (const k of keys) {
+      if (o[k] === undefined) continue
+      count++
+      // a key that is not ASCII needs SX_FLAG_HASH and a flag per key: 0x01 UTF-8 bytes, 0x02
+      // (WASUTF8) Latin-1 bytes of a key that was UTF-8, 0 plain, as Perl writes them
+      if (!flagged && NON_ASCII.test(k)) flagged = true
+    }
     this.u8(flagged ? 0x19 : 0x03)
     if (flagged) this.u8(0)
-    this.u32(entries.length)
-    for (const [k, x] of entries) {
+    this.u32(count)
+    for (const k of keys) {
+      const x = o[k]
+      if (x === undefined) continue
       this.value(x)
-      const wide = WIDE.test(k)
+      const wide = flagged && WIDE.test(k)
       if (flagged) this.u8(wide ? 0x01 : NON_ASCII.test(k) ? 0x02 : 0)
-      const key = Buffer.from(k, wide ? 'utf8' : 'latin1')
-      this.u32(key.length)
-      this.bytes(key)
+      const length = wide ? Buffer.byteLength(k, 'utf8') : k.length
+      this.u32(length)
+      this.room(length)
+      this.at += wide ? this.buf.write(k, this.at, length, 'utf8') : this.buf.write(k, this.at, length, 'latin1')
     }
   }
 }
@@ -141,9 +159,28 @@ class Writer {
  * Perl's string of them), null (undef), booleans (JSON::PP::Boolean).
  */
 export function nfreeze(value: object): Buffer {
-  const w = new Writer()
+  return Buffer.from(freeze(value))
+}
+
+/** {@link nfreeze}'s bytes as a Latin-1 string (one character per byte), without a copy in between. */
+export function nfreezeLatin1(value: object): string {
+  const bytes = freeze(value)
+  return bytes.toString('latin1')
+}
+
+const shared = new Writer()
+
+/** The bytes in the shared writer: valid until the next call. */
+function freeze(value: object): Buffer {
+  const w = shared
+  w.reset()
   w.u8(0x05) // major 2 << 1 | network order
   w.u8(0x0b) // minor 11
-  w.container(value)
+  try {
+    w.container(value)
+  } catch (err) {
+    w.buf = Buffer.allocUnsafe(4096) // an error mid-way: start clean
+    throw err
+  }
   return w.buf.subarray(0, w.at)
 }

@@ -5,7 +5,7 @@
  */
 import { refuse, walker, type Serializer } from './serializers.js'
 import { thaw } from './storable-read.js'
-import { nfreeze, perlNumber } from './storable-write.js'
+import { nfreezeLatin1, perlNumber } from './storable-write.js'
 
 const storableWalk = walker(
   'storable',
@@ -43,7 +43,7 @@ export const storable: Serializer = {
   binary: true,
   flags: 1,
   // a single value (tied-session compares values by their text) is frozen as a one-item array
-  stringify: (value) => nfreeze(typeof value === 'object' && value !== null ? value : [value]).toString('latin1'),
+  stringify: (value) => nfreezeLatin1(typeof value === 'object' && value !== null ? value : [value]),
   parse: (text) => thaw(Buffer.from(text, 'latin1')),
   copy: storableWalk.copy,
   adopt: storableWalk.adopt,

@@ -7,8 +7,7 @@ import { spawn, spawnSync } from 'node:child_process'
 
 /** The Perl modules the interop tests use, and the Debian packages that bring them. */
 export const PERL_MODULES = ['Cache::Memcached', 'Storable', 'JSON', 'JSON::PP', 'Digest::MD5', 'Apache::Session::Serialize::JSON']
-const INSTALL =
-  'apt-get install -y libcache-memcached-perl libapache-session-perl libapache-session-browseable-perl libjson-perl liblemonldap-ng-common-perl'
+const INSTALL = 'apt-get install -y libcache-memcached-perl libapache-session-perl libapache-session-browseable-perl libjson-perl'
 
 let checked = false
 /** Throws, saying how to install them, when perl or one of {@link PERL_MODULES} is missing: these tests never skip. */
