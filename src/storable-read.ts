@@ -50,9 +50,19 @@ class Reader {
 
   private text(length: number, encoding: 'latin1' | 'utf8'): string {
     if (this.at + length > this.bytes.length) throw new SyntaxError('the Storable data ends too soon')
-    const s = this.bytes.toString(encoding, this.at, this.at + length)
+    const { bytes, at } = this
     this.at += length
-    return s
+    if (length <= 32) {
+      // short strings (most of a session) without a native call: Latin-1, or UTF-8 that is ASCII
+      let s = ''
+      for (let i = at; i < at + length; i++) {
+        const c = bytes[i]!
+        if (c >= 0x80 && encoding === 'utf8') return bytes.toString('utf8', at, at + length)
+        s += String.fromCharCode(c)
+      }
+      return s
+    }
+    return bytes.toString(encoding, at, at + length)
   }
 
   /** Registers `value` under the next tag, returns it. */

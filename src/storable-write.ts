@@ -7,13 +7,52 @@
 /** Perl's string form of a number that is not a 32-bit integer: `%.15g`, as Perl prints an NV. */
 export function perlNumber(n: number): string {
   if (!Number.isFinite(n)) throw new TypeError(`${n} has no Perl Storable form`)
-  if (Number.isInteger(n) && Math.abs(n) < 1e15) return String(n === 0 ? 0 : n)
-  // %.15g: 15 significant digits, exponent form when the exponent is below -4 or at least 15
-  const [mantissa, exp] = n.toExponential(14).split('e') as [string, string]
-  const e = Number(exp)
-  const trim = (s: string) => (s.includes('.') ? s.replace(/0+$/, '').replace(/\.$/, '') : s)
-  if (e < -4 || e >= 15) return `${trim(mantissa)}e${e < 0 ? '-' : '+'}${String(Math.abs(e)).padStart(2, '0')}`
-  return trim(n.toFixed(14 - e))
+  // an integer is Perl's IV or UV (64-bit), printed in full (as JSON gives it to Perl); other numbers are NVs
+  if (Number.isInteger(n) && n >= -(2 ** 63) && n < 2 ** 64) return String(n === 0 ? 0 : n)
+  // JS's shortest form is %.15g's when it has at most 15 significant digits and no exponent
+  const shortest = String(n)
+  if (Math.abs(n) >= 1e-4 && Math.abs(n) < 1e15 && shortest.replace(/^-|\./g, '').replace(/^0+/, '').length <= 15) return shortest
+  return (n < 0 ? '-' : '') + g15(Math.abs(n))
+}
+
+/**
+ * C's `%.15g` of a positive finite number, rounded from its exact binary value with ties to even,
+ * as glibc's printf (JS's toPrecision rounds ties up). `toPrecision(100)` holds every digit of the
+ * value wherever a tie can happen (a tie needs an exact expansion of 16 significant digits).
+ */
+function g15(x: number): string {
+  const p = x.toPrecision(100)
+  let digits: string
+  let exp: number
+  const e = /^(\d)\.(\d*)e([+-]\d+)$/.exec(p)
+  if (e) {
+    digits = e[1]! + e[2]!
+    exp = Number(e[3])
+  } else {
+    const [int, frac = ''] = p.split('.') as [string, string?]
+    const all = int + frac
+    const lead = /^0*/.exec(all)![0].length
+    digits = all.slice(lead)
+    exp = int.length - 1 - lead
+  }
+  let head = digits.slice(0, 15)
+  const rest = digits.slice(15)
+  const up = rest[0]! > '5' || (rest[0] === '5' && (/[1-9]/.test(rest.slice(1)) || Number(head[14]) % 2 === 1))
+  if (up) {
+    const bumped = String(BigInt(head) + 1n)
+    if (bumped.length > 15) {
+      head = bumped.slice(0, 15)
+      exp++
+    } else head = bumped
+  }
+  const trim = (s: string) => s.replace(/0+$/, '')
+  if (exp < -4 || exp >= 15) {
+    const frac = trim(head.slice(1))
+    return `${head[0]}${frac ? '.' + frac : ''}e${exp < 0 ? '-' : '+'}${String(Math.abs(exp)).padStart(2, '0')}`
+  }
+  if (exp < 0) return `0.${'0'.repeat(-exp - 1)}${trim(head)}`
+  const frac = trim(head.slice(exp + 1))
+  return head.slice(0, exp + 1) + (frac ? '.' + frac : '')
 }
 
 const BOOLEAN_CLASS = Buffer.from('JSON::PP::Boolean', 'latin1')
@@ -72,7 +111,10 @@ class Writer {
       this.buf.writeUInt32BE(length, this.at)
       this.at += 4
     }
-    this.at += utf8 ? this.buf.write(s, this.at, length, 'utf8') : this.buf.write(s, this.at, length, 'latin1')
+    if (utf8) this.at += this.buf.write(s, this.at, length, 'utf8')
+    else if (length <= 32)
+      for (let i = 0; i < length; i++) this.buf[this.at++] = s.charCodeAt(i) // no native call for short ASCII
+    else this.at += this.buf.write(s, this.at, length, 'latin1')
   }
 
   value(v: unknown): void {
@@ -148,7 +190,8 @@ class Writer {
       const length = wide ? Buffer.byteLength(k, 'utf8') : k.length
       this.u32(length)
       this.room(length)
-      this.at += wide ? this.buf.write(k, this.at, length, 'utf8') : this.buf.write(k, this.at, length, 'latin1')
+      if (wide) this.at += this.buf.write(k, this.at, length, 'utf8')
+      else for (let i = 0; i < length; i++) this.buf[this.at++] = k.charCodeAt(i) // Latin-1: one byte per character
     }
   }
 }

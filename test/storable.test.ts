@@ -6,6 +6,7 @@ import { SessionError } from '../src/errors.js'
 import { storable } from '../src/storable.js'
 import { thaw } from '../src/storable-read.js'
 import { nfreeze, perlNumber } from '../src/storable-write.js'
+import { perl } from './helpers/perl.js'
 
 /** Vectors made by Perl 5.36 / Storable 3.26 (test/fixtures/storable/generate.pl regenerates them). */
 const DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'storable')
@@ -85,4 +86,14 @@ test('storable round trips session data: UTF-8 keys and values, booleans, null, 
   t.deepEqual(storable.parse(storable.stringify(data)), data)
   // one value (tied-session compares values by their text) freezes as a one-item array
   t.is(typeof storable.stringify('x'), 'string')
+})
+
+test("perlNumber is Perl's own string of a number (%.15g), for 300 numbers of every size", async (t) => {
+  const numbers = Array.from({ length: 300 }, (_, i) => {
+    const x = Math.random() * 10 ** ((i % 40) - 20)
+    return i % 3 === 0 ? -x : i % 7 === 0 ? Math.round(x * 100) / 100 : x
+  })
+  // Perl prints each one from its exact bits (JSON numbers would round-trip the same doubles)
+  const perlSays = await perl<string[]>('out([ map { "" . $_ } @{ args() } ])', numbers)
+  t.deepEqual(numbers.map(perlNumber), perlSays)
 })
