@@ -36,6 +36,7 @@ const ALL: Bench[] = [
   { name: 'file', file: 'file.ts', limit: 60 },
   { name: 'principal', file: 'principal.ts', limit: 60, pin: true },
   { name: 'web', file: 'web.ts', limit: 120 },
+  { name: 'serializers', file: 'serializers.ts', limit: 60, pin: true },
 ]
 const CPU = process.env.BENCH_CPU ?? String(os.cpus().length - 1)
 const canPin = spawnSync('taskset', ['-c', CPU, 'true']).status === 0

@@ -37,6 +37,28 @@ if (!have('chromium') && !have('chromium-browser') && process.env.CHROMIUM_PATH 
   }
 }
 
+// The Perl interop tests run real Perl: Cache::Memcached, JSON and Apache::Session's JSON serializer
+// (Storable, Digest::MD5 and JSON::PP come with perl itself).
+const PERL_PACKAGES = 'libcache-memcached-perl libapache-session-perl libapache-session-browseable-perl libjson-perl'
+const havePerl = () =>
+  spawnSync('perl', ['-MCache::Memcached', '-MJSON', '-MApache::Session::Serialize::JSON', '-e', '1'], { stdio: 'ignore' }).status === 0
+if (!havePerl()) {
+  const root = typeof process.getuid === 'function' && process.getuid() === 0
+  if (root && have('apt-get')) {
+    console.log('Perl modules for the interop tests are missing: installing them with apt-get')
+    const r = spawnSync('sh', ['-c', `apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${PERL_PACKAGES}`], {
+      stdio: 'inherit',
+    })
+    if (r.status !== 0) process.exit(r.status ?? 1)
+  } else {
+    console.error(
+      'tied-session tests need perl with Cache::Memcached, JSON and Apache::Session (the Perl interop tests).\n' +
+        `Install them: sudo apt-get install ${PERL_PACKAGES} (Debian/Ubuntu), or cpanm Cache::Memcached JSON Apache::Session Apache::Session::Browseable.`,
+    )
+    process.exit(1)
+  }
+}
+
 const args = process.argv.slice(2)
 
 // With no file arguments (the whole suite): the type check and the lint come first, as one check each.

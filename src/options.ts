@@ -20,6 +20,8 @@ export interface TieOptions {
   servers?: MemcachedStoreOptions['servers']
   /** Local memcached servers, `host:port`: reads try them first. @default [] */
   local?: MemcachedStoreOptions['local']
+  /** How a key picks its server: `'ketama'`, or `'crc32'` as Perl's Cache::Memcached (for pools shared with Perl). @default 'ketama' */
+  distribution?: MemcachedStoreOptions['distribution']
   /** Seconds a copy made into `local` lives at most. @default 60 */
   localTtl?: number
   /** Serve `local` copies without checking them against the principal (Memorycached's way; a destroy elsewhere shows after `localTtl`). @default false */
@@ -70,7 +72,7 @@ export interface TieOptions {
 }
 
 const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '' } as const
-const MEMCACHED = ['servers', 'local', 'localTtl', 'trustLocal', 'requestTimeout', 'maxValueBytes'] as const
+const MEMCACHED = ['servers', 'local', 'distribution', 'localTtl', 'trustLocal', 'requestTimeout', 'maxValueBytes'] as const
 const KNOWN = new Set([
   'store',
   ...MEMCACHED,

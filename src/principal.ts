@@ -17,7 +17,7 @@
  */
 import SparkMD5 from 'spark-md5'
 import { SessionError } from './errors.js'
-import type { Entry, Store } from './stores/store.js'
+import { asText, type Entry, type Store } from './stores/store.js'
 
 /** Most sessions one user's list keeps; past it the oldest entries are dropped from the list (not destroyed). */
 export const MAX_INDEXED = 100
@@ -185,7 +185,7 @@ export async function updateList(
   for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
     // a read sent earlier may be stale by now: then the compare-and-swap fails and the list is read again
     const entry = await (attempt === 0 && firstRead !== undefined ? firstRead : readList(place, digest))
-    const before = entry === undefined ? [] : parseList(entry.value)
+    const before = entry === undefined ? [] : parseList(asText(entry.value))
     const after = (await change(before)).sort((a, b) => b.at - a.at).slice(0, MAX_INDEXED)
     const text = JSON.stringify(after)
     if (entry !== undefined && text === entry.value) return after
@@ -307,7 +307,7 @@ async function repointLatest(place: IndexPlace, digest: string, gone: Set<string
   const key = latestKey(place, digest)
   for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
     const latest = await place.store.get(key, { consistent: true })
-    if (latest === undefined || !gone.has(latest.value)) return
+    if (latest === undefined || !gone.has(asText(latest.value))) return
     const next = list.find((e) => !gone.has(e.id))
     const [value, ttl] = next === undefined ? ['', 1] : [next.id, listTtl(list)]
     const result = await place.store.write(key, value, { ttl, mode: 'cas', version: latest.version ?? '' })
@@ -320,8 +320,27 @@ async function repointLatest(place: IndexPlace, digest: string, gone: Set<string
  * dropped from the list.
  */
 export async function liveSessions(place: IndexPlace, digest: string, ttl: number): Promise<string[]> {
-  const list = await updateList(place, digest, (entries) => prune(place, entries, ttl, true))
-  return list.map((e) => e.id)
+  const [list, latest] = await Promise.all([
+    updateList(place, digest, (entries) => prune(place, entries, ttl, true)),
+    latestSession(place, digest),
+  ])
+  const ids = list.map((e) => e.id)
+  // a session only Perl indexed (Memorycached writes md5_hex(uid) -> id and no list): the newest login
+  return latest !== undefined && !ids.includes(latest) ? [latest, ...ids] : ids
+}
+
+/**
+ * The live session the bare `md5_hex(uid)` key names, or undefined: the one index
+ * Apache::Session::Memorycached writes (`$m->set(md5_hex($uid), $id)`), so that sessions Perl
+ * logged in are found too.
+ */
+async function latestSession(place: IndexPlace, digest: string): Promise<string | undefined> {
+  const latest = await place.store.get(latestKey(place, digest), { consistent: true })
+  const id = latest === undefined ? '' : asText(latest.value)
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) return undefined
+  const session = await place.store.get(place.namespace + id, { consistent: true })
+  // an index value is no session (a key that holds a digest or the empty string)
+  return session !== undefined && !isIndexValue(asText(session.value)) ? id : undefined
 }
 
 /**
@@ -329,8 +348,9 @@ export async function liveSessions(place: IndexPlace, digest: string, ttl: numbe
  * concurrent login adds meanwhile stay); returns how many sessions were destroyed.
  */
 export async function destroyAll(place: IndexPlace, digest: string): Promise<number> {
-  const listed = await readList(place, digest)
-  const ids = listed === undefined ? [] : parseList(listed.value).map((e) => e.id)
+  const [listed, latest] = await Promise.all([readList(place, digest), latestSession(place, digest)])
+  const ids = listed === undefined ? [] : parseList(asText(listed.value)).map((e) => e.id)
+  if (latest !== undefined && !ids.includes(latest)) ids.push(latest) // logged in by Perl: only md5_hex(uid) names it
   const deleted = await Promise.all(ids.map((id) => place.store.delete(place.namespace + id)))
   const gone = new Set(ids)
   const list = await updateList(place, digest, (entries) => entries.filter((e) => !gone.has(e.id)))

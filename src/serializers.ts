@@ -27,6 +27,13 @@ export interface Serializer {
    * value is copied, and writes through the caller's reference are not seen.
    */
   adopt?(value: unknown, path: string, move?: (target: object) => boolean): unknown
+  /**
+   * True when the text is bytes, one character per byte (Latin-1), as Storable's: the store keeps
+   * the bytes, not their UTF-8 encoding. @default false
+   */
+  readonly binary?: boolean
+  /** The memcached client flags a new session is written with (Perl's Cache::Memcached: 1 = Storable). @default 0 */
+  readonly flags?: number
 }
 
 /** The path of `key` inside `parent`, as code would write it: `cart.items[2].when`. */
@@ -48,7 +55,8 @@ function describe(value: unknown): string {
   return name ? `a ${name}` : 'an object without prototype'
 }
 
-function refuse(serializer: string, path: string, value: unknown, hint: string): never {
+/** Throws the TypeError for a value the serializer cannot keep at `path`. */
+export function refuse(serializer: string, path: string, value: unknown, hint: string): never {
   throw new TypeError(`tied-session: cannot store ${describe(value)} at ${path || '(root)'} with the ${serializer} serializer${hint}`)
 }
 
@@ -106,14 +114,15 @@ export function viewTarget(value: object): object | undefined {
   return (value as Record<symbol, object | undefined>)[VIEW_TARGET]
 }
 
-type Recurse = (v: unknown, p: string) => unknown
+/** Walks a child value. */
+export type Recurse = (v: unknown, p: string) => unknown
 /** Decides what a non-container value becomes (or refuses it). */
-type Leaf = (value: unknown, path: string) => unknown
+export type Leaf = (value: unknown, path: string) => unknown
 /**
  * Takes over for an object that is not a plain object or array (Date, Map, Set...): `adopting`
  * says whether to keep `value` itself (checking and normalizing its contents in place) or copy it.
  */
-type Exotic = (value: object, path: string, recurse: Recurse, adopting: boolean) => unknown
+export type Exotic = (value: object, path: string, recurse: Recurse, adopting: boolean) => unknown
 
 /** True when `value` can stay the session's own object as it is: extensible, every property a plain writable, enumerable, configurable data property. */
 function keepable(value: object, keys: string[]): boolean {
@@ -139,7 +148,7 @@ function keepable(value: object, keys: string[]): boolean {
  *
  * Either mode throws a TypeError naming the path of a value the format cannot keep.
  */
-function walker(name: string, leaf: Leaf, exotic: Exotic) {
+export function walker(name: string, leaf: Leaf, exotic: Exotic) {
   const ancestors = new Set<object>()
   let keep: ((target: object) => boolean) | undefined
   const walk = (value: unknown, path: string, adopting: boolean): unknown => {
@@ -226,6 +235,21 @@ const jsonWalk = walker(
     ),
 )
 
+const NON_ASCII = /[\u0080-\uffff]/
+const NON_ASCII_ALL = /[\u0080-\uffff]/g
+const escapeUnit = (c: string) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')
+
+/**
+ * JSON text with every non-ASCII character written as a `\uXXXX` escape (a character past U+FFFF
+ * as its surrogate pair, as JSON says), so the text is ASCII: Perl's JSON readers
+ * (Apache::Session::Serialize::JSON, Lemonldap::NG) decode memcached's bytes as Latin-1 and would
+ * garble raw UTF-8. Any JSON parser reads the escapes back.
+ */
+export function asciiOnly(text: string): string {
+  // JSON.stringify gives undefined for undefined, a function or a symbol: passed through
+  return text !== undefined && NON_ASCII.test(text) ? text.replace(NON_ASCII_ALL, escapeUnit) : text
+}
+
 /** Marks the `json` serializer's type, so that tieSession's types refuse data JSON cannot keep. */
 export const JSON_ONLY = Symbol('tied-session json only')
 
@@ -257,7 +281,7 @@ export type JsonSafe<T> = unknown extends T
 export const json: JsonSerializer = {
   [JSON_ONLY]: true,
   name: 'json',
-  stringify: (value) => JSON.stringify(value),
+  stringify: (value) => asciiOnly(JSON.stringify(value)),
   parse: (text) => JSON.parse(text),
   copy: jsonWalk.copy,
   adopt: jsonWalk.adopt,
@@ -379,7 +403,7 @@ function decodeObject(obj: Record<string, unknown>): Record<string, unknown> {
  */
 export const rich: Serializer = {
   name: 'rich',
-  stringify: (value) => JSON.stringify(encode(value)),
+  stringify: (value) => asciiOnly(JSON.stringify(encode(value))),
   parse: (text) => decode(JSON.parse(text)),
   copy: richWalk.copy,
   adopt: richWalk.adopt,

@@ -14,6 +14,7 @@ import { LooseKeys } from './loose.js'
 import { takeTheirs, reconcile } from './merge.js'
 import { applyIndex, planIndex, readList, removeFromIndex, md5Hex, uidOf, type AddOptions, type IndexPlan } from './principal.js'
 import { checkDepth, isPlainObject, viewTarget, type Serializer } from './serializers.js'
+import { formFor, readForm, toStored, type StoredForm } from './stored-form.js'
 import { bookNewId, notFound, parseData, releasing } from './stored.js'
 import type { Store, WriteOptions } from './stores/store.js'
 import { ID_FIELD, track, type TrackerHooks } from './tracker.js'
@@ -88,6 +89,8 @@ export class Session implements TrackerHooks {
    * a save): a save then re-reads, and needs no merge when the text is still ours.
    */
   private text: string | undefined
+  /** The form the session is kept in: as it was read (Perl's Storable, gzip, JSON), else the configured serializer's. */
+  private form: StoredForm
   private readonly changed = new Set<string>()
   /** keys that can change without passing a trap; made on first use */
   private loose: LooseKeys | undefined
@@ -105,7 +108,7 @@ export class Session implements TrackerHooks {
     readonly config: SessionConfig,
     id: string,
     data: Data,
-    loaded: { version: string | undefined; text: string | undefined; stored: boolean },
+    loaded: { version: string | undefined; text: string | undefined; stored: boolean; form?: StoredForm },
   ) {
     this.id = id
     this.data = data
@@ -113,6 +116,7 @@ export class Session implements TrackerHooks {
     this.version = loaded.version
     this.text = loaded.version === undefined ? loaded.text : undefined
     this.stored = loaded.stored
+    this.form = loaded.form ?? formFor(config.serializer)
     const field = config.principal?.field
     this.listed = field === undefined ? undefined : uidOf(data[field])
     const { proxy, detach } = track(data, this)
@@ -215,15 +219,19 @@ export class Session implements TrackerHooks {
     await this.settle()
     let next: Data = {}
     let entry
+    let text: string | undefined
     if (this.stored) {
       entry = await this.config.store.get(this.key, { consistent: true })
       if (entry === undefined) throw notFound(this.id)
-      next = parseData(this.config.serializer, entry.value, this.id)
+      const read = readForm(this.config.serializer, entry)
+      next = parseData(read.form.serializer, read.text, this.id)
+      this.form = read.form
+      text = read.text
     }
     next[ID_FIELD] = this.id
     reconcile(this.data, next, this.detach)
     this.version = entry?.version
-    this.text = entry !== undefined && entry.version === undefined ? entry.value : undefined
+    this.text = entry !== undefined && entry.version === undefined ? text : undefined
     this.changed.clear()
     const field = this.config.principal?.field
     if (field !== undefined) this.listed = uidOf(this.data[field])
@@ -280,7 +288,7 @@ export class Session implements TrackerHooks {
 
   /** Tracker hook: the value to store for a write. The caller's own objects are adopted, and their key turns loose. */
   place(value: unknown, path: string, top: string, depth: number, replaced?: unknown): unknown {
-    const { serializer } = this.config
+    const { serializer } = this.form
     checkDepth(value, path, depth)
     if (typeof value === 'object' && value !== null && serializer.adopt !== undefined) {
       // objects of the replaced value that the new one contains are moved, once each, not copied
@@ -295,7 +303,7 @@ export class Session implements TrackerHooks {
 
   /** The stored copy of a value (the serializer's copy, or a round trip through it). */
   private copy(value: unknown, path: string): unknown {
-    const { serializer } = this.config
+    const { serializer } = this.form
     if (serializer.copy) return serializer.copy(value, path)
     try {
       return serializer.parse(serializer.stringify(value))
@@ -305,7 +313,7 @@ export class Session implements TrackerHooks {
   }
 
   private looseKeys(): LooseKeys {
-    return (this.loose ??= new LooseKeys(this.data, this.config.serializer))
+    return (this.loose ??= new LooseKeys(this.data, this.form.serializer))
   }
 
   private schedule(): void {
@@ -448,7 +456,8 @@ export class Session implements TrackerHooks {
    * ours and tries again, a bounded number of times.
    */
   private async write(dirty: Set<string>): Promise<void> {
-    const { store, ttl, serializer } = this.config
+    const { store, ttl } = this.config
+    const { serializer } = this.form
     let listRead: AddOptions['listRead']
     for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
       const plan = this.prepare()
@@ -460,7 +469,9 @@ export class Session implements TrackerHooks {
       if (!this.stored || this.version !== undefined) {
         const opts: WriteOptions = this.stored ? { ttl, mode: 'cas', version: this.version as string } : { ttl, mode: 'add' }
         this.lease?.assertFresh()
-        const result = await store.write(this.key, text, opts)
+        const { value, flags } = toStored(this.form, text)
+        if (flags !== 0) opts.flags = flags
+        const result = await store.write(this.key, value, opts)
         if (result === 'stored') {
           this.stored = true
           this.text = text
@@ -479,20 +490,21 @@ export class Session implements TrackerHooks {
       }
       this.stored = true
       this.version = entry.version
-      if (entry.value !== this.text) {
+      const read = readForm(this.config.serializer, entry)
+      if (read.text !== this.text) {
         // another writer under our lock: the next holder's, if the lock was lost (fenced, not merged over)
         await this.lease?.assertHeld()
-        this.merge(entry.value, dirty)
+        this.merge(read.text, dirty)
       }
-      this.text = entry.value
+      this.text = read.text
     }
     throw new SessionError('ERR_CONFLICT', `session ${this.id} kept changing under this save (${MAX_TRIES} tries); save again`)
   }
 
   /** Takes another writer's values for every key this session did not change (objects updated in place). */
   private merge(text: string, dirty: Set<string>): void {
-    const theirs = parseData(this.config.serializer, text, this.id)
-    const { serializer } = this.config
+    const { serializer } = this.form
+    const theirs = parseData(serializer, text, this.id)
     const loose = this.loose
     const ours = (key: string) => dirty.has(key) || this.changed.has(key) || loose?.changed(key) === true
     const same = (key: string) => serializer.stringify(this.data[key]) === serializer.stringify(theirs[key])

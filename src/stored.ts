@@ -9,6 +9,7 @@ import { isIndexValue } from './principal.js'
 import { MAX_DEPTH, checkDepth, type Serializer } from './serializers.js'
 import type { SessionConfig } from './session.js'
 import { ID_FIELD } from './tracker.js'
+import { formFor, toStored } from './stored-form.js'
 
 type Data = Record<string, unknown>
 
@@ -31,10 +32,11 @@ export async function bookId(
 ): Promise<{ text: string; lease: Lease | undefined } | undefined> {
   const key = config.namespace + id
   const text = config.serializer.stringify({ ...data, [ID_FIELD]: id })
+  const { value, flags } = toStored(formFor(config.serializer), text)
   const lease = await acquire?.(key)
   let result
   try {
-    result = await config.store.write(key, text, { ttl: config.ttl, mode: 'add' })
+    result = await config.store.write(key, value, { ttl: config.ttl, mode: 'add', ...(flags ? { flags } : {}) })
   } catch (err) {
     throw await releasing(err, lease && (() => lease.unlock()))
   }
@@ -68,6 +70,9 @@ export function parseData(serializer: Serializer, text: string, id: string): Dat
   try {
     data = serializer.parse(text)
   } catch (cause) {
+    // the Storable reader's own ERR_CORRUPT names what only Perl can rebuild (a blessed class, SX_HOOK)
+    if (cause instanceof SessionError)
+      throw new SessionError('ERR_CORRUPT', `session ${id}: ${cause.message.replace(/^tied-session: /, '')}`, { cause })
     throw new SessionError(
       'ERR_CORRUPT',
       `session ${id} holds data the ${serializer.name} serializer cannot read; destroy it or fix the serializer`,

@@ -9,6 +9,7 @@ import { resolveOptions, type TieOptions } from './options.js'
 import { checkDepth, type JSON_ONLY, type JsonSafe, type Serializer } from './serializers.js'
 import { Session, type SessionConfig } from './session.js'
 import { bookId, bookNewId, notFound, parseData } from './stored.js'
+import { readForm, toStored } from './stored-form.js'
 import { HOOKS, ID_FIELD } from './tracker.js'
 
 declare const tiedBrand: unique symbol
@@ -106,8 +107,9 @@ async function createUnder(config: SessionConfig, id: string): Promise<Session> 
 async function load(config: SessionConfig, id: string): Promise<Session> {
   const entry = await config.store.get(config.namespace + id)
   if (entry === undefined) throw notFound(id)
-  const data = parseData(config.serializer, entry.value, id)
-  return new Session(config, id, data, { version: entry.version, text: entry.value, stored: true })
+  const { form, text } = readForm(config.serializer, entry)
+  const data = parseData(form.serializer, text, id)
+  return new Session(config, id, data, { version: entry.version, text, stored: true, form })
 }
 
 /** The session behind a tied object (its root proxy answers HOOKS), or undefined. */
@@ -197,12 +199,15 @@ export async function updateSession<T extends object = Record<string, unknown>>(
   checkId(id)
   if (typeof fn !== 'function') throw new TypeError('tied-session: updateSession(id, fn) needs a function')
   const config = resolveOptions(opts)
-  const { store, serializer, principal, ttl } = config
+  const { store, principal, ttl } = config
   const key = config.namespace + id
   for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
     const entry = await store.get(key, { consistent: true })
     if (entry === undefined) throw notFound(id)
-    const data = parseData(serializer, entry.value, id)
+    // read in the form Perl (or Node) wrote it, written back in that form
+    const { form, text: before } = readForm(config.serializer, entry)
+    const { serializer } = form
+    const data = parseData(serializer, before, id)
     const listed = principal ? uidOf(data[principal.field]) : undefined
     const result = await fn(data as T)
     checkDepth(result ?? data, '', 0)
@@ -213,8 +218,9 @@ export async function updateSession<T extends object = Record<string, unknown>>(
     // the one write path: the principal's stamps go with the write, the index after it
     const plan = principal ? planIndex(next, principal.field, listed, ttl).plan : undefined
     const text = serializer.stringify(next)
-    if (text === entry.value) return next as Saved<T>
-    const written = await store.write(key, text, { ttl, mode: 'cas', version: entry.version ?? '' })
+    if (text === before) return next as Saved<T>
+    const { value, flags } = toStored(form, text)
+    const written = await store.write(key, value, { ttl, mode: 'cas', version: entry.version ?? '', ...(flags ? { flags } : {}) })
     if (written === 'not_found') throw notFound(id)
     if (written === 'stored') {
       if (plan) await applyIndex({ store, namespace: config.namespace }, plan, { id, ttl, maxSessions: principal?.maxSessions })

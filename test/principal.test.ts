@@ -106,7 +106,7 @@ for (const target of targets) {
     const second = await login(store, uid)
     const digest = md5Hex(uid)
     t.is((await store.get(digest))?.value, second)
-    const session = JSON.parse((await store.get(second))!.value)
+    const session = JSON.parse(String((await store.get(second))!.value))
     t.is(session.uid_MD5, digest)
     t.is(session.uid, uid)
     t.not(first, second)
@@ -118,7 +118,7 @@ for (const target of targets) {
     const ids = []
     for (let i = 0; i < 3; i++) ids.push(await login(store, uid))
     t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), ids.reverse())
-    const list = JSON.parse((await store.get(`${md5Hex(uid)}:sessions`))!.value)
+    const list = JSON.parse(String((await store.get(`${md5Hex(uid)}:sessions`))!.value))
     t.is(list.length, 3)
     t.true(list.every((e: Any) => typeof e.exp === 'number' && e.exp > Date.now() / 1000))
   })
@@ -144,7 +144,7 @@ for (const target of targets) {
     await untie(s)
     t.deepEqual(await findSessions(from, { store, principal: 'uid' }), [])
     t.deepEqual(await findSessions(to, { store, principal: 'uid' }), [id])
-    t.is(JSON.parse((await store.get(id))!.value).uid_MD5, md5Hex(to))
+    t.is(JSON.parse(String((await store.get(id))!.value)).uid_MD5, md5Hex(to))
     t.not((await store.get(md5Hex(from)))?.value, id)
     t.is((await store.get(md5Hex(to)))?.value, id)
   })
@@ -164,7 +164,7 @@ for (const target of targets) {
     delete s.uid
     await untie(s)
     t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [])
-    t.false('uid_MD5' in JSON.parse((await store.get(s._session_id))!.value))
+    t.false('uid_MD5' in JSON.parse(String((await store.get(s._session_id))!.value)))
   })
 
   timed(`${name}: expired sessions are pruned from the list`, async (t) => {
@@ -181,7 +181,7 @@ for (const target of targets) {
     t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [long, short])
     await pass(3.2)
     t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [long])
-    const list = JSON.parse((await store.get(`${md5Hex(uid)}:sessions`))!.value)
+    const list = JSON.parse(String((await store.get(`${md5Hex(uid)}:sessions`))!.value))
     t.deepEqual(
       list.map((e: Any) => e.id),
       [long],
@@ -224,7 +224,7 @@ for (const target of targets) {
     await untie(s)
     await updateSession<Any>(s._session_id, (data) => void (data.uid = uid), { store, principal: 'uid' })
     t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [s._session_id])
-    t.is(JSON.parse((await store.get(s._session_id))!.value).uid_MD5, md5Hex(uid))
+    t.is(JSON.parse(String((await store.get(s._session_id))!.value)).uid_MD5, md5Hex(uid))
   })
 
   test(`${name}: a save reads the user's list along with its own write; a login that lands in between is kept`, async (t) => {
@@ -261,7 +261,7 @@ for (const target of targets) {
     s.uid = bob
     const first = await regenerate(s)
     t.not(first, anonymous)
-    t.is(JSON.parse((await store.get(first))!.value).uid_MD5, md5Hex(bob), 'the stored session has uid_MD5')
+    t.is(JSON.parse(String((await store.get(first))!.value)).uid_MD5, md5Hex(bob), 'the stored session has uid_MD5')
     t.deepEqual(await findSessions(bob, { store, principal: 'uid' }), [first])
     t.is((await store.get(md5Hex(bob)))?.value, first, 'the latest-session key names the new id')
     t.is(await store.get(anonymous), undefined)
@@ -272,7 +272,7 @@ for (const target of targets) {
     t.deepEqual(await findSessions(alice, { store, principal: 'uid' }), [second])
     t.is((await store.get(md5Hex(alice)))?.value, second)
     t.not((await store.get(md5Hex(bob)))?.value, second)
-    t.is(JSON.parse((await store.get(second))!.value).uid_MD5, md5Hex(alice))
+    t.is(JSON.parse(String((await store.get(second))!.value)).uid_MD5, md5Hex(alice))
 
     const third = await regenerate(s) // same user: the new id takes the old one's place
     t.deepEqual(await findSessions(alice, { store, principal: 'uid' }), [third])

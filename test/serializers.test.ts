@@ -93,3 +93,13 @@ test('rich refuses functions, class instances and cycles, naming the path', (t) 
 test('rich parse rejects an unknown tag', (t) => {
   t.throws(() => rich.parse('{"$":"zz"}'), { instanceOf: SyntaxError })
 })
+
+test('json and rich write ASCII only (\\uXXXX, surrogate pairs past U+FFFF) and read both forms', (t) => {
+  const value = { name: 'José 中文 😀', clé: ['ü', '\u2028', '\ud800'] }
+  const text = json.stringify(value)
+  t.is(text, '{"name":"Jos\\u00e9 \\u4e2d\\u6587 \\ud83d\\ude00","cl\\u00e9":["\\u00fc","\\u2028","\\ud800"]}')
+  t.deepEqual(json.parse(text), value)
+  t.deepEqual(json.parse(JSON.stringify(value)), value, 'raw UTF-8 JSON is read too')
+  t.regex(rich.stringify({ d: new Date(0), s: 'é' }), /^[\x20-\x7e]+$/)
+  t.deepEqual(rich.parse(rich.stringify(value)), value)
+})

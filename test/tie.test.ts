@@ -36,7 +36,7 @@ test.beforeEach((t) => {
 /** Data as stored, read through a second handle on the same store. */
 async function stored(store: Store, id: string): Promise<Record<string, unknown> | undefined> {
   const entry = await store.get(id)
-  return entry === undefined ? undefined : JSON.parse(entry.value)
+  return entry === undefined ? undefined : JSON.parse(String(entry.value))
 }
 
 const tick = () => new Promise((resolve) => setImmediate(resolve))

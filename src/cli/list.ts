@@ -46,8 +46,8 @@ export const list: Command = async (ctx) => {
           foreign++
           return
         }
-        if (entry === undefined || isIndexValue(entry.value)) return // gone meanwhile, or a user's latest-session key
-        const data = sessionData(entry.value)
+        if (entry === undefined || (typeof entry.value === 'string' && isIndexValue(entry.value))) return // gone meanwhile, or a user's latest-session key
+        const data = sessionData(String(entry.value)) // a Storable (Perl) session counts as foreign here: JSON only
         if (data?.[ID_FIELD] !== id) {
           foreign++
           return

@@ -16,7 +16,7 @@ export const find: Command = async (ctx) => {
   const listed = await store.get(`${config.namespace}${md5Hex(user)}:sessions`, { consistent: true })
   const exps = new Map<string, number>()
   try {
-    for (const e of JSON.parse(listed?.value ?? '[]') as Array<{ id?: unknown; exp?: unknown }>) {
+    for (const e of JSON.parse(String(listed?.value ?? '[]')) as Array<{ id?: unknown; exp?: unknown }>) {
       if (typeof e.id === 'string' && typeof e.exp === 'number') exps.set(e.id, e.exp)
     }
   } catch {

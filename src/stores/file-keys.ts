@@ -4,12 +4,17 @@ import { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { SessionError } from '../errors.js'
 
-/** One key's file: a JSON header line `{"v":version,"e":expires}`, then the value. */
+/**
+ * One key's file: a JSON header line `{"v":version,"e":expires}`, then the value. A value of bytes
+ * (a Buffer) is written as base64 with `"b":1` in the header, and flags other than 0 as `"f"`.
+ */
 export interface Item {
   version: string
   /** ms since the epoch; 0 = never */
   expires: number
-  value: string
+  value: string | Buffer
+  /** Client flags kept with the value (absent: 0). */
+  flags?: number
 }
 
 const SUFFIX = '.session'
@@ -45,19 +50,24 @@ export function keyOf(name: string): string | undefined {
   return !PLAIN.test(key) && '~' + Buffer.from(key, 'utf8').toString('base64url') === stem ? key : undefined
 }
 
+type Head = { v?: unknown; e?: unknown; b?: unknown; f?: unknown }
+
 /** The {@link Item} in the text of `key`'s file; ERR_CORRUPT, naming the key and `file`, if it has no header. */
 function parse(key: string, file: string, text: string): Item {
   const nl = text.indexOf('\n')
-  let head: { v?: unknown; e?: unknown } | null = null
+  let head: Head | null = null
   try {
-    if (nl >= 0) head = JSON.parse(text.slice(0, nl)) as { v?: unknown; e?: unknown } | null
+    if (nl >= 0) head = JSON.parse(text.slice(0, nl)) as Head | null
   } catch {
     // not our header: reported as ERR_CORRUPT below
   }
   if (typeof head?.v !== 'string' || typeof head.e !== 'number') {
     throw new SessionError('ERR_CORRUPT', `the file of key "${key}" (${file}) is not a tied-session file; delete the key`)
   }
-  return { version: head.v, expires: head.e, value: text.slice(nl + 1) }
+  const body = text.slice(nl + 1)
+  const item: Item = { version: head.v, expires: head.e, value: head.b === 1 ? Buffer.from(body, 'base64') : body }
+  if (typeof head.f === 'number' && head.f !== 0) item.flags = head.f
+  return item
 }
 
 /**
@@ -112,7 +122,9 @@ export async function putItem(directory: string, file: string, item: Item, held:
   try {
     const handle = await fs.open(tmp, 'wx', 0o600)
     try {
-      await handle.writeFile(JSON.stringify({ v: item.version, e: item.expires }) + '\n' + item.value)
+      const binary = typeof item.value !== 'string'
+      const head = { v: item.version, e: item.expires, ...(binary ? { b: 1 } : {}), ...(item.flags ? { f: item.flags } : {}) }
+      await handle.writeFile(JSON.stringify(head) + '\n' + (binary ? item.value.toString('base64') : item.value))
       await handle.sync()
     } finally {
       await handle.close()

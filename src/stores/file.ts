@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { SessionError, isSessionError } from '../errors.js'
-import { expiryTime, type Entry, type LockOptions, type Store, type WriteOptions, type WriteResult } from './store.js'
+import { expiryTime, type Entry, type LockOptions, type Store, type Value, type WriteOptions, type WriteResult } from './store.js'
 import { fileName, keyOf, putItem, readItem, type Item } from './file-keys.js'
 import { takeSessionLock, withWriteLock } from './file-lock.js'
 import { pollLock } from './lock.js'
@@ -173,10 +173,11 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
     async get(key): Promise<Entry | undefined> {
       const file = pathOf(key)
       const item = live(await guard('get', () => readItem(key, file)))
-      return item && { value: item.value, version: item.version }
+      if (item === undefined) return undefined
+      return item.flags ? { value: item.value, flags: item.flags, version: item.version } : { value: item.value, version: item.version }
     },
 
-    async write(key: string, value: string, opts: WriteOptions): Promise<WriteResult> {
+    async write(key: string, value: Value, opts: WriteOptions): Promise<WriteResult> {
       const bytes = Buffer.byteLength(value)
       if (bytes > maxValueBytes) {
         const message = `value of ${bytes} bytes for "${key}" is over maxValueBytes (${maxValueBytes})`
@@ -191,7 +192,9 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
             if (opts.mode !== 'add' && current === undefined) return 'not_found'
             if (opts.mode === 'cas' && current?.version !== opts.version) return 'exists'
           }
-          await putItem(directory, file, { version: randomBytes(8).toString('hex'), expires: expires(opts.ttl), value }, held)
+          const item: Item = { version: randomBytes(8).toString('hex'), expires: expires(opts.ttl), value }
+          if (opts.flags) item.flags = opts.flags
+          await putItem(directory, file, item, held)
           return 'stored'
         }),
       )

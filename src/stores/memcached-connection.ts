@@ -21,7 +21,7 @@ interface Request {
   /** A write (set/add/replace/cas/delete/touch, ms/md): sent and unanswered, its outcome is unknown. */
   write: boolean
   /** The command, kept only while it waits for the meta probe. */
-  command: string | undefined
+  command: string | Buffer | undefined
   resolve: (reply: ParsedReply) => void
   reject: (error: SessionError) => void
   deadline: number
@@ -64,7 +64,7 @@ export class Connection {
   ) {}
 
   /** Sends one command whose reply is of `kind`; resolves the reply. A meta command to a server without meta rejects unsent. */
-  send(command: string, kind: ReplyKind, write: boolean): Promise<Answer> {
+  send(command: string | Buffer, kind: ReplyKind, write: boolean): Promise<Answer> {
     return new Promise<Answer>((resolve, reject) => {
       if (this.closed) return reject(this.closed)
       if (this.refused) {
@@ -84,6 +84,11 @@ export class Connection {
       }
       this.write(socket, request, command)
     })
+  }
+
+  /** True while the server is refused after a failure (calls fail at once): Cache::Memcached's "dead host". */
+  get down(): boolean {
+    return this.refused !== undefined && performance.now() < this.refused.until
   }
 
   /** Whether the server speaks meta: the answer to the `mn` sent on connect (connecting if need be). */
@@ -112,7 +117,7 @@ export class Connection {
     )
   }
 
-  private write(socket: net.Socket, request: Request, command: string): void {
+  private write(socket: net.Socket, request: Request, command: string | Buffer): void {
     if (this.head === this.queue.length) socket.ref() // a call in flight keeps the process alive; an idle store does not
     if (request.deadline === 0) request.deadline = performance.now() + this.timeout
     this.queue.push(request)

@@ -161,6 +161,18 @@ export function injectedPool(client: MemcachedClient, requestTimeout: number): P
         ? { value, flags: 0, cas: cas === undefined ? undefined : String(cas) }
         : { value: String(value), flags: -1, cas: undefined }
 
+  /**
+   * The npm client writes a string with flags 0 and a Buffer with its own flag 4, never Perl's
+   * flags (1 Storable, 2 gzip): a value in another form cannot be written through it.
+   */
+  const textOnly = (key: string, value: string | Buffer, flags: number): string => {
+    if (typeof value === 'string' && flags === 0) return value
+    throw new SessionError(
+      'ERR_STORE_UNAVAILABLE',
+      `the injected memcached client cannot write "${key}" as bytes with flags ${flags} (Perl's Storable or gzip form); use the servers option instead of client`,
+    )
+  }
+
   /** A stored/not-stored answer; `false` with no error is a SERVER_ERROR, on which the client drops the connection. */
   const stored = (answer: unknown, key: string): Reply => {
     if (answer === true) return 'STORED'
@@ -183,8 +195,12 @@ export function injectedPool(client: MemcachedClient, requestTimeout: number): P
       const { [namespace + key]: value, cas } = result as Record<string, unknown>
       return item(value, cas)
     },
-    store: async (mode, key, value, exptime) => stored(await call(key, (cb) => client[mode](key, value, exptime, cb), true), key),
-    async cas(key, value, cas, exptime) {
+    async store(mode, key, value, exptime, flags = 0) {
+      const text = textOnly(key, value, flags)
+      return stored(await call(key, (cb) => client[mode](key, text, exptime, cb), true), key)
+    },
+    async cas(key, raw, cas, exptime, flags = 0) {
+      const value = textOnly(key, raw, flags)
       if ((await call(key, (cb) => client.cas(key, value, cas, exptime, cb), true)) === true) return 'STORED'
       // The client answers false alike for EXISTS and NOT_FOUND: a get tells which.
       return (await call(key, (cb) => client.get(key, cb))) === undefined ? 'NOT_FOUND' : 'EXISTS'

@@ -12,6 +12,7 @@
  * new cas, so write-through needs meta commands (memcached >= 1.6) on both sides; without them
  * every read goes to the principal.
  */
+import { isUtf8 } from 'node:buffer'
 import type { Entry } from './store.js'
 import type { Pool } from './memcached-wire.js'
 
@@ -35,7 +36,9 @@ export interface LocalCacheOptions {
 
 /** A copy as read from local. */
 interface Copy {
-  value: string
+  value: string | Buffer
+  /** The value's own flags (bits 0-1). */
+  flags: number
   size: number
   tag: number
 }
@@ -64,7 +67,7 @@ export class LocalCache {
       // a copy older than this process's own last write is not served: a process reads its own
       // writes. Unchecked, a copy has no version: its save reads the principal first.
       const own = this.own.get(key)
-      if (copy !== undefined && (own === undefined || own === copy.tag)) return { value: copy.value }
+      if (copy !== undefined && (own === undefined || own === copy.tag)) return withFlags({ value: copy.value }, copy.flags)
       return this.fill(key)
     }
     // the copy and the principal's current cas and size, asked together: one round trip each, in parallel
@@ -74,12 +77,17 @@ export class LocalCache {
       if (copy !== undefined) await this.drop(key)
       return undefined
     }
-    if (copy !== undefined && copy.tag === tagOf(head.cas) && copy.size === head.size) return { value: copy.value, version: head.cas }
+    if (copy !== undefined && copy.tag === tagOf(head.cas) && copy.size === head.size)
+      return withFlags({ value: copy.value, version: head.cas }, copy.flags)
     return this.fill(key)
   }
 
-  /** Write-through: puts `value`, the principal's version `cas`, into local. */
-  async put(key: string, value: string, cas: string): Promise<void> {
+  /**
+   * Write-through: puts `value`, the principal's version `cas`, into local. `flags` are the
+   * value's own (Perl's bit 0 Storable, bit 1 gzip); only bits 0-1 can be kept, so a value with
+   * other flag bits is not copied (the local copy of it is dropped).
+   */
+  async put(key: string, value: string | Buffer, cas: string, flags = 0): Promise<void> {
     const tag = tagOf(cas)
     if (this.o.trust) {
       this.own.delete(key)
@@ -87,9 +95,10 @@ export class LocalCache {
       if (this.own.size > OWN_MEMORY) this.own.delete(this.own.keys().next().value!)
     }
     const ttl = this.o.copyTtl(key)
-    if (ttl <= 0) return this.drop(key)
-    // flags are unsigned 32-bit: the tag above the value's own two low bits (0 here)
-    await this.o.local.metaSet(key, value, { mode: 'set', ttl, flags: tag * 4 }).catch(() => undefined)
+    if (ttl <= 0 || (flags & ~3) !== 0) return this.drop(key)
+    // flags are unsigned 32-bit: the tag above the value's own two low bits, which Perl's
+    // Cache::Memcached reads (it ignores the others), so a Perl reader of local reads the copy
+    await this.o.local.metaSet(key, value, { mode: 'set', ttl, flags: tag * 4 + flags }).catch(() => undefined)
   }
 
   /** Drops local's copy of `key`. */
@@ -102,9 +111,12 @@ export class LocalCache {
   private async copy(key: string): Promise<Copy | undefined> {
     try {
       const item = await this.o.local.get(key)
-      // the value's own flag bits (Perl's) are 0 for what this store writes
-      if (item === undefined || (item.flags & 3) !== 0) return undefined
-      return { value: item.value, size: Buffer.byteLength(item.value), tag: item.flags >>> 2 }
+      if (item === undefined) return undefined
+      // bits 0-1 are the value's own (Perl's), the rest the tag; a value Perl wrote to local itself has tag 0
+      const flags = item.flags & 3
+      // the wire client keeps a flagged value as bytes; with own flags 0 it is text again when it is UTF-8
+      const value = flags === 0 && typeof item.value !== 'string' && isUtf8(item.value) ? item.value.toString('utf8') : item.value
+      return { value, flags, size: Buffer.byteLength(item.value), tag: item.flags >>> 2 }
     } catch {
       return undefined
     }
@@ -113,7 +125,13 @@ export class LocalCache {
   /** Reads the principal (with its version) and copies what it read into local. */
   private async fill(key: string): Promise<Entry | undefined> {
     const entry = await this.o.readPrincipal(key)
-    if (entry?.version !== undefined) await this.put(key, entry.value, entry.version)
+    if (entry?.version !== undefined) await this.put(key, entry.value, entry.version, entry.flags)
     return entry
   }
+}
+
+/** `entry` with `flags` when they are not 0. */
+function withFlags(entry: Entry, flags: number): Entry {
+  if (flags !== 0) entry.flags = flags
+  return entry
 }

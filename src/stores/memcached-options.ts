@@ -2,22 +2,44 @@
  * The options of the memcached store, checked once at the boundary: TypeErrors that name the option.
  */
 import { normalizeServer } from './address.js'
+import type { WeightedServer } from './memcached-crc32.js'
 import { CLIENT_METHODS, type MemcachedClient } from './memcached-injected.js'
 
-const OPTION_NAMES = ['servers', 'local', 'localTtl', 'trustLocal', 'requestTimeout', 'maxValueBytes', 'client', 'localClient']
+const OPTION_NAMES = [
+  'servers',
+  'local',
+  'distribution',
+  'localTtl',
+  'trustLocal',
+  'requestTimeout',
+  'maxValueBytes',
+  'client',
+  'localClient',
+]
 /** memcached reads an exptime over 30 days as a Unix time. */
 export const THIRTY_DAYS = 2_592_000
 
 /** Options of `memcachedStore` (./memcached.ts). */
 export interface MemcachedStoreOptions {
-  /** Principal servers, `host:port` (port 11211 if left out); several form a consistent-hashing pool. Every write goes here. */
-  servers?: string[] | string
+  /**
+   * Principal servers, `host:port` (port 11211 if left out); several form a pool (see
+   * `distribution`). With `distribution: 'crc32'` an entry may be `[host:port, weight]`, as in
+   * Cache::Memcached. Every write goes here.
+   */
+  servers?: Array<string | [string, number]> | string
   /**
    * Local servers, a write-through cache of the principal: writes go to the principal, then here;
    * a read serves the local copy only when the principal says it is still current (one meta `mg`
    * that sends no value), so a session destroyed anywhere is never served. @default []
    */
-  local?: string[] | string
+  local?: Array<string | [string, number]> | string
+  /**
+   * How a key picks its server in a pool: `'ketama'` (the npm `memcached` client's consistent
+   * hashing) or `'crc32'` (Perl's Cache::Memcached: `crc32` buckets, weights, and its rehash while
+   * a server is down), for a pool shared with Perl (Apache::Session::Memorycached, Lemonldap::NG).
+   * @default 'ketama'
+   */
+  distribution?: 'ketama' | 'crc32'
   /**
    * Seconds a copy in `local` lives at most. Cut to the key's remaining life when this store wrote
    * or touched it (memcached cannot tell a key's remaining life). @default 60
@@ -61,11 +83,23 @@ function hostPort(server: unknown, option: string): string {
   return address
 }
 
-function serverList(value: unknown, option: string): string[] {
+/** The addresses (each once) and the bucket entries (with weights) of a server list. */
+function serverList(value: unknown, option: string, crc32: boolean): { addresses: string[]; weighted: Array<string | WeightedServer> } {
   const list = typeof value === 'string' ? [value] : value
   if (!Array.isArray(list))
     throw new TypeError(`tied-session: memcachedStore option \`${option}\` must be a "host:port" string or an array of them`)
-  return list.map((server) => hostPort(server, option))
+  const weighted = list.map((entry: unknown): string | WeightedServer => {
+    if (!Array.isArray(entry)) return hostPort(entry, option)
+    const [server, weight] = entry as unknown[]
+    if (!crc32 || entry.length !== 2 || !Number.isInteger(weight) || (weight as number) < 1 || (weight as number) > 1000) {
+      throw new TypeError(
+        `tied-session: memcachedStore option \`${option}\` takes ["host:port", weight] (weight 1-1000) only with distribution: 'crc32'`,
+      )
+    }
+    return [hostPort(server, option), weight as number]
+  })
+  const addresses = [...new Set(weighted.map((e) => (typeof e === 'string' ? e : e[0])))]
+  return { addresses, weighted }
 }
 
 function bool(value: unknown, option: string): boolean {
@@ -101,7 +135,13 @@ export function resolveOptions(options: MemcachedStoreOptions) {
     throw new TypeError('tied-session: memcachedStore needs exactly one of `servers` and `client`')
   if (local !== undefined && localClient !== undefined)
     throw new TypeError('tied-session: memcachedStore takes `local` or `localClient`, not both')
-  const principal = servers === undefined ? undefined : serverList(servers, 'servers')
+  const distribution = options.distribution ?? 'ketama'
+  if (distribution !== 'ketama' && distribution !== 'crc32')
+    throw new TypeError(`tied-session: memcachedStore option \`distribution\` must be 'ketama' or 'crc32', got ${String(distribution)}`)
+  const crc32 = distribution === 'crc32'
+  const principalList = servers === undefined ? undefined : serverList(servers, 'servers', crc32)
+  const localList = local === undefined ? undefined : serverList(local, 'local', crc32)
+  const principal = principalList?.addresses
   if (principal?.length === 0) throw new TypeError('tied-session: memcachedStore option `servers` must name at least one server')
   const requestTimeout = options.requestTimeout ?? 1000
   if (typeof requestTimeout !== 'number' || !(requestTimeout > 0 && requestTimeout <= 2 ** 31 - 1)) {
@@ -111,7 +151,10 @@ export function resolveOptions(options: MemcachedStoreOptions) {
   }
   return {
     servers: principal,
-    local: local === undefined ? [] : serverList(local, 'local'),
+    local: localList?.addresses ?? [],
+    distribution,
+    /** The bucket lists for crc32 (servers with their weights, in order). */
+    weighted: { servers: principalList?.weighted ?? [], local: localList?.weighted ?? [] },
     localTtl: positiveInteger(options.localTtl, 'localTtl', 60, THIRTY_DAYS),
     trustLocal: bool(options.trustLocal, 'trustLocal'),
     requestTimeout,

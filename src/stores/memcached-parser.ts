@@ -6,10 +6,15 @@
  * memcached's replies do not say which command they answer, so the caller tells the parser the
  * kind of each reply it waits for, in the order it sent the commands ({@link ReplyParser.expect}).
  */
+import { isUtf8 } from 'node:buffer'
 
-/** An item as read by get/gets: its value (UTF-8), its flags (0 for the plain strings this library writes), and for `gets` its cas unique. */
+/**
+ * An item as read by get/gets: its value, its flags, and for `gets` its cas unique. The value is
+ * a string only when it is flags-0 text that is valid UTF-8 (decoding it is then lossless);
+ * anything else (Perl's Storable, gzip, Latin-1 bytes) stays the bytes that were stored.
+ */
 export interface Item {
-  value: string
+  value: string | Buffer
   flags: number
   cas: string | undefined
 }
@@ -41,7 +46,7 @@ export type ReplyKind = 'items' | 'status' | 'meta' | 'probe' | 'dump' | 'stats'
 export type ParsedReply =
   | { kind: 'items'; items: Item[] }
   | { kind: 'status'; status: Status }
-  | { kind: 'meta'; code: MetaCode; flags: Record<string, string>; value: string | undefined }
+  | { kind: 'meta'; code: MetaCode; flags: Record<string, string>; value: string | Buffer | undefined }
   | { kind: 'dump'; entries: DumpEntry[] }
   | { kind: 'stats'; stats: Record<string, string> }
   | { kind: 'refused'; line: string }
@@ -128,10 +133,19 @@ export class ReplyParser {
           break
         }
         if (buf[end] !== CR || buf[end + 1] !== LF) return this.outOfStep(replies, line) // a wrong byte count
-        const value = buf.toString('utf8', start, end)
         at = end + 2
-        if (kind === 'items') this.items.push({ value, flags: Number(header[1]), cas: header[3] })
-        else this.done(replies, { kind: 'meta', code: 'VA', flags: metaFlags(header[2]!), value })
+        if (kind === 'items') {
+          const flags = Number(header[1])
+          this.items.push({ value: valueOf(buf, start, end, flags), flags, cas: header[3] })
+        } else {
+          const flags = metaFlags(header[2]!)
+          this.done(replies, {
+            kind: 'meta',
+            code: 'VA',
+            flags,
+            value: valueOf(buf, start, end, flags.f === undefined ? 0 : Number(flags.f)),
+          })
+        }
         continue
       }
       at = eol + 1
@@ -215,6 +229,16 @@ export class ReplyParser {
 function swap<T>(list: T[], replace: (fresh: T[]) => void): T[] {
   replace([])
   return list
+}
+
+/**
+ * A value's bytes as the caller gets them: text when they are flags-0 valid UTF-8 (so decoding is
+ * lossless), else a copy of the bytes. Flags other than 0 are another client's format (Perl's
+ * Cache::Memcached: bit 0 Storable, bit 1 gzip), whose bytes a UTF-8 decode would damage.
+ */
+function valueOf(buf: Buffer, start: number, end: number, flags: number): string | Buffer {
+  const bytes = buf.subarray(start, end)
+  return flags === 0 && isUtf8(bytes) ? bytes.toString('utf8') : Buffer.from(bytes)
 }
 
 /** Meta return flags (" c12 t60 s2 f0"): flag letter -> its token (`b` alone -> ''). */

@@ -12,7 +12,8 @@
 import { createRequire } from 'node:module'
 import { SessionError } from '../errors.js'
 import { Connection, type Answer } from './memcached-connection.js'
-import type { Item, Status } from './memcached-parser.js'
+import type { Crc32Buckets } from './memcached-crc32.js'
+import type { Item, ReplyKind, Status } from './memcached-parser.js'
 
 export type { Item } from './memcached-parser.js'
 
@@ -32,7 +33,7 @@ export interface MetaGetOptions {
 
 /** An item as {@link Pool.metaGet} read it: what was asked for. `ttl` is the seconds left, -1 = never expires. */
 export interface MetaItem {
-  value?: string
+  value?: string | Buffer
   cas?: string
   ttl?: number
   size?: number
@@ -73,8 +74,9 @@ export interface Pool {
   serverOf(key: string): string
   get(key: string): Promise<Item | undefined>
   gets(key: string): Promise<Item | undefined>
-  store(mode: 'set' | 'add' | 'replace', key: string, value: string, exptime: number): Promise<Reply>
-  cas(key: string, value: string, cas: string, exptime: number): Promise<Reply>
+  /** set, add or replace `value` (a string as its UTF-8 bytes, a Buffer as is) with client `flags` (default 0). */
+  store(mode: 'set' | 'add' | 'replace', key: string, value: string | Buffer, exptime: number, flags?: number): Promise<Reply>
+  cas(key: string, value: string | Buffer, cas: string, exptime: number, flags?: number): Promise<Reply>
   delete(key: string): Promise<Reply>
   touch(key: string, exptime: number): Promise<Reply>
   /**
@@ -84,8 +86,8 @@ export interface Pool {
   supportsMeta(key: string): Promise<boolean>
   /** `mg`: undefined on a miss, else what `opts` asked for. */
   metaGet(key: string, opts?: MetaGetOptions): Promise<MetaItem | undefined>
-  /** `ms`: writes `value` (UTF-8, byte for byte); a stored write returns the item's new cas. */
-  metaSet(key: string, value: string, opts: MetaSetOptions): Promise<MetaSetResult>
+  /** `ms`: writes `value` (a string as UTF-8, a Buffer as is); a stored write returns the item's new cas. */
+  metaSet(key: string, value: string | Buffer, opts: MetaSetOptions): Promise<MetaSetResult>
   /** `md`: deletes `key`, with `cas` only at that version. */
   metaDelete(key: string, opts?: { cas?: string }): Promise<'deleted' | 'not_found' | 'exists'>
   /** Fails the calls in flight and every later one with `error`; ends the client unless it was injected. */
@@ -101,7 +103,8 @@ const HashRingClass = createRequire(import.meta.url)('hashring') as new (
 
 /**
  * A client for a pool of servers. Keys go to servers as the npm `memcached` client sends them
- * (the same hashring, ketama-compatible), so both can share a pool.
+ * (the same hashring, ketama-compatible), so both can share a pool; or, given `crc32` buckets, as
+ * Perl's Cache::Memcached sends them, so that a pool shared with Perl agrees on every key.
  */
 export class WireClient implements Pool {
   readonly injected = false
@@ -113,44 +116,67 @@ export class WireClient implements Pool {
   constructor(
     readonly servers: readonly string[],
     timeout: number,
+    private readonly crc32?: Crc32Buckets,
   ) {
     for (const server of servers) this.connections.set(server, new Connection(server, timeout))
     if (servers.length === 1) this.only = this.connections.get(servers[0]!)
-    else this.ring = new HashRingClass(servers, 'md5', { compatibility: 'ketama', 'default port': 11211 })
+    else if (crc32 === undefined) this.ring = new HashRingClass(servers, 'md5', { compatibility: 'ketama', 'default port': 11211 })
   }
 
   serverOf(key: string): string {
-    return this.only?.address ?? this.ring!.get(key)
+    return this.on(key).address
   }
 
   private on(key: string): Connection {
-    return this.only ?? this.connections.get(this.ring!.get(key))!
+    if (this.only) return this.only
+    if (this.crc32 === undefined) return this.connections.get(this.ring!.get(key))!
+    // Cache::Memcached skips a dead server by rehashing; all down: the key's own (it fails at once)
+    const server = this.crc32.pick(key, (s) => this.connections.get(s)!.down) ?? this.crc32.pick(key, () => false)!
+    return this.connections.get(server)!
+  }
+
+  /**
+   * Sends a command for `key`. With crc32, a call that failed because its server cannot be
+   * reached, and that was not sent (or only reads), goes to the server Perl would rehash the key
+   * to, as Cache::Memcached's `get_sock` does on a failed connect.
+   */
+  private async send(key: string, command: string | Buffer, kind: ReplyKind, write: boolean): Promise<Answer> {
+    const connection = this.on(key)
+    try {
+      return await connection.send(command, kind, write)
+    } catch (err) {
+      if (this.crc32 === undefined || !connection.down || !(err instanceof SessionError) || err.outcomeUnknown) throw err
+      const next = this.on(key)
+      if (next === connection) throw err
+      return next.send(command, kind, write)
+    }
   }
 
   async get(key: string): Promise<Item | undefined> {
-    return items(await this.on(key).send(`get ${key}\r\n`, 'items', false))
+    return items(await this.send(key, `get ${key}\r\n`, 'items', false))
   }
 
   async gets(key: string): Promise<Item | undefined> {
-    return items(await this.on(key).send(`gets ${key}\r\n`, 'items', false))
+    return items(await this.send(key, `gets ${key}\r\n`, 'items', false))
   }
 
-  /** set, add or replace; the value is sent byte for byte (UTF-8) with flags 0. */
-  async store(mode: 'set' | 'add' | 'replace', key: string, value: string, exptime: number): Promise<Reply> {
-    return status(await this.on(key).send(`${mode} ${key} 0 ${exptime} ${Buffer.byteLength(value)}\r\n${value}\r\n`, 'status', true))
+  /** set, add or replace; the value is sent byte for byte (a string as UTF-8) with its flags. */
+  async store(mode: 'set' | 'add' | 'replace', key: string, value: string | Buffer, exptime: number, flags = 0): Promise<Reply> {
+    const head = `${mode} ${key} ${integer(flags, 'flags')} ${exptime} ${Buffer.byteLength(value)}`
+    return status(await this.send(key, withData(head, value), 'status', true))
   }
 
-  async cas(key: string, value: string, cas: string, exptime: number): Promise<Reply> {
-    const command = `cas ${key} 0 ${exptime} ${Buffer.byteLength(value)} ${cas}\r\n${value}\r\n`
-    return status(await this.on(key).send(command, 'status', true))
+  async cas(key: string, value: string | Buffer, cas: string, exptime: number, flags = 0): Promise<Reply> {
+    const head = `cas ${key} ${integer(flags, 'flags')} ${exptime} ${Buffer.byteLength(value)} ${cas}`
+    return status(await this.send(key, withData(head, value), 'status', true))
   }
 
   async delete(key: string): Promise<Reply> {
-    return status(await this.on(key).send(`delete ${key}\r\n`, 'status', true))
+    return status(await this.send(key, `delete ${key}\r\n`, 'status', true))
   }
 
   async touch(key: string, exptime: number): Promise<Reply> {
-    return status(await this.on(key).send(`touch ${key} ${exptime}\r\n`, 'status', true))
+    return status(await this.send(key, `touch ${key} ${exptime}\r\n`, 'status', true))
   }
 
   supportsMeta(key: string): Promise<boolean> {
@@ -161,7 +187,7 @@ export class WireClient implements Pool {
     // mg return flags: v value, c cas, t seconds left (-1: never), s size, f client flags; T<exptime> touches
     let command = `mg ${key}${opts.value ? ' v' : ''}${opts.cas ? ' c' : ''}${opts.ttl ? ' t' : ''}${opts.size ? ' s' : ''}${opts.flags ? ' f' : ''}`
     if (opts.touch !== undefined) command += ` T${integer(opts.touch, 'touch')}`
-    const reply = meta(await this.on(key).send(`${command}\r\n`, 'meta', opts.touch !== undefined), this.serverOf(key))
+    const reply = meta(await this.send(key, `${command}\r\n`, 'meta', opts.touch !== undefined), this.serverOf(key))
     if (reply.code === 'EN') return undefined
     if (reply.code !== 'HD' && reply.code !== 'VA') throw answered(this.serverOf(key), reply.code, 'mg')
     const found: MetaItem = {}
@@ -174,7 +200,7 @@ export class WireClient implements Pool {
     return found
   }
 
-  async metaSet(key: string, value: string, opts: MetaSetOptions): Promise<MetaSetResult> {
+  async metaSet(key: string, value: string | Buffer, opts: MetaSetOptions): Promise<MetaSetResult> {
     // A cas that is not a number cannot be the item's: nothing to send.
     if (opts.cas !== undefined && !/^\d+$/.test(opts.cas)) return { result: 'exists' }
     // ms <key> <datalen> <flags>*: c returns the new cas, T sets the exptime, F the client flags,
@@ -183,7 +209,7 @@ export class WireClient implements Pool {
     if (opts.flags !== undefined) command += ` F${integer(opts.flags, 'flags')}`
     if (opts.cas !== undefined) command += ` C${opts.cas}`
     if (opts.mode !== 'set') command += opts.mode === 'add' ? ' ME' : opts.mode === 'replace' ? ' MR' : badMode(opts.mode)
-    const reply = meta(await this.on(key).send(`${command}\r\n${value}\r\n`, 'meta', true), this.serverOf(key))
+    const reply = meta(await this.send(key, withData(command, value), 'meta', true), this.serverOf(key))
     switch (reply.code) {
       case 'HD':
         return reply.flags.c === undefined ? { result: 'stored' } : { result: 'stored', cas: reply.flags.c }
@@ -201,7 +227,7 @@ export class WireClient implements Pool {
   async metaDelete(key: string, opts: { cas?: string } = {}): Promise<'deleted' | 'not_found' | 'exists'> {
     if (opts.cas !== undefined && !/^\d+$/.test(opts.cas)) return 'exists'
     const command = `md ${key}${opts.cas === undefined ? '' : ` C${opts.cas}`}\r\n`
-    const reply = meta(await this.on(key).send(command, 'meta', true), this.serverOf(key))
+    const reply = meta(await this.send(key, command, 'meta', true), this.serverOf(key))
     if (reply.code === 'HD') return 'deleted'
     if (reply.code === 'NF') return 'not_found'
     if (reply.code === 'EX') return 'exists'
@@ -212,6 +238,14 @@ export class WireClient implements Pool {
   close(error: SessionError): void {
     for (const connection of this.connections.values()) connection.close(error)
   }
+}
+
+const CRLF = Buffer.from('\r\n')
+
+/** A command line and its data block: one string for text, bytes for a Buffer (never decoded). */
+function withData(head: string, value: string | Buffer): string | Buffer {
+  if (typeof value === 'string') return `${head}\r\n${value}\r\n`
+  return Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), value, CRLF])
 }
 
 /** The first item of a get (the store gets one key at a time), or undefined for a miss. */

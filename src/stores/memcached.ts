@@ -1,7 +1,17 @@
 import { randomBytes } from 'node:crypto'
 import { SessionError } from '../errors.js'
-import { expiryTime, type Entry, type LockOptions, type LockRelease, type Store, type WriteOptions, type WriteResult } from './store.js'
+import {
+  expiryTime,
+  type Entry,
+  type LockOptions,
+  type LockRelease,
+  type Store,
+  type Value,
+  type WriteOptions,
+  type WriteResult,
+} from './store.js'
 import { pollLock } from './lock.js'
+import { Crc32Buckets } from './memcached-crc32.js'
 import { KeyLister } from './memcached-keys.js'
 import { LocalCache } from './memcached-local.js'
 import { injectedPool } from './memcached-injected.js'
@@ -25,7 +35,8 @@ const LOCK_SUFFIX = ':lock'
 /**
  * A store on memcached, as Apache::Session::Memorycached: writes go to the principal `servers`,
  * reads try `local` first and copy principal hits into it. Keys are checked (1-250 bytes, no
- * space or control byte) and values sized before anything is sent. Values are plain strings (flag 0).
+ * space or control byte) and values sized before anything is sent. Values are stored byte for byte
+ * with their client flags (Perl's Cache::Memcached: 1 Storable, 2 gzip) and read back with them.
  *
  * A read served by `local` has no `version`; a `cas` write without a version answers `exists`
  * without I/O, so the caller re-reads with `{ consistent: true }` (the principal, with `gets`) and
@@ -42,11 +53,15 @@ export function memcachedStore(options: MemcachedStoreOptions): MemcachedStore {
 
 function createStore(config: Config, onClose: (() => void) | undefined): MemcachedStore {
   const { requestTimeout, maxValueBytes, localTtl } = config
-  const principal = config.client ? injectedPool(config.client, requestTimeout) : new WireClient(config.servers!, requestTimeout)
+  // crc32: Cache::Memcached's buckets, so that Perl processes on the same pool pick the same servers
+  const buckets = (side: 'servers' | 'local') => (config.distribution === 'crc32' ? new Crc32Buckets(config.weighted[side]) : undefined)
+  const principal = config.client
+    ? injectedPool(config.client, requestTimeout)
+    : new WireClient(config.servers!, requestTimeout, buckets('servers'))
   const local = config.localClient
     ? injectedPool(config.localClient, requestTimeout)
     : config.local.length > 0
-      ? new WireClient(config.local, requestTimeout)
+      ? new WireClient(config.local, requestTimeout, buckets('local'))
       : undefined
   const pools = local ? [principal, local] : [principal]
   const lister = new KeyLister(requestTimeout)
@@ -83,14 +98,19 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     }
   }
 
-  function checkWrite(key: string, value: string, opts: WriteOptions): void {
-    if (typeof value !== 'string') throw new TypeError(`tied-session: the value for "${key}" must be a string, got ${typeof value}`)
+  function checkWrite(key: string, value: Value, opts: WriteOptions): void {
+    if (typeof value !== 'string' && !Buffer.isBuffer(value))
+      throw new TypeError(`tied-session: the value for "${key}" must be a string or a Buffer, got ${typeof value}`)
+    const flags = opts?.flags ?? 0
+    // memcached's client flags are an unsigned 32-bit number
+    if (!Number.isInteger(flags) || flags < 0 || flags > 0xffffffff)
+      throw new TypeError(`tied-session: flags must be a whole number from 0 to 2^32-1, got ${String(flags)}`)
     if (!WRITE_MODES.has(opts?.mode))
       throw new TypeError(`tied-session: write mode must be set, add, replace or cas, got ${String(opts?.mode)}`)
     checkTtl(opts.ttl)
     if (value.length * 3 <= maxValueBytes && !principal.injected) return // UTF-8 takes at most 3 bytes per UTF-16 unit
     // An injected npm client sends every CR and LF as backslash + CR/LF: that is the size the server sees.
-    const escaped = principal.injected ? (value.match(/[\r\n]/g)?.length ?? 0) : 0
+    const escaped = principal.injected && typeof value === 'string' ? (value.match(/[\r\n]/g)?.length ?? 0) : 0
     const bytes = Buffer.byteLength(value) + escaped
     if (bytes > maxValueBytes) {
       throw new SessionError(
@@ -111,13 +131,17 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   async function readPrincipal(key: string): Promise<Entry | undefined> {
     const item = await principal.gets(key)
     if (item === undefined) return undefined
-    if (item.flags !== 0) {
+    if (item.flags < 0) {
       throw new SessionError(
         'ERR_CORRUPT',
-        `"${key}" on memcached ${principal.serverOf(key)} is not a plain string (another client wrote it with flags); delete it`,
+        `"${key}" on memcached ${principal.serverOf(key)} was written with flags the injected client cannot read; delete it`,
       )
     }
-    return item.cas === undefined ? { value: item.value } : { value: item.value, version: item.cas }
+    // the value and its flags as stored: the session layer tells Perl's forms apart by them
+    const entry: Entry = { value: item.value }
+    if (item.flags !== 0) entry.flags = item.flags
+    if (item.cas !== undefined) entry.version = item.cas
+    return entry
   }
 
   /**
@@ -126,8 +150,8 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
    */
   async function writePrincipal(
     key: string,
-    value: string,
-    { mode, ttl, version }: WriteOptions,
+    value: Value,
+    { mode, ttl, version, flags = 0 }: WriteOptions,
   ): Promise<{ result: WriteResult; cas?: string }> {
     // No version (a read without one) or not a cas unique: it cannot be the current one.
     if (mode === 'cas' && (version === undefined || !/^\d+$/.test(version))) return { result: 'exists' }
@@ -135,6 +159,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       const reply = await principal.metaSet(key, value, {
         mode: mode === 'cas' ? 'set' : mode,
         ttl: exptime(ttl),
+        flags,
         ...(mode === 'cas' ? { cas: version! } : {}),
       })
       // NS: an add of an existing item, a replace of a missing one
@@ -142,10 +167,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       return reply.cas === undefined ? { result } : { result, cas: reply.cas }
     }
     if (mode === 'cas') {
-      const reply = await principal.cas(key, value, version!, exptime(ttl))
+      const reply = await principal.cas(key, value, version!, exptime(ttl), flags)
       return { result: reply === 'STORED' ? 'stored' : reply === 'NOT_FOUND' ? 'not_found' : 'exists' }
     }
-    const reply = await principal.store(mode, key, value, exptime(ttl))
+    const reply = await principal.store(mode, key, value, exptime(ttl), flags)
     return { result: reply === 'STORED' ? 'stored' : mode === 'replace' ? 'not_found' : mode === 'add' ? 'exists' : unexpected(key, reply) }
   }
 
@@ -240,7 +265,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       // write-through: the new version goes to local too, tagged with its cas, so that the next read
       // on this host is served there; without a cas (no meta commands) the old copy is dropped.
       // Concurrent writers may leave an older copy: it is never served (see memcached-local.ts).
-      if (result === 'stored' && cas !== undefined && cache !== undefined) await cache.put(key, value, cas)
+      if (result === 'stored' && cas !== undefined && cache !== undefined) await cache.put(key, value, cas, opts.flags)
       else if (result !== 'exists') await dropLocal(key)
       return result
     },

@@ -1,9 +1,19 @@
 import { SessionError } from '../errors.js'
-import { expiryTime, type Entry, type LockOptions, type LockRelease, type Store, type WriteOptions, type WriteResult } from './store.js'
+import {
+  expiryTime,
+  type Entry,
+  type LockOptions,
+  type LockRelease,
+  type Store,
+  type Value,
+  type WriteOptions,
+  type WriteResult,
+} from './store.js'
 import { MAX_TIMER, abortReason, checkLockOptions, lockedError, unrefAfter } from './lock.js'
 
 interface Item {
-  value: string
+  value: Value
+  flags: number
   version: number
   /** ms since the epoch; Infinity = never */
   expiresAt: number
@@ -118,10 +128,13 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & Required<
 
     async get(key): Promise<Entry | undefined> {
       const item = live(key)
-      return item === undefined ? undefined : { value: item.value, version: String(item.version) }
+      if (item === undefined) return undefined
+      // bytes are copied both ways: no caller shares a Buffer with the store
+      const value = typeof item.value === 'string' ? item.value : Buffer.from(item.value)
+      return item.flags === 0 ? { value, version: String(item.version) } : { value, flags: item.flags, version: String(item.version) }
     },
 
-    async write(key: string, value: string, opts: WriteOptions): Promise<WriteResult> {
+    async write(key: string, value: Value, opts: WriteOptions): Promise<WriteResult> {
       const bytes = Buffer.byteLength(value)
       if (bytes > maxValueBytes) {
         throw new SessionError('ERR_TOO_LARGE', `value of ${bytes} bytes for "${key}" is over maxValueBytes (${maxValueBytes})`)
@@ -130,7 +143,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & Required<
       if (opts.mode === 'add' && current !== undefined) return 'exists'
       if ((opts.mode === 'replace' || opts.mode === 'cas') && current === undefined) return 'not_found'
       if (opts.mode === 'cas' && String(current?.version) !== opts.version) return 'exists'
-      items.set(key, { value, version: nextVersion++, expiresAt: expiryTime(opts.ttl) })
+      const kept = typeof value === 'string' ? value : Buffer.from(value)
+      items.set(key, { value: kept, flags: opts.flags ?? 0, version: nextVersion++, expiresAt: expiryTime(opts.ttl) })
       return 'stored'
     },
 

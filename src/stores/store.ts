@@ -1,7 +1,31 @@
-/** One stored value and the version it was read at (opaque; compare only for equality). */
+/**
+ * A stored value: text (kept as its UTF-8 bytes) or bytes (kept as they are, for formats that are
+ * not UTF-8 text: Perl's Storable, gzip). A store gives back text as text where it can tell the
+ * bytes are UTF-8 text (lossless either way) and bytes otherwise.
+ */
+export type Value = string | Buffer
+
+/**
+ * One stored value, its flags and the version it was read at (opaque; compare only for equality).
+ * `flags` are memcached's client flags (Perl's Cache::Memcached: bit 0 Storable, bit 1 gzip),
+ * kept by every store with the value; absent means 0.
+ */
 export interface Entry {
-  value: string
+  value: Value
+  flags?: number
   version?: string
+}
+
+/** A value as text: itself, or bytes read as Latin-1 (one character per byte, nothing lost). */
+export function asText(value: Value): string {
+  return typeof value === 'string' ? value : value.toString('latin1')
+}
+
+/** True when two stored values hold the same bytes. */
+export function sameValue(a: Value | undefined, b: Value | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b
+  if (typeof a === 'string' && typeof b === 'string') return a === b
+  return Buffer.from(a as string).equals(Buffer.from(b as string))
 }
 
 /** How a write treats an existing key, as memcached's storage commands do. */
@@ -19,6 +43,8 @@ export interface WriteOptions {
   mode: WriteMode
   /** The version a `cas` write expects, from {@link Store.get}. */
   version?: string
+  /** Client flags kept with the value, 0 to 2^32-1 (memcached's; Perl's Cache::Memcached reads bit 0 as Storable, bit 1 as gzip). @default 0 */
+  flags?: number
 }
 
 /** What a write did. */
@@ -49,7 +75,8 @@ export type LockRelease = (() => Promise<void>) & {
 
 /**
  * The contract every session store implements: a small key-value interface with versions.
- * A store knows nothing of sessions, proxies or serializers; keys and values are strings.
+ * A store knows nothing of sessions, proxies or serializers; keys are strings, values text or bytes
+ * ({@link Value}) with their flags, given back byte for byte.
  * Failures are `SessionError`s: `ERR_STORE_UNAVAILABLE`, `ERR_INVALID_ID` (a key the store
  * cannot hold), `ERR_TOO_LARGE` (a value over the store's limit).
  */
@@ -57,7 +84,7 @@ export interface Store {
   /** The value and version of `key`, or undefined when absent or expired. `consistent` skips read caches. */
   get(key: string, opts?: { consistent?: boolean }): Promise<Entry | undefined>
   /** Writes `value` under `key` according to `opts.mode`. */
-  write(key: string, value: string, opts: WriteOptions): Promise<WriteResult>
+  write(key: string, value: Value, opts: WriteOptions): Promise<WriteResult>
   /** Removes `key`; false when it was absent. */
   delete(key: string): Promise<boolean>
   /** Sets a new TTL (seconds, 0 = never) on `key`; false when it was absent. */

@@ -41,7 +41,7 @@ function expressApp(store: TiedStore) {
 
 const storedData = async (store: Store, id: string) => {
   const entry = await store.get(id)
-  return entry === undefined ? undefined : JSON.parse(entry.value)
+  return entry === undefined ? undefined : JSON.parse(String(entry.value))
 }
 
 for (const kind of STORE_KINDS) {

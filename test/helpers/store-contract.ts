@@ -70,6 +70,29 @@ export function storeContract(target: ContractTarget): void {
     t.is(typeof entry?.version, 'string')
   })
 
+  test(`${name}: bytes and flags come back as stored (Perl's Storable, gzip, Latin-1)`, async (t) => {
+    const store = await open(t)
+    const k = key('bytes')
+    // not UTF-8: a Storable header, a Latin-1 é, a lone continuation byte, NUL, CR LF
+    const bytes = Buffer.from([0x05, 0x0b, 0x03, 0xe9, 0x80, 0x00, 0x0d, 0x0a, 0xff])
+    t.is(await store.write(k, bytes, { ttl: 60, mode: 'set', flags: 3 }), 'stored')
+    const entry = await store.get(k)
+    t.true(Buffer.isBuffer(entry?.value))
+    t.deepEqual(entry?.value, bytes)
+    t.is(entry?.flags, 3)
+    bytes[0] = 0 // the store kept its own copy
+    t.is((await store.get(k))?.value[0], 0x05)
+    // flags with text, and the largest flags memcached keeps
+    t.is(await store.write(k, 'plain', { ttl: 60, mode: 'cas', version: entry!.version!, flags: 0xffffffff }), 'stored')
+    const again = await store.get(k, { consistent: true })
+    t.deepEqual([String(again?.value), again?.flags], ['plain', 0xffffffff])
+    // flags 0 text that is valid UTF-8 comes back as text, flags absent
+    await store.write(k, 'héllo', { ttl: 60, mode: 'set' })
+    const text = await store.get(k)
+    t.is(text?.value, 'héllo')
+    t.is(text?.flags ?? 0, 0)
+  })
+
   test(`${name}: raw newlines and backslashes survive a round trip`, async (t) => {
     const store = await open(t)
     const k = key('raw')

@@ -45,7 +45,7 @@ function expressApp(options: WebSessionOptions) {
 
 const storedData = async (store: Store, id: string) => {
   const entry = await store.get(id)
-  return entry === undefined ? undefined : JSON.parse(entry.value)
+  return entry === undefined ? undefined : JSON.parse(String(entry.value))
 }
 const idOfCookie = (b: Browser) => /^s%3A([^.]+)\./.exec(b.cookies.get('sid') ?? '')?.[1]
 

@@ -82,7 +82,7 @@ const routes: Record<string, Route> = {
 
 const storedData = async (store: Store, id: string) => {
   const entry = await store.get(id)
-  return entry === undefined ? undefined : JSON.parse(entry.value)
+  return entry === undefined ? undefined : JSON.parse(String(entry.value))
 }
 
 const idOfCookie = (b: Browser) => /^s%3A([^.]+)\./.exec(b.cookies.get('sid') ?? '')?.[1]

@@ -8,7 +8,7 @@ const ODD = 'END\r\nVALUE x 0 1\r\né€𝄞\r\n'
 const CASES: [ReplyKind, string, ParsedReply][] = [
   ['items', 'END\r\n', { kind: 'items', items: [] }],
   ['items', 'VALUE k 0 2\r\nv1\r\nEND\r\n', { kind: 'items', items: [{ value: 'v1', flags: 0, cas: undefined }] }],
-  ['items', 'VALUE k 5 2 77\r\nv1\r\nEND\r\n', { kind: 'items', items: [{ value: 'v1', flags: 5, cas: '77' }] }],
+  ['items', 'VALUE k 5 2 77\r\nv1\r\nEND\r\n', { kind: 'items', items: [{ value: Buffer.from('v1'), flags: 5, cas: '77' }] }],
   // framed by its byte count
   [
     'items',
