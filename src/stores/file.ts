@@ -101,8 +101,10 @@ async function assertPrivate(dir: string): Promise<void> {
 
 /**
  * A store in a directory, one file per key, that several processes on one host share:
- * writes replace files atomically and take a proper-lockfile lock; expired keys read as
- * absent, and `deleteExpired()` removes their files. Expiry reads `Date.now()`.
+ * writes replace files atomically (temp file + rename) under a per-key write lock held for one
+ * synchronous stretch (file-mutex.ts), and fsync only with `durable`; expired keys read as
+ * absent, and `deleteExpired()` removes their files. Expiry reads `Date.now()`. Reads and writes
+ * are synchronous system calls behind promises (see readItem).
  *
  * Its `lock` is proper-lockfile on the directory `<key's file>-lock`, tried again with jittered
  * backoff until `wait`. A lock ends when released, or `ttl` s after it was taken (a timer of
