@@ -81,7 +81,7 @@ function fairTurn(): Promise<void> | undefined {
   return now - turnStarted < FAIR_MS ? undefined : new Promise((resolve) => setImmediate(resolve))
 }
 /** See fairTurn(). */
-const FAIR_MS = 20
+const FAIR_MS = 2
 
 /** `item` unless it expired: an expired file reads as absent until deleteExpired() removes it. */
 const live = (item: Item | undefined) => (item !== undefined && (item.expires === 0 || item.expires > Date.now()) ? item : undefined)
