@@ -1,6 +1,6 @@
 /**
  * The file store's write lock: a symbolic link `<file>.lock` whose target names its holder
- * (`tied-session:<pid>:<token>`), made and removed around one write, delete or touch.
+ * (`tied-session:<pid>@<pid namespace>:<token>`), made and removed around one write, delete or touch.
  *
  * symlink() is an atomic exclusive create (EEXIST when anything is at the path), and one system
  * call; readlink() reads the holder back without following anything. A lock lives for
@@ -10,7 +10,9 @@
  * takes over at once; any other lock (a live pid that stalled, a pid of another PID namespace, a
  * directory left by an older version's proper-lockfile, a link planted by someone) once it is
  * STALE_MS old by its own mtime. An older version's lock directory at the same path keeps both
- * versions out of each other's writes during an upgrade.
+ * versions out of each other's writes during an upgrade. A pid is trusted only from a holder in
+ * this PID namespace (containers sharing one directory see different pids). On Windows, where
+ * making a symbolic link needs a privilege, the lock is a file made with O_EXCL holding the same text.
  */
 import fs from 'node:fs'
 import path from 'node:path'
@@ -24,7 +26,23 @@ const WAIT_MS = 5000
 
 const PROCESS_TOKEN = randomHex()
 let taken = 0
-const OURS = /^tied-session:(\d+):[0-9a-f]+$/
+const OURS = /^tied-session:(\d+)@([^:]*):[0-9a-f]+$/
+
+/** This process's PID namespace ('pid:[4026531836]' on Linux), so that a pid is judged only where it means something. */
+export const PID_NAMESPACE = (() => {
+  try {
+    return fs.readlinkSync('/proc/self/ns/pid').replace(/[^\w[\]]/g, '')
+  } catch {
+    return process.platform // no /proc: pids of one host
+  }
+})()
+/** Windows: symlink() needs a privilege there, so the lock is a file made with O_EXCL instead. */
+const AS_FILE = process.platform === 'win32'
+
+/** The text of the lock at `lock` (its link's target, or on Windows its content); ENOENT when there is none. */
+function holderOf(lock: string): string {
+  return AS_FILE ? fs.readFileSync(lock, 'utf8') : fs.readlinkSync(lock)
+}
 
 /** A system call's error code, or undefined. */
 const codeOf = (err: unknown) => (err as NodeJS.ErrnoException).code
@@ -45,9 +63,9 @@ function gone(pid: number): boolean {
  */
 function isStale(lock: string, stat: fs.Stats): boolean {
   if (stat.mtimeMs < Date.now() - STALE_MS) return true
-  if (!stat.isSymbolicLink()) return false
-  const match = OURS.exec(fs.readlinkSync(lock))
-  return match !== null && gone(Number(match[1]))
+  if (!(AS_FILE ? stat.isFile() : stat.isSymbolicLink())) return false
+  const match = OURS.exec(holderOf(lock))
+  return match !== null && match[2] === PID_NAMESPACE && gone(Number(match[1]))
 }
 
 /**
@@ -80,7 +98,8 @@ function removeStale(directory: string, lock: string, judged: fs.Stats): void {
 /** One try: true when this process now holds `lock` (with `target`), false when another holder does. */
 function tryTake(directory: string, lock: string, target: string): boolean {
   try {
-    fs.symlinkSync(target, lock)
+    if (AS_FILE) fs.writeFileSync(lock, target, { flag: 'wx', mode: 0o600 })
+    else fs.symlinkSync(target, lock)
     return true
   } catch (err) {
     if (codeOf(err) !== 'EEXIST') throw err
@@ -97,12 +116,12 @@ function tryTake(directory: string, lock: string, target: string): boolean {
   return false // the next try (at once) takes it, unless another waiter was quicker
 }
 
-/** Whether the link at `lock` still names `target`. */
+/** Whether the lock at `lock` still names `target`. */
 function holds(lock: string, target: string): boolean {
   try {
-    return fs.readlinkSync(lock) === target
+    return holderOf(lock) === target
   } catch (err) {
-    if (codeOf(err) === 'ENOENT' || codeOf(err) === 'EINVAL') return false // gone, or no link (taken over)
+    if (codeOf(err) === 'ENOENT' || codeOf(err) === 'EINVAL' || codeOf(err) === 'EISDIR') return false // gone, or not ours (taken over)
     throw err
   }
 }
@@ -118,7 +137,7 @@ const backoff = (attempt: number) => Math.min(20, 0.2 * 1.6 ** attempt) * (0.5 +
  */
 export async function withWriteLock<T>(directory: string, key: string, file: string, fn: (held: () => void) => T): Promise<T> {
   const lock = `${file}.lock`
-  const target = `tied-session:${process.pid}:${PROCESS_TOKEN}${(taken++).toString(16)}`
+  const target = `tied-session:${process.pid}@${PID_NAMESPACE}:${PROCESS_TOKEN}${(taken++).toString(16)}`
   const started = performance.now()
   for (let attempt = 0; !tryTake(directory, lock, target); attempt++) {
     if (performance.now() - started > WAIT_MS) {

@@ -7,6 +7,7 @@ import test, { type ExecutionContext } from 'ava'
 import sinon from 'sinon'
 import { SessionError } from '../../src/errors.js'
 import { fileStore, type FileStore } from '../../src/stores/file.js'
+import { PID_NAMESPACE } from '../../src/stores/file-mutex.js'
 import { tieSession } from '../../src/tie.js'
 import { runFixture } from '../helpers/child.js'
 import { storeContract } from '../helpers/store-contract.js'
@@ -391,24 +392,32 @@ test('file store: durable: true writes, replaces, touches and deletes as the def
   t.throws(() => fileStore({ durable: 'yes' as unknown as boolean }), { instanceOf: TypeError, message: /durable/ })
 })
 
-test("file store: a write lock left by a dead process is taken over at once; a live process's only once 4 s old", async (t) => {
+test("file store: a write lock left by a dead process is taken over at once; a live process's, or one of another PID namespace, only once 4 s old", async (t) => {
   const store = await open(t)
   await store.write('k', 'old', { ttl: 60, mode: 'set' })
   const lock = path.join(store.directory, 'k.session.lock')
   const dead = spawnSync('true').pid // a pid that is surely gone: a child that has exited
-  await fs.symlink(`tied-session:${dead}:0123456789abcdef0`, lock)
+  await fs.symlink(`tied-session:${dead}@${PID_NAMESPACE}:0123456789abcdef0`, lock)
   let started = performance.now()
   t.is(await store.write('k', 'new', { ttl: 60, mode: 'set' }), 'stored')
   t.true(performance.now() - started < 1000, `took ${performance.now() - started} ms`)
   t.is((await store.get('k'))?.value, 'new')
   // a live holder (this process, as far as the lock says) that stalled: taken over once its link is 4 s old
-  await fs.symlink(`tied-session:${process.pid}:0123456789abcdef1`, lock)
+  await fs.symlink(`tied-session:${process.pid}@${PID_NAMESPACE}:0123456789abcdef1`, lock)
   const threeSecondsAgo = new Date(Date.now() - 3000)
   await fs.lutimes(lock, threeSecondsAgo, threeSecondsAgo)
   started = performance.now()
   t.is(await store.write('k', 'newer', { ttl: 60, mode: 'set' }), 'stored')
   const waited = performance.now() - started
   t.true(waited > 800 && waited < 4000, `waited ${waited} ms`)
+  // a pid of another PID namespace (another container on the shared directory) means nothing here: judged by age only
+  await fs.symlink(`tied-session:${dead}@pid[1]:0123456789abcdef2`, lock)
+  const alsoThreeSecondsAgo = new Date(Date.now() - 3000)
+  await fs.lutimes(lock, alsoThreeSecondsAgo, alsoThreeSecondsAgo)
+  started = performance.now()
+  t.is(await store.write('k', 'newest', { ttl: 60, mode: 'set' }), 'stored')
+  const waitedToo = performance.now() - started
+  t.true(waitedToo > 800 && waitedToo < 4000, `waited ${waitedToo} ms`)
   t.deepEqual(await fs.readdir(store.directory), ['k.session'])
 })
 
