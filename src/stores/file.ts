@@ -21,7 +21,7 @@ export interface FileStoreOptions {
    * Whether each write is fsynced (the file, then the directory after the rename) before it
    * resolves, so that it survives a power loss or an OS crash. Without it, a write that resolved
    * survives the process's crash or kill -9 (it is in the kernel's page cache), not a power loss,
-   * as with memcached and Cache::FastMmap. About 1 ms more per write on an SSD.
+   * as with memcached and Cache::FastMmap. About 1 ms more per write on a VM's disk.
    * @default false
    */
   durable?: boolean
