@@ -113,7 +113,7 @@ function tryTake(directory: string, lock: string, target: string): boolean {
     throw err
   }
   removeStale(directory, lock, stat)
-  return false // the next try (at once) takes it, unless another waiter was quicker
+  return false // the next try, after the backoff, takes it unless another waiter was quicker
 }
 
 /** Whether the lock at `lock` still names `target`. */
@@ -126,7 +126,7 @@ function holds(lock: string, target: string): boolean {
   }
 }
 
-/** Jittered backoff: 0.1-0.2 ms at first (a lock lives microseconds), growing to 10-20 ms. */
+/** Jittered backoff: 0.1-0.2 ms at first (a lock lives microseconds; setTimeout makes it 1 ms), growing to 10-20 ms. */
 const backoff = (attempt: number) => Math.min(20, 0.2 * 1.6 ** attempt) * (0.5 + Math.random() / 2)
 
 /**
