@@ -312,6 +312,8 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
         const all = await entries()
         for (const [i, [key, file]] of all.entries()) {
           options.onProgress?.(i, all.length)
+          const turn = fairTurn() // a sweep of many files reads them synchronously: let requests run meanwhile
+          if (turn !== undefined) await turn
           if (!expired(key, file)) continue // most files are live: look before taking the lock
           const gone = await withWriteLock(directory, key, file, () => {
             if (!expired(key, file)) return false // rewritten meanwhile
