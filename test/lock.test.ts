@@ -103,7 +103,9 @@ for (const kind of ['file', 'memcached'] as const) {
       // plain ties: optimistic saves merge by top-level key, so the shared key is last writer wins
       const plain = result.plain
       t.log(`${kind}: plain ties: the shared counter ended at ${plain.counter} of ${WORKERS * ITERATIONS} (lost updates are expected)`)
-      t.true(plain.counter! >= ITERATIONS && plain.counter! <= WORKERS * ITERATIONS, `plain counter ${plain.counter}`)
+      // a save that lost a cas race re-applies its own counter (read + 1) over the newer one, so the
+      // shared counter can go down as well as up: only its bounds are sure
+      t.true(plain.counter! >= 1 && plain.counter! <= WORKERS * ITERATIONS, `plain counter ${plain.counter}`)
       for (let w = 0; w < WORKERS; w++) t.is(plain[`w${w}`], ITERATIONS, `plain ties: worker ${w}'s own key`)
     },
   )

@@ -1,6 +1,9 @@
 /**
- * Compiles src/ with the project's tsc into node_modules/.cache/tied-session-bench/, the build
- * the benchmarks measure (see ./tied.ts for why not src/ through tsx).
+ * Compiles src/ with the project's tsc into .tmp/bench-build/ (git-ignored), the build the
+ * benchmarks measure (see ./tied.ts for why not src/ through tsx). Not node_modules/.cache: git
+ * worktrees that share one node_modules through a symbolic link would overwrite each other's
+ * build there, and measure another checkout's src/. Packages still resolve, through the
+ * checkout's node_modules.
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
@@ -9,7 +12,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('../../', import.meta.url))
-export const BUILD_DIR = path.join(root, 'node_modules', '.cache', 'tied-session-bench')
+export const BUILD_DIR = path.join(root, '.tmp', 'bench-build')
 /** The compiled src/index.ts. */
 export const BUILD_ENTRY = path.join(BUILD_DIR, 'dist', 'index.js')
 

@@ -14,7 +14,12 @@ import { requestTimeout, type OpenStore } from './store.js'
  */
 export async function secondsLeft(open: OpenStore, key: string): Promise<number | undefined> {
   if (open.kind === 'file') {
-    const item = await readItem(key, path.join(open.store.directory, fileName(key))).catch(() => undefined)
+    let item
+    try {
+      item = readItem(key, path.join(open.store.directory, fileName(key)))
+    } catch {
+      return undefined // not a file this store can read: no lifetime to keep
+    }
     if (item === undefined) return undefined
     return item.expires === 0 ? 0 : Math.max(1, Math.ceil((item.expires - Date.now()) / 1000))
   }

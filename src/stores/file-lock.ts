@@ -1,7 +1,7 @@
 /**
- * The file store's locks, both proper-lockfile directories next to a key's file: the write lock
- * `<file>.lock`, held for the length of one write, delete or touch, and the session lock
- * `<file>-lock` (Store.lock), a lease held from tie to untie.
+ * The file store's session locks (Store.lock): a proper-lockfile directory `<file>-lock` next to
+ * a key's file, a lease held from tie to untie. (The write lock `<file>.lock`, held for one write,
+ * is file-mutex.ts.)
  */
 import { randomBytes } from 'node:crypto'
 import fsCallbacks from 'node:fs'
@@ -11,13 +11,9 @@ import { SessionError } from '../errors.js'
 import { unrefAfter } from './lock.js'
 import type { LockRelease } from './store.js'
 
-/** A dead holder's lock is taken over after this long; a live holder refreshes it every half. */
-const STALE_MS = 4000
-/** Randomized backoff from 5 ms up to 100 ms per try: about 5 s in all before giving up. */
-const RETRIES = { retries: 55, factor: 1.5, minTimeout: 5, maxTimeout: 100, randomize: true }
 /**
- * A session lock (Store.lock) is the directory `<file>-lock`, not the write lock `<file>.lock`:
- * its holder still takes the write lock for every write, delete and touch.
+ * A session lock (Store.lock) is the directory `<file>-lock`, not the write lock `<file>.lock`
+ * (file-mutex.ts): its holder still takes the write lock for every write, delete and touch.
  */
 const SESSION_LOCK = '-lock'
 /**
@@ -139,32 +135,6 @@ async function holds(dir: string, token: string): Promise<boolean> {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') return false // removed, or not a lock directory of ours
     throw err
-  }
-}
-
-/** Runs `fn` holding the write lock of `file`; `held()` throws if the lock was lost meanwhile. */
-export async function withWriteLock<T>(key: string, file: string, fn: (held: () => void) => Promise<T>): Promise<T> {
-  let lost: Error | undefined
-  let release: () => Promise<void>
-  try {
-    // realpath: false, as the file may not exist yet; the lock is the directory `${file}.lock`
-    const onCompromised = (err: Error) => void (lost = err) // the default throws from a timer
-    release = await lock(file, { realpath: false, stale: STALE_MS, retries: RETRIES, onCompromised, fs: NO_FOLLOW_FS })
-  } catch (cause) {
-    if ((cause as NodeJS.ErrnoException).code !== 'ELOCKED') throw cause
-    const hint = `another writer holds ${file}.lock; a dead process's lock is taken over after ${STALE_MS / 1000} s`
-    const message = `could not lock key "${key}" within about 5 s (${hint}); try again`
-    throw new SessionError('ERR_STORE_UNAVAILABLE', message, { cause })
-  }
-  const held = () => {
-    if (lost === undefined) return
-    const message = `lost the lock of key "${key}" (this process stalled for over ${STALE_MS / 1000} s); try again`
-    throw new SessionError('ERR_STORE_UNAVAILABLE', message, { cause: lost })
-  }
-  try {
-    return await fn(held)
-  } finally {
-    await release().catch(() => {}) // a lock we could not remove goes stale on its own
   }
 }
 

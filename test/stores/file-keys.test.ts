@@ -43,10 +43,10 @@ test('file keys: a key too long for a file name or not well-formed is ERR_INVALI
 test('file keys: putItem writes what readItem reads, mode 0600, and leaves no temp file', async (t) => {
   const dir = await tempDir(t)
   const file = path.join(dir, fileName('k'))
-  t.is(await readItem('k', file), undefined)
+  t.is(readItem('k', file), undefined)
   const item = { version: '0123456789abcdef', expires: 1234, value: 'line 1\nline 2 é 😀\n' }
-  await putItem(dir, file, item, () => {})
-  t.deepEqual(await readItem('k', file), item)
+  putItem(dir, file, item, () => {})
+  t.deepEqual(readItem('k', file), item)
   t.deepEqual(await fs.readdir(dir), ['k.session'])
   if (process.platform !== 'win32') t.is((await fs.stat(file)).mode & 0o777, 0o600)
 })
@@ -55,12 +55,12 @@ test('file keys: a lost write lock leaves the old file whole and no temp file', 
   const dir = await tempDir(t)
   const file = path.join(dir, fileName('k'))
   const old = { version: 'v1', expires: 0, value: 'old' }
-  await putItem(dir, file, old, () => {})
+  putItem(dir, file, old, () => {})
   const lost = () => {
     throw new Error('lost the lock')
   }
-  await t.throwsAsync(putItem(dir, file, { version: 'v2', expires: 0, value: 'new' }, lost), { message: 'lost the lock' })
-  t.deepEqual(await readItem('k', file), old)
+  t.throws(() => putItem(dir, file, { version: 'v2', expires: 0, value: 'new' }, lost), { message: 'lost the lock' })
+  t.deepEqual(readItem('k', file), old)
   t.deepEqual(await fs.readdir(dir), ['k.session'])
 })
 
@@ -69,7 +69,7 @@ test('file keys: a file without our header is ERR_CORRUPT, naming the key and th
   const file = path.join(dir, fileName('k'))
   for (const text of ['', 'no header', '{"v":1,"e":0}\nx', '{"v":"a"}\nx', 'null\nx']) {
     await fs.writeFile(file, text)
-    const err = await t.throwsAsync(readItem('k', file), { instanceOf: SessionError })
+    const err = t.throws(() => readItem('k', file), { instanceOf: SessionError })
     t.is(err?.code, 'ERR_CORRUPT', text)
     t.true(err?.message.includes('"k"') && err.message.includes(file), text)
   }

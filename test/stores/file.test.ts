@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import os from 'node:os'
@@ -6,6 +7,7 @@ import test, { type ExecutionContext } from 'ava'
 import sinon from 'sinon'
 import { SessionError } from '../../src/errors.js'
 import { fileStore, type FileStore } from '../../src/stores/file.js'
+import { PID_NAMESPACE } from '../../src/stores/file-mutex.js'
 import { tieSession } from '../../src/tie.js'
 import { runFixture } from '../helpers/child.js'
 import { storeContract } from '../helpers/store-contract.js'
@@ -361,6 +363,63 @@ test('file store: readers never see half a value, and a writer killed mid-write 
   for await (const key of store.keys()) listed.push(key)
   t.deepEqual(listed, ['big'])
   t.log(`read ${seen.size} values; #${n} survived the kill; directory holds ${(await fs.readdir(store.directory)).join(', ')}`)
+})
+
+test('file store: a write that resolved survives its process being killed at once (SIGKILL), with or without durable', async (t) => {
+  const store = await open(t)
+  const writer = runFixture(t, 'file-store-crash.ts', [store.directory, 'plain', 'durable'])
+  await writer.line('stored')
+  writer.process.kill('SIGKILL')
+  t.is((await writer.exited).signal, 'SIGKILL')
+  t.is((await store.get('plain'))?.value, 'value plain')
+  t.is((await store.get('durable'))?.value, 'value durable')
+  t.deepEqual((await fs.readdir(store.directory)).sort(), ['durable.session', 'plain.session'], 'no temp file or lock left')
+})
+
+test('file store: durable: true writes, replaces, touches and deletes as the default does, leaving no temp file', async (t) => {
+  const store = fileStore({ directory: await tempDir(t), durable: true })
+  t.teardown(() => store.close())
+  t.is(await store.write('k', 'v1', { ttl: 60, mode: 'add' }), 'stored')
+  t.is(await store.write('k', 'v0', { ttl: 60, mode: 'add' }), 'exists')
+  const { version } = (await store.get('k'))!
+  t.is(await store.write('k', 'v2', { ttl: 60, mode: 'cas', version: 'stale' }), 'exists')
+  t.is(await store.write('k', 'v2', { ttl: 60, mode: 'cas', version: version! }), 'stored')
+  t.true(await store.touch('k', 120))
+  t.is((await store.get('k'))?.value, 'v2')
+  t.is(await store.write('gone', 'x', { ttl: 60, mode: 'replace' }), 'not_found')
+  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
+  t.is(await mode(path.join(store.directory, 'k.session')), 0o600)
+  t.true(await store.delete('k'))
+  t.throws(() => fileStore({ durable: 'yes' as unknown as boolean }), { instanceOf: TypeError, message: /durable/ })
+})
+
+test("file store: a write lock left by a dead process is taken over at once; a live process's, or one of another PID namespace, only once 4 s old", async (t) => {
+  const store = await open(t)
+  await store.write('k', 'old', { ttl: 60, mode: 'set' })
+  const lock = path.join(store.directory, 'k.session.lock')
+  const dead = spawnSync('true').pid // a pid that is surely gone: a child that has exited
+  await fs.symlink(`tied-session:${dead}@${PID_NAMESPACE}:0123456789abcdef0`, lock)
+  let started = performance.now()
+  t.is(await store.write('k', 'new', { ttl: 60, mode: 'set' }), 'stored')
+  t.true(performance.now() - started < 1000, `took ${performance.now() - started} ms`)
+  t.is((await store.get('k'))?.value, 'new')
+  // a live holder (this process, as far as the lock says) that stalled: taken over once its link is 4 s old
+  await fs.symlink(`tied-session:${process.pid}@${PID_NAMESPACE}:0123456789abcdef1`, lock)
+  const threeSecondsAgo = new Date(Date.now() - 3000)
+  await fs.lutimes(lock, threeSecondsAgo, threeSecondsAgo)
+  started = performance.now()
+  t.is(await store.write('k', 'newer', { ttl: 60, mode: 'set' }), 'stored')
+  const waited = performance.now() - started
+  t.true(waited > 800 && waited < 4000, `waited ${waited} ms`)
+  // a pid of another PID namespace (another container on the shared directory) means nothing here: judged by age only
+  await fs.symlink(`tied-session:${dead}@pid[1]:0123456789abcdef2`, lock)
+  const alsoThreeSecondsAgo = new Date(Date.now() - 3000)
+  await fs.lutimes(lock, alsoThreeSecondsAgo, alsoThreeSecondsAgo)
+  started = performance.now()
+  t.is(await store.write('k', 'newest', { ttl: 60, mode: 'set' }), 'stored')
+  const waitedToo = performance.now() - started
+  t.true(waitedToo > 800 && waitedToo < 4000, `waited ${waitedToo} ms`)
+  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
 })
 
 test('file store: a script that used the store and closed it exits by itself', async (t) => {
