@@ -100,6 +100,22 @@ async function assertPrivate(dir: string): Promise<void> {
 }
 
 /**
+ * A directory the caller named: used as it is, but refused when another user can list it (read
+ * permission for group or others), since its file names are session ids.
+ */
+async function assertUnlisted(dir: string): Promise<void> {
+  if (process.getuid === undefined) return // Windows: permissions are ACLs, not mode bits
+  const stat = await fs.stat(dir)
+  if ((stat.mode & 0o044) !== 0) {
+    const mode = (stat.mode & 0o777).toString(8).padStart(4, '0')
+    throw new SessionError(
+      'ERR_STORE_UNAVAILABLE',
+      `${dir} can be listed by other users (mode ${mode}), and its file names are session ids; chmod 700 it`,
+    )
+  }
+}
+
+/**
  * A store in a directory, one file per key, that several processes on one host share:
  * writes replace files atomically (temp file + rename) under a per-key write lock held for one
  * synchronous stretch (file-mutex.ts), and fsync only with `durable`; expired keys read as
@@ -147,6 +163,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
         if (!isDefault || err.code !== 'EEXIST') throw err // assertPrivate() explains an EEXIST
       })
       if (isDefault) await assertPrivate(directory)
+      else await assertUnlisted(directory)
     })().catch((err: unknown) => {
       ready = undefined
       throw err

@@ -81,6 +81,27 @@ test('file store: a chosen directory is made with its parents, mode 0700, files 
   t.is(await mode(path.join(directory, 'abc.session')), 0o600)
 })
 
+test('file store: a directory you name is refused, with a clear error, when other users can list it (its file names are session ids)', async (t) => {
+  if (process.platform === 'win32') return t.pass('POSIX modes only')
+  for (const listable of [0o755, 0o744, 0o750]) {
+    const directory = path.join(await tempDir(t), 'named')
+    await fs.mkdir(directory)
+    await fs.chmod(directory, listable)
+    const store = fileStore({ directory })
+    t.teardown(() => store.close())
+    const err = await errorOf(t, store.write('abc', 'x', { ttl: 60, mode: 'set' }))
+    t.is(err?.code, 'ERR_STORE_UNAVAILABLE')
+    t.regex(err?.message ?? '', /can be listed by other users \(mode 07[45][045]\).*chmod 700 it/)
+    t.deepEqual(await fs.readdir(directory), [], 'nothing was written')
+  }
+  const directory = path.join(await tempDir(t), 'private')
+  await fs.mkdir(directory, { mode: 0o711 }) // others may pass through, not list: accepted
+  await fs.chmod(directory, 0o711)
+  const store = fileStore({ directory })
+  t.teardown(() => store.close())
+  t.is(await store.write('abc', 'x', { ttl: 60, mode: 'set' }), 'stored')
+})
+
 test('file store: refuses a default directory that another user made or could use', async (t) => {
   if (process.platform === 'win32') return t.pass('POSIX modes only')
   const withMode = (mode: number) => async (dir: string) => {
