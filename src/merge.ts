@@ -89,3 +89,11 @@ export function takeTheirs(
   }
   return taken
 }
+
+/** The plain objects and arrays inside `value`, itself included: what a write that replaces `value` may move into its new value. */
+export function containers(value: unknown, into = new Set<object>()): Set<object> {
+  if (typeof value !== 'object' || value === null || into.has(value) || !(Array.isArray(value) || isPlainObject(value))) return into
+  into.add(value)
+  for (const child of Object.values(value)) containers(child, into)
+  return into
+}

@@ -11,9 +11,11 @@ import { SessionError } from './errors.js'
 import { newId } from './ids.js'
 import type { Lease } from './lease.js'
 import { LooseKeys } from './loose.js'
-import { takeTheirs, reconcile } from './merge.js'
-import { applyIndex, planIndex, readList, removeFromIndex, md5Hex, uidOf, type AddOptions, type IndexPlan } from './principal.js'
-import { checkDepth, isPlainObject, viewTarget, type Serializer } from './serializers.js'
+import { containers, takeTheirs, reconcile } from './merge.js'
+import type { AddOptions } from './principal.js'
+import { SessionIndex } from './session-index.js'
+import { scheduled, seen, unseenFailure } from './autosave.js'
+import { checkDepth, viewTarget, type Serializer } from './serializers.js'
 import { formFor, readForm, toStored, type StoredForm } from './stored-form.js'
 import { bookNewId, notFound, parseData, releasing } from './stored.js'
 import type { Store, WriteOptions } from './stores/store.js'
@@ -38,43 +40,6 @@ export interface SessionConfig {
 
 /** Compare-and-swap rounds before a save gives up with ERR_CONFLICT. */
 const MAX_TRIES = 10
-
-/** Sessions with an automatic flush scheduled or running: {@link flushScheduled} runs them before stores close. */
-const scheduled = new Set<Session>()
-/** Sessions holding a failed automatic flush that no onError, save or untie has seen: reported at exit. */
-const unseen = new Set<Session>()
-let reporting = false
-
-/** Runs every scheduled automatic flush now and waits for them (closeStores calls it before closing stores). */
-export async function flushScheduled(): Promise<void> {
-  while (scheduled.size > 0) await Promise.all([...scheduled].map((session) => session.flushScheduled()))
-}
-
-/**
- * A failed automatic flush is kept for the next save or untie; when the process exits and none
- * came (and there was no onError), it is written to stderr: a write is never dropped without a word.
- */
-function reportUnseenAtExit(): void {
-  if (reporting) return
-  reporting = true
-  process.once('exit', () => {
-    for (const session of unseen) {
-      const error = session.unseenError
-      const message = error instanceof Error ? error.message : String(error)
-      process.stderr.write(
-        `tied-session: an automatic save of session ${session.id} failed and no save, untie or onError saw it; the change was not stored: ${message}\n`,
-      )
-    }
-  })
-}
-
-/** The plain objects and arrays inside `value`, itself included. */
-function containers(value: unknown, into = new Set<object>()): Set<object> {
-  if (typeof value !== 'object' || value === null || into.has(value) || !(Array.isArray(value) || isPlainObject(value))) return into
-  into.add(value)
-  for (const child of Object.values(value)) containers(child, into)
-  return into
-}
 
 export class Session implements TrackerHooks {
   id: string
@@ -101,8 +66,7 @@ export class Session implements TrackerHooks {
   /** The exclusive lock held from tie to untie (lock: 'exclusive'); writes check it first (a fence). */
   private lease: Lease | undefined
   /** The uid the user index lists this session under (undefined: none), and whether its last index write failed. */
-  private listed: string | undefined
-  private indexFailed = false
+  private readonly index: SessionIndex
 
   constructor(
     readonly config: SessionConfig,
@@ -117,8 +81,10 @@ export class Session implements TrackerHooks {
     this.text = loaded.version === undefined ? loaded.text : undefined
     this.stored = loaded.stored
     this.form = loaded.form ?? formFor(config.serializer)
-    const field = config.principal?.field
-    this.listed = field === undefined ? undefined : uidOf(data[field])
+    this.index = new SessionIndex(
+      { place: { store: config.store, namespace: config.namespace }, ttl: config.ttl, principal: config.principal },
+      data,
+    )
     const { proxy, detach } = track(data, this)
     this.proxy = proxy
     this.detach = detach
@@ -199,8 +165,7 @@ export class Session implements TrackerHooks {
     try {
       this.lease?.assertFresh()
       if (this.stored) await this.config.store.delete(this.key)
-      if (this.listed !== undefined) await removeFromIndex(this.indexPlace(), md5Hex(this.listed), [this.id])
-      this.listed = undefined
+      await this.index.remove(this.id)
     } catch (err) {
       // the lock is released on every path; a session whose delete failed is released too
       this.state = 'destroyed'
@@ -233,8 +198,7 @@ export class Session implements TrackerHooks {
     this.version = entry?.version
     this.text = entry !== undefined && entry.version === undefined ? text : undefined
     this.changed.clear()
-    const field = this.config.principal?.field
-    if (field !== undefined) this.listed = uidOf(this.data[field])
+    if (this.config.principal !== undefined) this.index.loaded(this.data)
     this.loose?.stored(this.loose.keys())
   }
 
@@ -253,7 +217,7 @@ export class Session implements TrackerHooks {
     this.loose?.adopt()
     // the one write path: the new id is written with the index stamps, then indexed (a login
     // moves to its new id, and the old id leaves its user's list)
-    const plan = this.prepare(true)
+    const plan = this.index.prepare(this.data, this.changed, true)
     const texts = this.loose?.snapshot()
     // nobody else knows the new id yet: its lock is taken before it is booked
     const { id, text, lease } = await bookNewId(this.config, this.data, this.config.acquire)
@@ -268,7 +232,7 @@ export class Session implements TrackerHooks {
       await old?.unlock()
     }
     await this.config.store.delete(oldKey)
-    await this.index(plan, oldId, undefined)
+    await this.index.write(this.id, plan, oldId, undefined)
   }
 
   /** A deep plain copy of the data as it is now. */
@@ -350,8 +314,7 @@ export class Session implements TrackerHooks {
   private fail(error: unknown): void {
     this.pendingError ??= error
     if (this.config.onError === undefined) {
-      unseen.add(this)
-      reportUnseenAtExit()
+      unseenFailure(this)
       return
     }
     try {
@@ -364,7 +327,7 @@ export class Session implements TrackerHooks {
   private throwPending(error: unknown): void {
     const pending = this.pendingError
     this.pendingError = undefined
-    unseen.delete(this)
+    seen(this)
     if (pending !== undefined) throw pending
     if (error !== undefined) throw error
   }
@@ -384,47 +347,6 @@ export class Session implements TrackerHooks {
     await lease?.unlock()
   }
 
-  private indexPlace() {
-    return { store: this.config.store, namespace: this.config.namespace }
-  }
-
-  /**
-   * Stamps the principal's fields for a write (see principal.ts planIndex) and says what the
-   * write must do to the user index; marks the stamped keys changed.
-   */
-  private prepare(force = false): IndexPlan | undefined {
-    const principal = this.config.principal
-    if (principal === undefined) return undefined
-    const { stamped, plan } = planIndex(this.data, principal.field, this.listed, this.config.ttl, force || this.indexFailed)
-    for (const key of stamped) this.changed.add(key)
-    return plan
-  }
-
-  /** Writes `plan` to the user index after the session's own write; `replaces` is the id a regenerate left. */
-  private async index(plan: IndexPlan | undefined, replaces: string | undefined, listRead: AddOptions['listRead']): Promise<void> {
-    if (plan === undefined) {
-      if (replaces !== undefined && this.listed !== undefined) await removeFromIndex(this.indexPlace(), md5Hex(this.listed), [replaces])
-      return
-    }
-    const { ttl, principal } = this.config
-    this.indexFailed = true
-    await applyIndex(this.indexPlace(), plan, { id: this.id, ttl, maxSessions: principal?.maxSessions, replaces, listRead })
-    this.indexFailed = false
-    this.listed = plan.to
-  }
-
-  /**
-   * When this save will write a user's index: that user's list, read now so that the read travels
-   * with the session's own write (one round trip fewer; a stale read only costs a retry).
-   */
-  private readListAhead(plan: IndexPlan | undefined): AddOptions['listRead'] {
-    if (plan?.to === undefined) return undefined
-    const digest = md5Hex(plan.to)
-    const entry = readList(this.indexPlace(), digest)
-    entry.catch(() => {}) // unused when the session's write fails
-    return { digest, entry }
-  }
-
   /** The top-level keys changed since the last write, including loose keys whose text differs now. */
   private dirty(): Set<string> {
     const dirty = new Set(this.changed)
@@ -437,7 +359,7 @@ export class Session implements TrackerHooks {
     if (this.state !== 'open') return
     this.loose?.adopt()
     const dirty = this.dirty()
-    if (dirty.size === 0 && !this.indexFailed) return
+    if (dirty.size === 0 && !this.index.failed) return
     this.changed.clear()
     this.flushing = this.write(dirty)
     try {
@@ -460,10 +382,10 @@ export class Session implements TrackerHooks {
     const { serializer } = this.form
     let listRead: AddOptions['listRead']
     for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
-      const plan = this.prepare()
+      const plan = this.index.prepare(this.data, this.changed)
       for (const key of this.changed) dirty.add(key)
       this.changed.clear()
-      if (attempt === 0) listRead = this.readListAhead(plan)
+      if (attempt === 0) listRead = this.index.readAhead(plan)
       const texts = this.loose?.snapshot()
       const text = serializer.stringify(this.data)
       if (!this.stored || this.version !== undefined) {
@@ -478,7 +400,7 @@ export class Session implements TrackerHooks {
           // memcached does not say the new cas value; the next save reads it again
           this.version = undefined
           if (texts) this.loose!.settle(texts)
-          await this.index(plan, undefined, listRead)
+          await this.index.write(this.id, plan, undefined, listRead)
           return
         }
         if (result === 'not_found') throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')
