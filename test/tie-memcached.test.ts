@@ -133,7 +133,7 @@ test('expires over 30 days: the session is still there (sent as a Unix time)', a
   await untie(s)
   await new Promise((resolve) => setTimeout(resolve, 1100))
   t.true((await tieSession<Any>(s._session_id, { servers: principal.address })).kept)
-  const dump = await principal.raw('lru_crawler metadump all\r\n')
+  const dump = await principal.raw('lru_crawler metadump hash\r\n') // 'all' misses recently read keys in about 7% of dumps (1.6.18)
   const exp = Number(new RegExp(`key=${s._session_id} exp=(\\d+)`).exec(dump)?.[1])
   const days = (exp - Date.now() / 1000) / 86400
   t.true(days > 39.9 && days <= 40, `expires in ${days} days`)
