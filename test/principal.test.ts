@@ -290,7 +290,9 @@ for (const target of targets) {
       return write.wrappedMethod.apply(store, args)
     })
     t.teardown(() => write.restore())
-    const opts = { store, principal: 'uid', expires: 4 }
+    // the case (expires 4; saves at 0 and 1.5 s; findSessions at 4.5 s) scaled by 1.5: memcached
+    // counts whole seconds (a ttl of n lives n-1 to n s), and a loaded machine must not eat the margin
+    const opts = { store, principal: 'uid', expires: 6 }
     const s = await tieSession<Any>(undefined, opts)
     s.uid = uid
     await untie(s) // 0 s: the login writes the index
@@ -303,12 +305,12 @@ for (const target of targets) {
       await untie(r)
     }
     t.is(indexWrites.callCount, atLogin, 'three more requests, no index write')
-    await new Promise((resolve) => setTimeout(resolve, 1500))
+    await new Promise((resolve) => setTimeout(resolve, 2500))
     const r = await tieSession<Any>(s._session_id, opts)
-    r.views = 'at 1.5 s'
-    await untie(r) // 1.5 s: the session now lives until 5.5 s
-    await new Promise((resolve) => setTimeout(resolve, 3000))
-    // 4.5 s: the index written at 0 s must still list the session, which is alive
+    r.views = 'at 2.5 s'
+    await untie(r) // 2.5 s: the session now lives until 7.5-8.5 s
+    await new Promise((resolve) => setTimeout(resolve, 4000))
+    // 6.5 s: past the session's first ttl; the index written at 0 s must still list the session, which is alive
     t.truthy(await store.get(s._session_id), 'the session is alive')
     t.deepEqual(await findSessions(uid, { store, principal: 'uid' }), [s._session_id])
     t.is(await destroySessions(uid, { store, principal: 'uid' }), 1)
