@@ -2,10 +2,10 @@ import { promisify } from 'node:util'
 import anyTest, { type TestFn } from 'ava'
 import express from 'express'
 import session from 'express-session'
-import { findSessions, tieSession, untie, type Store } from '../../src/index.js'
+import { findSessions, tieSession, untie } from '../../src/index.js'
 import { TiedStore } from '../../src/express-session/index.js'
 import { Browser, serve } from '../helpers/web.js'
-import { STORE_KINDS, useStore } from '../helpers/web-stores.js'
+import { STORE_KINDS, storedData, useStore } from '../helpers/web-stores.js'
 
 const test = anyTest as TestFn<unknown>
 type Any = Record<string, any>
@@ -37,11 +37,6 @@ function expressApp(store: TiedStore) {
   })
   app.post('/logout', (req, res, next) => req.session.destroy((err) => (err ? next(err) : res.send('bye'))))
   return app
-}
-
-const storedData = async (store: Store, id: string) => {
-  const entry = await store.get(id)
-  return entry === undefined ? undefined : JSON.parse(String(entry.value))
 }
 
 for (const kind of STORE_KINDS) {

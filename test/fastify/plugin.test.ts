@@ -2,8 +2,8 @@ import anyTest, { type ExecutionContext, type TestFn } from 'ava'
 import Fastify from 'fastify'
 import { destroy, isSessionError, regenerate, type Store } from '../../src/index.js'
 import tiedSession, { sessionUrl, type WebSessionOptions } from '../../src/fastify/index.js'
-import { Browser } from '../helpers/web.js'
-import { STORE_KINDS, useStore } from '../helpers/web-stores.js'
+import { Browser, idOfCookie } from '../helpers/web.js'
+import { STORE_KINDS, storedData, useStore } from '../helpers/web-stores.js'
 
 const test = anyTest as TestFn<unknown>
 type Any = Record<string, any>
@@ -48,12 +48,6 @@ async function fastifyApp(t: ExecutionContext<unknown>, options: WebSessionOptio
   t.teardown(() => app.close())
   return { base, errors }
 }
-
-const storedData = async (store: Store, id: string) => {
-  const entry = await store.get(id)
-  return entry === undefined ? undefined : JSON.parse(String(entry.value))
-}
-const idOfCookie = (b: Browser) => /^s%3A([^.]+)\./.exec(b.cookies.get('sid') ?? '')?.[1]
 
 for (const kind of STORE_KINDS) {
   const opts = (store: Store, more: Partial<WebSessionOptions> = {}): WebSessionOptions => ({

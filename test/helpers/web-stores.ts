@@ -39,3 +39,9 @@ export async function useStore<C>(t: ExecutionContext<C>, kind: StoreKind, opts:
   }
   return { store, gets: sinon.spy(store, 'get'), writes: sinon.spy(store, 'write'), server }
 }
+
+/** A session as stored, parsed (JSON), or undefined when the key is absent. */
+export async function storedData(store: Store, id: string): Promise<any> {
+  const entry = await store.get(id)
+  return entry === undefined ? undefined : JSON.parse(String(entry.value))
+}

@@ -50,3 +50,6 @@ export class Browser {
     return (await this.fetch(path, init)).text()
   }
 }
+
+/** The session id in a browser's signed `sid` cookie (`s:<id>.<signature>`, url-encoded). */
+export const idOfCookie = (b: Browser): string | undefined => /^s%3A([^.]+)\./.exec(b.cookies.get('sid') ?? '')?.[1]

@@ -2,8 +2,8 @@ import anyTest, { type TestFn } from 'ava'
 import express, { type ErrorRequestHandler, type Request } from 'express'
 import { isSessionError, regenerate, destroy, type Store } from '../../src/index.js'
 import { sessionMiddleware, type WebSessionOptions, type WithSession } from '../../src/http/index.js'
-import { Browser, serve } from '../helpers/web.js'
-import { STORE_KINDS, useStore } from '../helpers/web-stores.js'
+import { Browser, idOfCookie, serve } from '../helpers/web.js'
+import { STORE_KINDS, storedData, useStore } from '../helpers/web-stores.js'
 
 const test = anyTest as TestFn<unknown>
 type Any = Record<string, any>
@@ -42,12 +42,6 @@ function expressApp(options: WebSessionOptions) {
   app.use(onError)
   return { app, errors }
 }
-
-const storedData = async (store: Store, id: string) => {
-  const entry = await store.get(id)
-  return entry === undefined ? undefined : JSON.parse(String(entry.value))
-}
-const idOfCookie = (b: Browser) => /^s%3A([^.]+)\./.exec(b.cookies.get('sid') ?? '')?.[1]
 
 for (const kind of STORE_KINDS) {
   const opts = (store: Store, more: Partial<WebSessionOptions> = {}): WebSessionOptions => ({

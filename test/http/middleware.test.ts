@@ -4,8 +4,8 @@ import { destroy, destroySessions, isSessionError, regenerate, save, tieSession,
 import { sessionMiddleware, sessionUrl, type WebSessionOptions, type WithSession } from '../../src/http/index.js'
 import { wireValue } from '../../src/http/cookies.js'
 import { resolveWebOptions } from '../../src/http/options.js'
-import { Browser, serve } from '../helpers/web.js'
-import { STORE_KINDS, useStore } from '../helpers/web-stores.js'
+import { Browser, idOfCookie, serve } from '../helpers/web.js'
+import { STORE_KINDS, storedData, useStore } from '../helpers/web-stores.js'
 
 const test = anyTest as TestFn<unknown>
 type Any = Record<string, any>
@@ -79,13 +79,6 @@ const routes: Record<string, Route> = {
     res.end('ok')
   },
 }
-
-const storedData = async (store: Store, id: string) => {
-  const entry = await store.get(id)
-  return entry === undefined ? undefined : JSON.parse(String(entry.value))
-}
-
-const idOfCookie = (b: Browser) => /^s%3A([^.]+)\./.exec(b.cookies.get('sid') ?? '')?.[1]
 
 for (const kind of STORE_KINDS) {
   const opts = (store: Store, more: Partial<WebSessionOptions> = {}): WebSessionOptions => ({ store, cookie: { secret: SECRET }, ...more })
