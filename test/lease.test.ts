@@ -5,9 +5,8 @@
  * the session once the server answers again.
  */
 import { promises as fs } from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import anyTest, { type ExecutionContext, type TestFn } from 'ava'
+import anyTest, { type TestFn } from 'ava'
 import sinon from 'sinon'
 import {
   SessionError,
@@ -23,9 +22,9 @@ import {
 } from '../src/index.js'
 import { runFixture } from './helpers/child.js'
 import { startMemcached, useMemcached, type MemcachedServer } from './helpers/memcached.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 const test = anyTest as TestFn<unknown>
-type T = ExecutionContext<unknown>
 type Counter = { counter: number }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -38,13 +37,6 @@ test.after.always(async () => {
   await closeStores()
   await server?.stop()
 })
-
-/** A fresh directory for one test, removed in its teardown. */
-async function tempDir(t: T): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tied-session-lease-test-'))
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
-  return dir
-}
 
 /** A new session with counter 0; resolves to its id. */
 async function newSession(options: TieOptions): Promise<string> {
@@ -143,14 +135,14 @@ for (const kind of ['file', 'memcached'] as const) {
       where = `memcached:${server!.address}`
       options = { servers: [server!.address] }
     } else {
-      const directory = await tempDir(t)
+      const directory = await tempDir(t, 'lease-test')
       const store = fileStore({ directory })
       t.teardown(() => store.close())
       where = `file:${directory}`
       options = { store }
     }
     const id = await newSession(options)
-    const go = path.join(await tempDir(t), 'go')
+    const go = path.join(await tempDir(t, 'lease-test'), 'go')
     const holder = runFixture(t, 'lock-stall.ts', [where, id, '1', go])
     t.teardown(() => void holder.process.kill('SIGCONT')) // a stopped child is never left behind
     await holder.line('locked')

@@ -4,12 +4,12 @@
  * killed with SIGKILL, waits ended by lockTimeout and by an AbortSignal.
  */
 import { promises as fs } from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
 import anyTest, { type ExecutionContext, type TestFn } from 'ava'
 import { SessionError, closeStores, fileStore, snapshot, tieSession, untie, type TieOptions } from '../src/index.js'
 import { runFixture } from './helpers/child.js'
 import { startMemcached, type MemcachedServer } from './helpers/memcached.js'
+import { tempDir } from './helpers/temp-dir.js'
 
 const test = anyTest as TestFn<unknown>
 type T = ExecutionContext<unknown>
@@ -28,17 +28,10 @@ test.after.always(async () => {
   await server?.stop()
 })
 
-/** A fresh directory for one test, removed in its teardown. */
-async function tempDir(t: T): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tied-session-lock-test-'))
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
-  return dir
-}
-
 /** Where a test's sessions live: `where` for the fixtures, `options` for this process. */
 async function backend(t: T, kind: Kind): Promise<{ where: string; options: TieOptions }> {
   if (kind === 'memcached') return { where: `memcached:${server!.address}`, options: { servers: [server!.address] } }
-  const directory = await tempDir(t)
+  const directory = await tempDir(t, 'lock-test')
   const store = fileStore({ directory })
   t.teardown(() => store.close())
   return { where: `file:${directory}`, options: { store } }
@@ -70,7 +63,7 @@ type Mode = 'lock' | 'update' | 'plain'
 async function race(t: T, kind: Kind, modes: Mode[]): Promise<Record<Mode, Counter>> {
   const { where, options } = await backend(t, kind)
   const ids = await Promise.all(modes.map(() => newSession(options, { counter: 0 })))
-  const go = await tempDir(t)
+  const go = await tempDir(t, 'lock-test')
   const phases = modes.map((mode, i) => `${mode}:${ids[i]}`)
   const workers = Array.from({ length: WORKERS }, (_, w) =>
     runFixture(t, 'lock-counter.ts', [where, String(w), String(ITERATIONS), go, ...phases], 50_000),
@@ -114,7 +107,7 @@ for (const kind of ['file', 'memcached'] as const) {
     const ttl = 3
     const { where, options } = await backend(t, kind)
     const id = await newSession(options, { counter: 0 })
-    const holder = runFixture(t, 'lock-holder.ts', [where, id, String(ttl), path.join(await tempDir(t), 'never')])
+    const holder = runFixture(t, 'lock-holder.ts', [where, id, String(ttl), path.join(await tempDir(t, 'lock-test'), 'never')])
     await holder.line('locked')
     const lockedAt = performance.now()
     holder.process.kill('SIGKILL')
@@ -137,7 +130,7 @@ for (const kind of ['file', 'memcached'] as const) {
   test(`${kind}: lockTimeout and an AbortSignal end the wait with ERR_LOCKED / AbortError, and nothing stays locked`, async (t) => {
     const { where, options } = await backend(t, kind)
     const id = await newSession(options, { counter: 0 })
-    const release = path.join(await tempDir(t), 'release')
+    const release = path.join(await tempDir(t, 'lock-test'), 'release')
     const holder = runFixture(t, 'lock-holder.ts', [where, id, '30', release])
     await holder.line('locked')
     const exclusive = { ...options, lock: 'exclusive' } as const

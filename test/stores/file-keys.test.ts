@@ -1,16 +1,9 @@
 import { promises as fs } from 'node:fs'
-import os from 'node:os'
 import path from 'node:path'
-import test, { type ExecutionContext } from 'ava'
+import test from 'ava'
 import { SessionError } from '../../src/errors.js'
 import { fileName, keyOf, putItem, readItem } from '../../src/stores/file-keys.js'
-
-/** A fresh directory for one test, removed in its teardown. */
-async function tempDir(t: ExecutionContext): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tied-session-file-keys-test-'))
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
-  return dir
-}
+import { tempDir } from '../helpers/temp-dir.js'
 
 test('file keys: every key becomes one plain file name, never a path, and keyOf reads it back', (t) => {
   const keys = ['abc', 'A-b_9', '..', '.', '', '../../etc/passwd', '/etc/passwd', 'a/b', 'a\\b', '~x', 'abc.session', 'sessión', '😀']
@@ -41,7 +34,7 @@ test('file keys: a key too long for a file name or not well-formed is ERR_INVALI
 })
 
 test('file keys: putItem writes what readItem reads, mode 0600, and leaves no temp file', async (t) => {
-  const dir = await tempDir(t)
+  const dir = await tempDir(t, 'file-keys-test')
   const file = path.join(dir, fileName('k'))
   t.is(readItem('k', file), undefined)
   const item = { version: '0123456789abcdef', expires: 1234, value: 'line 1\nline 2 é 😀\n' }
@@ -52,7 +45,7 @@ test('file keys: putItem writes what readItem reads, mode 0600, and leaves no te
 })
 
 test('file keys: a lost write lock leaves the old file whole and no temp file', async (t) => {
-  const dir = await tempDir(t)
+  const dir = await tempDir(t, 'file-keys-test')
   const file = path.join(dir, fileName('k'))
   const old = { version: 'v1', expires: 0, value: 'old' }
   putItem(dir, file, old, () => {})
@@ -65,7 +58,7 @@ test('file keys: a lost write lock leaves the old file whole and no temp file', 
 })
 
 test('file keys: a file without our header is ERR_CORRUPT, naming the key and the file', async (t) => {
-  const dir = await tempDir(t)
+  const dir = await tempDir(t, 'file-keys-test')
   const file = path.join(dir, fileName('k'))
   for (const text of ['', 'no header', '{"v":1,"e":0}\nx', '{"v":"a"}\nx', 'null\nx']) {
     await fs.writeFile(file, text)

@@ -11,6 +11,7 @@ import { PID_NAMESPACE } from '../../src/stores/file-mutex.js'
 import { tieSession } from '../../src/tie.js'
 import { runFixture } from '../helpers/child.js'
 import { storeContract } from '../helpers/store-contract.js'
+import { tempDir } from '../helpers/temp-dir.js'
 
 const contractDirs: string[] = []
 test.after.always(() => Promise.all(contractDirs.map((dir) => fs.rm(dir, { recursive: true, force: true }))))
@@ -26,16 +27,9 @@ storeContract({
   peer: async (_t, store) => fileStore({ directory: (store as FileStore).directory }),
 })
 
-/** A fresh directory for one test, removed in its teardown. */
-async function tempDir(t: ExecutionContext): Promise<string> {
-  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'tied-session-file-test-'))
-  t.teardown(() => fs.rm(dir, { recursive: true, force: true }))
-  return dir
-}
-
 /** A store in a fresh directory, closed in teardown. */
 async function open(t: ExecutionContext, options: { maxValueBytes?: number } = {}) {
-  const store = fileStore({ directory: await tempDir(t), ...options })
+  const store = fileStore({ directory: await tempDir(t, 'file-test'), ...options })
   t.teardown(() => store.close())
   return store
 }
@@ -61,7 +55,7 @@ test('file store: the default directory is one folder per OS user under os.tmpdi
 })
 
 test('file store: the default directory is made with mode 0700 and files with mode 0600', async (t) => {
-  const tmp = await tempDir(t)
+  const tmp = await tempDir(t, 'file-test')
   const store = defaultStoreUnder(tmp)
   t.teardown(() => store.close())
   t.is(store.directory, path.join(tmp, `tied-session-${user()}`))
@@ -72,7 +66,7 @@ test('file store: the default directory is made with mode 0700 and files with mo
 })
 
 test('file store: a chosen directory is made with its parents, mode 0700, files 0600', async (t) => {
-  const directory = path.join(await tempDir(t), 'a', 'b')
+  const directory = path.join(await tempDir(t, 'file-test'), 'a', 'b')
   const store = fileStore({ directory })
   t.teardown(() => store.close())
   await store.write('abc', 'x', { ttl: 60, mode: 'set' })
@@ -84,7 +78,7 @@ test('file store: a chosen directory is made with its parents, mode 0700, files 
 test('file store: a directory you name is refused, with a clear error, when other users can list it (its file names are session ids)', async (t) => {
   if (process.platform === 'win32') return t.pass('POSIX modes only')
   for (const listable of [0o755, 0o744, 0o750]) {
-    const directory = path.join(await tempDir(t), 'named')
+    const directory = path.join(await tempDir(t, 'file-test'), 'named')
     await fs.mkdir(directory)
     await fs.chmod(directory, listable)
     const store = fileStore({ directory })
@@ -94,7 +88,7 @@ test('file store: a directory you name is refused, with a clear error, when othe
     t.regex(err?.message ?? '', /can be listed by other users \(mode 07[45][045]\).*chmod 700 it/)
     t.deepEqual(await fs.readdir(directory), [], 'nothing was written')
   }
-  const directory = path.join(await tempDir(t), 'private')
+  const directory = path.join(await tempDir(t, 'file-test'), 'private')
   await fs.mkdir(directory, { mode: 0o711 }) // others may pass through, not list: accepted
   await fs.chmod(directory, 0o711)
   const store = fileStore({ directory })
@@ -129,7 +123,7 @@ test('file store: refuses a default directory that another user made or could us
     cases.push(['owned by another user', chowned])
   }
   for (const [label, make] of cases) {
-    const tmp = await tempDir(t)
+    const tmp = await tempDir(t, 'file-test')
     const store = defaultStoreUnder(tmp)
     await make(store.directory, tmp)
     const err = await errorOf(t, store.write('abc', 'x', { ttl: 60, mode: 'set' }))
@@ -140,7 +134,7 @@ test('file store: refuses a default directory that another user made or could us
     t.deepEqual(written, [], label)
   }
   // once the user fixes the directory, the same store works
-  const tmp = await tempDir(t)
+  const tmp = await tempDir(t, 'file-test')
   const store = defaultStoreUnder(tmp)
   await withMode(0o777)(store.directory)
   await errorOf(t, store.write('abc', 'x', { ttl: 60, mode: 'set' }))
@@ -149,7 +143,7 @@ test('file store: refuses a default directory that another user made or could us
 })
 
 test('file store: unsafe keys stay inside the directory and round-trip through get and keys', async (t) => {
-  const root = await tempDir(t)
+  const root = await tempDir(t, 'file-test')
   const directory = path.join(root, 'sessions')
   const store = fileStore({ directory })
   t.teardown(() => store.close())
@@ -283,7 +277,7 @@ test('file store: bad options are a TypeError naming the option', (t) => {
 })
 
 test('file store: a file-system failure is ERR_STORE_UNAVAILABLE with the cause', async (t) => {
-  const file = path.join(await tempDir(t), 'not-a-directory')
+  const file = path.join(await tempDir(t, 'file-test'), 'not-a-directory')
   await fs.writeFile(file, 'x')
   const store = fileStore({ directory: file })
   const attempts = [store.write('k', 'x', { ttl: 60, mode: 'set' }), store.get('k'), store.delete('k'), store.deleteExpired()]
@@ -398,7 +392,7 @@ test('file store: a write that resolved survives its process being killed at onc
 })
 
 test('file store: durable: true writes, replaces, touches and deletes as the default does, leaving no temp file', async (t) => {
-  const store = fileStore({ directory: await tempDir(t), durable: true })
+  const store = fileStore({ directory: await tempDir(t, 'file-test'), durable: true })
   t.teardown(() => store.close())
   t.is(await store.write('k', 'v1', { ttl: 60, mode: 'add' }), 'stored')
   t.is(await store.write('k', 'v0', { ttl: 60, mode: 'add' }), 'exists')
@@ -444,7 +438,7 @@ test("file store: a write lock left by a dead process is taken over at once; a l
 })
 
 test('file store: a script that used the store and closed it exits by itself', async (t) => {
-  const directory = await tempDir(t)
+  const directory = await tempDir(t, 'file-test')
   const child = runFixture(t, 'file-store-exit.ts', [directory], 15_000)
   await child.line('done')
   const closedAt = Date.now()
@@ -517,7 +511,7 @@ test('file store: a holder that stalled past its lock cannot release the lock of
 })
 
 test('file store: a process that exits holding a session lock removes it, and is not kept alive by it', async (t) => {
-  const directory = await tempDir(t)
+  const directory = await tempDir(t, 'file-test')
   const child = runFixture(t, 'lock-exit.ts', ['file', directory], 10_000)
   const exit = await child.exited
   t.is(exit.code, 0, exit.stderr)
@@ -528,7 +522,7 @@ test('file store: a process that exits holding a session lock removes it, and is
 
 /** A file outside the store with a valid tied-session file's content (a "foreign session"), and how it looks now. */
 async function foreignFile(t: ExecutionContext) {
-  const outside = await tempDir(t)
+  const outside = await tempDir(t, 'file-test')
   const target = path.join(outside, 'foreign.session')
   await fs.writeFile(target, '{"v":"0123456789abcdef","e":0}\n{"user":"someone else"}')
   const before = await fs.stat(target)
