@@ -98,12 +98,16 @@ export class LocalCache {
     if (ttl <= 0 || (flags & ~3) !== 0) return this.drop(key)
     // flags are unsigned 32-bit: the tag above the value's own two low bits, which Perl's
     // Cache::Memcached reads (it ignores the others), so a Perl reader of local reads the copy
+    // A failed copy is harmless by construction: a checked read never serves an older copy (its cas
+    // tag differs), and a trusting one skips copies older than this process's own last write.
     await this.o.local.metaSet(key, value, { mode: 'set', ttl, flags: tag * 4 + flags }).catch(() => undefined)
   }
 
   /** Drops local's copy of `key`. */
   async drop(key: string): Promise<void> {
     this.own.delete(key)
+    // A copy left behind is never served by a checked read (the principal no longer has its cas);
+    // with trustLocal it may be, for at most localTtl: the bound that option documents.
     await this.o.local.delete(key).catch(() => undefined)
   }
 
