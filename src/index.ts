@@ -12,7 +12,8 @@ export {
   destroySessions,
 } from './tie.js'
 export { closeStores } from './options.js'
-export { md5Hex, MAX_INDEXED, INDEX_AT } from './principal.js'
+export { MAX_INDEXED } from './principal.js'
+export { md5Hex, INDEX_AT } from './index-plan.js'
 export type { Tied, TiedSession, OptionsFor, Saved } from './tie.js'
 export type { TieOptions } from './options.js'
 export type { JsonSerializer, JsonSafe } from './serializers.js'

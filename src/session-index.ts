@@ -3,17 +3,8 @@
  * what a write must stamp into the data and do to the index, and the index write after it. Every
  * write path of a session (save, regenerate) goes through here, so the index never lies.
  */
-import {
-  applyIndex,
-  md5Hex,
-  planIndex,
-  readList,
-  removeFromIndex,
-  uidOf,
-  type AddOptions,
-  type IndexPlace,
-  type IndexPlan,
-} from './principal.js'
+import { md5Hex, planIndex, uidOf, type IndexPlan } from './index-plan.js'
+import { applyIndex, readList, removeFromIndex, type AddOptions, type IndexPlace } from './principal.js'
 
 type Data = Record<string, unknown>
 

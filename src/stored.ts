@@ -5,7 +5,7 @@
 import { SessionError } from './errors.js'
 import { newId } from './ids.js'
 import type { Lease } from './lease.js'
-import { isIndexValue } from './principal.js'
+import { isIndexValue } from './index-plan.js'
 import { MAX_DEPTH, checkDepth, type Serializer } from './serializers.js'
 import type { SessionConfig } from './session.js'
 import { ID_FIELD } from './tracker.js'

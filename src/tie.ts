@@ -4,7 +4,8 @@
  */
 import { SessionError } from './errors.js'
 import { checkId, newId } from './ids.js'
-import { applyIndex, destroyAll, liveSessions, md5Hex, planIndex, uidOf } from './principal.js'
+import { md5Hex, planIndex, uidOf } from './index-plan.js'
+import { applyIndex, destroyAll, liveSessions } from './principal.js'
 import { resolveOptions, type TieOptions } from './options.js'
 import { checkDepth, type JSON_ONLY, type JsonSafe, type Serializer } from './serializers.js'
 import { Session, type SessionConfig } from './session.js'
