@@ -63,8 +63,9 @@ export function reconcile(old: unknown, next: unknown, detach: (gone: unknown) =
 
 /**
  * Takes `theirs` (another writer's saved data) into `data` for every top-level key `ours` says
- * this session did not change; keys it did change keep this session's value. `skip` is never
- * touched (the id). Returns the keys whose value was taken from theirs.
+ * this session did not change; keys it did change keep this session's value (merged with theirs
+ * by the caller, see {@link merge3}). `skip` is never touched (the id). Returns the keys whose
+ * value was taken from theirs.
  */
 export function takeTheirs(
   data: Data,
@@ -96,4 +97,55 @@ export function containers(value: unknown, into = new Set<object>()): Set<object
   into.add(value)
   for (const child of Object.values(value)) containers(child, into)
   return into
+}
+
+/** A key or element that is not there, in {@link merge3}. */
+export const ABSENT: unique symbol = Symbol('absent')
+
+/**
+ * The three-way merge of one value: `base` is what both writers started from (the last text this
+ * session read or wrote), `ours` and `theirs` what each made of it (ABSENT: deleted, or not there).
+ * A side that left the value as it was takes the other's; where both changed a plain object,
+ * each key is merged; where both changed an array, elements present in `base` are merged by
+ * position and what each side appended after them is kept, theirs first (20 requests each pushing
+ * to one cart keep 20 items); a side that only appended to `base` keeps the other's removals.
+ * Anything else both changed is ours (the last writer wins, as it always did for a top-level key).
+ * A container both created is merged as if `base` had held an empty one. `same` compares two
+ * stored values. Results share objects with `ours` and `theirs`: pass copies.
+ */
+export function merge3(base: unknown, ours: unknown, theirs: unknown, same: (a: unknown, b: unknown) => boolean): unknown {
+  const equal = (a: unknown, b: unknown) => a === b || (a !== ABSENT && b !== ABSENT && same(a, b))
+  const merge = (b: unknown, o: unknown, t: unknown): unknown => {
+    if (equal(o, b)) return t
+    if (equal(t, b) || equal(o, t)) return o
+    if (Array.isArray(o) && Array.isArray(t)) {
+      const from = Array.isArray(b) ? b : []
+      const n = from.length
+      if (o.length >= n && t.length >= n) {
+        const out: unknown[] = []
+        for (let i = 0; i < n; i++) out.push(merge(from[i], o[i], t[i]))
+        return out.concat(t.slice(n), o.slice(n))
+      }
+      const startsWithBase = (a: unknown[]) => a.length >= n && from.every((x, i) => equal(x, a[i]))
+      if (startsWithBase(t)) return o.concat(t.slice(n))
+      if (startsWithBase(o)) return t.concat(o.slice(n))
+      return o
+    }
+    if (isRecord(o) && isRecord(t)) {
+      const from = isRecord(b) ? b : {}
+      const out: Record<string, unknown> = {}
+      const at = (r: Record<string, unknown>, key: string) => (Object.hasOwn(r, key) ? r[key] : ABSENT)
+      for (const key of new Set([...Object.keys(t), ...Object.keys(o)])) {
+        const value = merge(at(from, key), at(o, key), at(t, key))
+        if (value !== ABSENT) put(out, key, value)
+      }
+      return out
+    }
+    return o
+  }
+  return merge(base, ours, theirs)
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && isPlainObject(value)
 }

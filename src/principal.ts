@@ -15,6 +15,7 @@
  * written), and the index keys live {@link refreshAfter}(ttl) + ttl + 1 s past that write, longer
  * than any save made before the next refresh can keep the session.
  */
+import { backoff } from './backoff.js'
 import { SessionError } from './errors.js'
 import { isIndexValue, md5Hex, refreshAfter, type IndexPlan } from './index-plan.js'
 import { asText, type Entry, type Store } from './stores/store.js'
@@ -122,7 +123,7 @@ export async function updateList(
     }
     if (result === 'stored') return after
     // another process wrote the list first: back off a little, at random, and read it again
-    await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(50, 2 + attempt * 2)))
+    await backoff(attempt, 2, 50)
   }
   throw new SessionError('ERR_CONFLICT', `the session list of user ${digest} kept changing (${MAX_TRIES} tries); save again`)
 }

@@ -7,15 +7,16 @@
  * (they stay live: see Serializer.adopt) or inside a Date, Map or Set the session handed out, are
  * found by comparing those "loose" keys with the text they had when last written, at every flush.
  */
+import { backoff } from './backoff.js'
 import { SessionError } from './errors.js'
 import { newId } from './ids.js'
 import type { Lease } from './lease.js'
 import { LooseKeys } from './loose.js'
-import { containers, takeTheirs, reconcile } from './merge.js'
+import { ABSENT, containers, merge3, takeTheirs, reconcile } from './merge.js'
 import type { AddOptions } from './principal.js'
 import { SessionIndex } from './session-index.js'
 import { scheduled, seen, unseenFailure } from './autosave.js'
-import { checkDepth, viewTarget, type Serializer } from './serializers.js'
+import { checkDepth, put, viewTarget, type Serializer } from './serializers.js'
 import { formFor, readForm, toStored, type StoredForm } from './stored-form.js'
 import { bookNewId, notFound, parseData, releasing } from './stored.js'
 import type { Store, WriteOptions } from './stores/store.js'
@@ -50,8 +51,9 @@ export class Session implements TrackerHooks {
   /** false for a new updateOnly session until its first write */
   private stored: boolean
   /**
-   * The stored text, kept only while the version is unknown (a read served by `local`, or after
-   * a save): a save then re-reads, and needs no merge when the text is still ours.
+   * The text last read or written: the base of a three-way merge when another writer came first,
+   * and, while the version is unknown (a read served by `local`, or after a save), what a save
+   * compares a re-read with (no merge when the text is still ours).
    */
   private text: string | undefined
   /** The form the session is kept in: as it was read (Perl's Storable, gzip, JSON), else the configured serializer's. */
@@ -78,7 +80,7 @@ export class Session implements TrackerHooks {
     this.data = data
     data[ID_FIELD] = id
     this.version = loaded.version
-    this.text = loaded.version === undefined ? loaded.text : undefined
+    this.text = loaded.text
     this.stored = loaded.stored
     this.form = loaded.form ?? formFor(config.serializer)
     this.index = new SessionIndex(
@@ -196,7 +198,7 @@ export class Session implements TrackerHooks {
     next[ID_FIELD] = this.id
     reconcile(this.data, next, this.detach)
     this.version = entry?.version
-    this.text = entry !== undefined && entry.version === undefined ? text : undefined
+    this.text = text
     this.changed.clear()
     if (this.config.principal !== undefined) this.index.loaded(this.data)
     this.loose?.stored(this.loose.keys())
@@ -404,6 +406,9 @@ export class Session implements TrackerHooks {
           return
         }
         if (result === 'not_found') throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')
+        // another writer came first, again: wait a little, at random, before reading theirs, so
+        // that competing writers spread out instead of colliding on the next round too
+        if (attempt > 0) await backoff(attempt, 5, 100)
       }
       const entry = await store.get(this.key, { consistent: true })
       if (entry === undefined) {
@@ -423,7 +428,11 @@ export class Session implements TrackerHooks {
     throw new SessionError('ERR_CONFLICT', `session ${this.id} kept changing under this save (${MAX_TRIES} tries); save again`)
   }
 
-  /** Takes another writer's values for every key this session did not change (objects updated in place). */
+  /**
+   * Takes another writer's values for every key this session did not change (objects updated in
+   * place), and merges the keys it did change with theirs, from the text both started from
+   * (merge3: both sides' pushes to one array are kept).
+   */
   private merge(text: string, dirty: Set<string>): void {
     const { serializer } = this.form
     const theirs = parseData(serializer, text, this.id)
@@ -433,5 +442,19 @@ export class Session implements TrackerHooks {
     // (not loose?.stored(takeTheirs(...)): optional chaining would skip the merge itself)
     const taken = takeTheirs(this.data, theirs, ours, same, this.detach, ID_FIELD)
     loose?.stored(taken)
+    if (this.text === undefined) return
+    const base = parseData(serializer, this.text, this.id)
+    // copies: the merge shares objects with its inputs, and reconcile then fills the live ones
+    const mine = serializer.parse(serializer.stringify(this.data)) as Data
+    const equal = (a: unknown, b: unknown) => serializer.stringify(a) === serializer.stringify(b)
+    const at = (data: Data, key: string) => (Object.hasOwn(data, key) ? data[key] : ABSENT)
+    for (const key of new Set([...Object.keys(mine), ...Object.keys(theirs)])) {
+      if (key === ID_FIELD || !ours(key)) continue
+      const merged = merge3(at(base, key), at(mine, key), at(theirs, key), equal)
+      if (merged === ABSENT) {
+        this.detach(this.data[key])
+        delete this.data[key]
+      } else put(this.data, key, Object.hasOwn(this.data, key) ? reconcile(this.data[key], merged, this.detach) : merged)
+    }
   }
 }

@@ -2,6 +2,7 @@
  * The public verbs: tieSession, save, untie, reload, destroy, regenerate, isTied, snapshot,
  * updateSession, findSessions, destroySessions.
  */
+import { backoff } from './backoff.js'
 import { SessionError } from './errors.js'
 import { checkId, newId } from './ids.js'
 import { md5Hex, planIndex, uidOf } from './index-plan.js'
@@ -228,7 +229,7 @@ export async function updateSession<T extends object = Record<string, unknown>>(
       return next as Saved<T>
     }
     // another writer came first: wait a little, at random, so that competing writers spread out
-    await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(100, 5 * (attempt + 1))))
+    await backoff(attempt, 5, 100)
   }
   throw new SessionError('ERR_CONFLICT', `session ${id} kept changing under updateSession (${UPDATE_TRIES} tries); try again`)
 }

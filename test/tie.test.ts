@@ -511,6 +511,54 @@ test('two ties of one session change the same key: the last save wins', async (t
   t.is(one.color, 'blue')
 })
 
+test('two ties push to one array and change different nested keys: a save merges both, in place', async (t) => {
+  const { a, b } = twoHandles(t)
+  const first = await tieSession<Any>(undefined, { store: a })
+  first.cart = { items: ['base'], owner: { name: 'dwho', city: 'x' } }
+  await untie(first)
+  const one = await tieSession<Any>(first._session_id, { store: a, autoSave: false })
+  const two = await tieSession<Any>(first._session_id, { store: b, autoSave: false })
+  const items = one.cart.items
+  items.push('one')
+  one.cart.owner.name = 'Doctor'
+  two.cart.items.push('two', 'three')
+  two.cart.owner.city = 'Gallifrey'
+  two.fresh = { list: [2] }
+  one.fresh = { list: [1] }
+  await save(two)
+  await save(one)
+  const expected = { items: ['base', 'two', 'three', 'one'], owner: { name: 'Doctor', city: 'Gallifrey' } }
+  t.deepEqual((await stored(a, first._session_id))!.cart, expected)
+  t.deepEqual((await stored(a, first._session_id))!.fresh, { list: [2, 1] }, 'a container both created is merged too')
+  t.deepEqual(snapshot(one).cart, expected, 'the tie shows what it stored')
+  items.push('later')
+  await save(one)
+  t.deepEqual(
+    ((await stored(a, first._session_id))!.cart as { items: string[] }).items,
+    ['base', 'two', 'three', 'one', 'later'],
+    'a view held across the merge still writes',
+  )
+})
+
+test("a removal from an array merges with the other tie's appends; a delete wins over a change", async (t) => {
+  const { a, b } = twoHandles(t)
+  const first = await tieSession<Any>(undefined, { store: a })
+  first.list = [1, 2, 3]
+  first.gone = { x: 1 }
+  await untie(first)
+  const one = await tieSession<Any>(first._session_id, { store: a, autoSave: false })
+  const two = await tieSession<Any>(first._session_id, { store: b, autoSave: false })
+  one.list.shift()
+  one.gone.y = 2
+  two.list.push(4)
+  delete two.gone
+  await save(one)
+  await save(two)
+  const data = (await stored(a, first._session_id))!
+  t.deepEqual(data.list, [2, 3, 4])
+  t.false('gone' in data, 'a delete wins over a change made to what it deleted')
+})
+
 test('many concurrent saves of different keys on one session lose nothing', async (t) => {
   const { a, b } = twoHandles(t)
   const first = await tieSession<Any>(undefined, { store: a })

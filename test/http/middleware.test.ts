@@ -137,17 +137,23 @@ for (const kind of STORE_KINDS) {
     t.is(await res.text(), 'abc')
   })
 
-  test(`${kind}: 20 overlapping requests of one user each pushing to the cart keep all 20 (lock: 'exclusive')`, async (t) => {
-    const { store } = await useStore(t, kind)
-    const b = new Browser(await serve(t, app(opts(store, { lock: 'exclusive' }), routes).listener))
-    await b.text('/count')
-    await Promise.all(Array.from({ length: 20 }, (_, i) => b.text(`/cart?i=${i}`)))
-    const items: number[] = (await storedData(store, idOfCookie(b)!)).cart.items
-    t.deepEqual(
-      [...items].sort((x, y) => x - y),
-      Array.from({ length: 20 }, (_, i) => i),
-    )
-  })
+  for (const lock of ['none', 'exclusive'] as const) {
+    test(`${kind}: 20 overlapping requests of one user each pushing to the cart keep all 20 (lock: '${lock}')`, async (t) => {
+      const { store } = await useStore(t, kind)
+      const b = new Browser(await serve(t, app(opts(store, { lock }), routes).listener))
+      await b.text('/count')
+      const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => b.fetch(`/cart?i=${i}`).then((r) => r.status)))
+      t.deepEqual(
+        answers,
+        Array.from({ length: 20 }, () => 200),
+      )
+      const items: number[] = (await storedData(store, idOfCookie(b)!)).cart.items
+      t.deepEqual(
+        [...items].sort((x, y) => x - y),
+        Array.from({ length: 20 }, (_, i) => i),
+      )
+    })
+  }
 
   test(`${kind}: regenerate gives a new cookie and the old id is gone; destroy clears the cookie`, async (t) => {
     const { store } = await useStore(t, kind)

@@ -1,0 +1,43 @@
+import test from 'ava'
+import { ABSENT, merge3 } from '../src/merge.js'
+
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
+const merge = (base: unknown, ours: unknown, theirs: unknown) => merge3(base, ours, theirs, same)
+
+test('a side that left a value as it was takes the other side', (t) => {
+  t.is(merge(1, 1, 2), 2)
+  t.is(merge(1, 3, 1), 3)
+  t.is(merge(1, 3, 2), 3, 'both changed a scalar: ours')
+  t.is(merge(ABSENT, ABSENT, 2), 2)
+  t.is(merge(1, ABSENT, 1), ABSENT, 'ours deleted, theirs untouched')
+  t.is(merge(1, 1, ABSENT), ABSENT, 'theirs deleted, ours untouched')
+  t.is(merge(1, ABSENT, 2), ABSENT, 'ours deleted what theirs changed: the delete')
+  t.deepEqual(merge({ a: 1 }, { a: 1 }, { a: 1, b: 2 }), { a: 1, b: 2 })
+})
+
+test('objects both changed are merged key by key, recursively', (t) => {
+  t.deepEqual(merge({ a: 1, b: { c: 1, d: 1 } }, { a: 2, b: { c: 2, d: 1 } }, { a: 1, b: { c: 1, d: 3 }, e: 5 }), {
+    a: 2,
+    b: { c: 2, d: 3 },
+    e: 5,
+  })
+  t.deepEqual(merge({ a: 1, b: 1 }, { b: 1 }, { a: 1, b: 2 }), { b: 2 }, 'a key deleted by ours stays deleted')
+  t.deepEqual(merge(ABSENT, { items: [1] }, { items: [2] }), { items: [2, 1] }, 'a container both created')
+})
+
+test('arrays: elements of the base merge by position, appends of both are kept (theirs first)', (t) => {
+  t.deepEqual(merge([1], [1, 2], [1, 3]), [1, 3, 2])
+  t.deepEqual(merge([{ n: 1 }], [{ n: 2 }], [{ n: 1 }, { n: 3 }]), [{ n: 2 }, { n: 3 }])
+  t.deepEqual(merge([1, 2, 3], [2, 3], [1, 2, 3, 4]), [2, 3, 4], 'ours removed, theirs only appended')
+  t.deepEqual(merge([1, 2, 3], [1, 2, 3, 4], [3]), [3, 4], 'theirs removed, ours only appended')
+  t.deepEqual(merge([1, 2, 3], [3], [2]), [3], 'both removed: ours')
+  t.deepEqual(merge({ a: 1 }, [1], [2]), [2, 1], 'a base of another kind counts as empty: both appended')
+  t.deepEqual(merge([1], { a: 1 }, [1, 2]), { a: 1 }, 'kinds differ: ours')
+})
+
+test('the result never aliases the base', (t) => {
+  const base = { list: [1] }
+  const out = merge(base, { list: [1, 2] }, { list: [1, 3] }) as { list: number[] }
+  out.list.push(9)
+  t.deepEqual(base, { list: [1] })
+})
