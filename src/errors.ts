@@ -38,3 +38,8 @@ export class SessionError extends Error {
 export function isSessionError(err: unknown, code?: SessionErrorCode): err is SessionError {
   return err instanceof SessionError && (code === undefined || err.code === code)
 }
+
+/** The error for a session that is not (or no longer) in the store. */
+export function notFound(id: string, detail = 'it does not exist or has expired'): SessionError {
+  return new SessionError('ERR_SESSION_NOT_FOUND', `session ${id} not found: ${detail}; tie a new session (id undefined)`)
+}

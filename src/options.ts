@@ -35,6 +35,17 @@ export interface TieOptions {
   expires?: number
   /** Apache::Session::Memorycached's name for `expires` (seconds). */
   timeout?: number
+  /**
+   * Sliding expiry: every tie, read-only ones included, extends the session's TTL to `expires`
+   * (an idle timeout) without rewriting it, and keeps its user index alive. On memcached >= 1.6 it
+   * rides on the tie's own read (`mg … T`): no extra command. @default false
+   */
+  rolling?: boolean
+  /**
+   * Seconds from the session's creation (its `_utime`) after which it is gone, whatever its
+   * activity (an absolute timeout: Lemonldap::NG's `timeout`); 0 = no limit. @default 0
+   */
+  maxLifetime?: number
   /** Write nothing at tie time; store a new session only when a save has a change. @default false */
   updateOnly?: boolean
   /**
@@ -79,6 +90,8 @@ const KNOWN = new Set([
   ...MEMCACHED,
   'expires',
   'timeout',
+  'rolling',
+  'maxLifetime',
   'updateOnly',
   'create',
   'autoSave',
@@ -139,7 +152,8 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
   )
   if (o.create === true && o.updateOnly === true)
     throw new TypeError('tied-session: option create books the id at tie time; it cannot be combined with updateOnly')
-  for (const name of ['updateOnly', 'create', 'autoSave'] as const)
+  const maxLifetime = seconds('maxLifetime', o.maxLifetime ?? 0)
+  for (const name of ['updateOnly', 'create', 'autoSave', 'rolling'] as const)
     option(name, o[name] === undefined || typeof o[name] === 'boolean', 'a boolean')
   option('lock', o.lock === undefined || o.lock === 'none' || o.lock === 'exclusive', "'none' or 'exclusive'")
   const lockTimeout = o.lockTimeout ?? 5000
@@ -185,6 +199,8 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
     acquire,
     namespace,
     ttl,
+    rolling: o.rolling === true,
+    maxLifetime,
     serializer,
     autoSave: opts.autoSave ?? DEFAULTS.autoSave,
     updateOnly: opts.updateOnly ?? DEFAULTS.updateOnly,

@@ -3,10 +3,15 @@
  * what a write must stamp into the data and do to the index, and the index write after it. Every
  * write path of a session (save, regenerate) goes through here, so the index never lies.
  */
-import { md5Hex, planIndex, uidOf, type IndexPlan } from './index-plan.js'
+import { INDEX_AT, md5Hex, planIndex, refreshAfter, uidOf, type IndexPlan } from './index-plan.js'
+import { nowSeconds } from './lifetime.js'
 import { applyIndex, readList, removeFromIndex, type AddOptions, type IndexPlace } from './principal.js'
 
 type Data = Record<string, unknown>
+
+/** Session id -> when a rolling tie in this process last rewrote its index (Unix s); oldest first. */
+const keptAlive = new Map<string, number>()
+const KEPT_ALIVE_MEMORY = 10_000
 
 /** What the index of one session needs from its configuration. */
 export interface IndexConfig {
@@ -70,6 +75,27 @@ export class SessionIndex {
     const entry = readList(this.config.place, digest)
     entry.catch(() => {}) // unused when the session's write fails
     return { digest, entry }
+  }
+
+  /**
+   * After a rolling tie extended session `id` without writing it: when the index was last written
+   * (`_index_at`) longer than refreshAfter(ttl) ago, it is written again, so that it outlives the
+   * session as a save's refresh would make it; once per refreshAfter per session in this process
+   * (the session's `_index_at` is not rewritten: that would be a write of the session).
+   */
+  async keepAlive(id: string, data: Data): Promise<void> {
+    const { place, ttl, principal } = this.config
+    if (principal === undefined || this.listed === undefined) return
+    const now = nowSeconds()
+    const after = refreshAfter(ttl)
+    const at = data[INDEX_AT]
+    if (typeof at === 'number' && at <= now && now - at < after) return
+    const last = keptAlive.get(id)
+    if (last !== undefined && now - last < after) return
+    await applyIndex(place, { from: this.listed, to: this.listed, login: false }, { id, ttl, maxSessions: principal.maxSessions })
+    keptAlive.delete(id)
+    keptAlive.set(id, now)
+    if (keptAlive.size > KEPT_ALIVE_MEMORY) keptAlive.delete(keptAlive.keys().next().value!)
   }
 
   /** Takes session `id` out of its user's list (destroy). */

@@ -11,6 +11,7 @@ import { backoff } from './backoff.js'
 import { SessionError } from './errors.js'
 import { newId } from './ids.js'
 import type { Lease } from './lease.js'
+import { stampCreation, ttlNow, UTIME_FIELD } from './lifetime.js'
 import { LooseKeys } from './loose.js'
 import { ABSENT, containers, merge3, takeTheirs, reconcile } from './merge.js'
 import type { AddOptions } from './principal.js'
@@ -30,6 +31,10 @@ export interface SessionConfig {
   namespace: string
   /** seconds, 0 = never */
   ttl: number
+  /** Every tie extends the TTL (sliding expiry). */
+  rolling: boolean
+  /** Seconds from creation (`_utime`) after which the session is gone; 0 = no limit. */
+  maxLifetime: number
   serializer: Serializer
   autoSave: boolean
   onError: ((error: unknown, session: object) => void) | undefined
@@ -237,6 +242,28 @@ export class Session implements TrackerHooks {
     await this.index.write(this.id, plan, oldId, undefined)
   }
 
+  /**
+   * After a load: a session past its maxLifetime is deleted (it is gone whatever its activity)
+   * and ERR_SESSION_NOT_FOUND; a rolling tie near the end of its lifetime is touched again, so
+   * that the store drops it then.
+   */
+  async checkLifetime(): Promise<void> {
+    let ttl: number
+    try {
+      ttl = ttlNow(this.config, this.data, this.id)
+    } catch (err) {
+      this.state = 'untied'
+      await this.config.store.delete(this.key).catch(() => undefined)
+      throw err
+    }
+    if (this.config.rolling && ttl !== this.config.ttl) await this.config.store.touch(this.key, ttl)
+  }
+
+  /** After a rolling tie extended the session's TTL: its user index is kept alive too. */
+  async rolled(): Promise<void> {
+    await this.index.keepAlive(this.id, this.data)
+  }
+
   /** A deep plain copy of the data as it is now. */
   snapshot(): Data {
     return this.copy(this.data, '') as Data
@@ -380,10 +407,13 @@ export class Session implements TrackerHooks {
    * ours and tries again, a bounded number of times.
    */
   private async write(dirty: Set<string>): Promise<void> {
-    const { store, ttl } = this.config
+    const { store } = this.config
     const { serializer } = this.form
     let listRead: AddOptions['listRead']
+    // a session from before maxLifetime (or from Perl) starts its lifetime at its first save
+    if (this.config.maxLifetime > 0 && stampCreation(this.data)) dirty.add(UTIME_FIELD)
     for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
+      const ttl = ttlNow(this.config, this.data, this.id)
       const plan = this.index.prepare(this.data, this.changed)
       for (const key of this.changed) dirty.add(key)
       this.changed.clear()

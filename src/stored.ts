@@ -2,21 +2,19 @@
  * A session as the store holds it: parsing its text, booking a new id, and the errors for a
  * session that is not there or whose lock could not be released after a failure.
  */
-import { SessionError } from './errors.js'
+import { SessionError, notFound } from './errors.js'
 import { newId } from './ids.js'
 import type { Lease } from './lease.js'
 import { isIndexValue } from './index-plan.js'
 import { MAX_DEPTH, checkDepth, type Serializer } from './serializers.js'
 import type { SessionConfig } from './session.js'
+import { ttlNow } from './lifetime.js'
 import { ID_FIELD } from './tracker.js'
 import { formFor, toStored } from './stored-form.js'
 
 type Data = Record<string, unknown>
 
-/** The error for a session that is not (or no longer) in the store. */
-export function notFound(id: string, detail = 'it does not exist or has expired'): SessionError {
-  return new SessionError('ERR_SESSION_NOT_FOUND', `session ${id} not found: ${detail}; tie a new session (id undefined)`)
-}
+export { notFound } from './errors.js'
 
 /**
  * Writes `data` under `id` with `add`, so that a session already stored under it is never
@@ -36,7 +34,7 @@ export async function bookId(
   const lease = await acquire?.(key)
   let result
   try {
-    result = await config.store.write(key, value, { ttl: config.ttl, mode: 'add', ...(flags ? { flags } : {}) })
+    result = await config.store.write(key, value, { ttl: ttlNow(config, data, id), mode: 'add', ...(flags ? { flags } : {}) })
   } catch (err) {
     throw await releasing(err, lease && (() => lease.unlock()))
   }

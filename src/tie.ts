@@ -13,12 +13,15 @@ import { Session, type SessionConfig } from './session.js'
 import { bookId, bookNewId, notFound, parseData } from './stored.js'
 import { readForm, toStored } from './stored-form.js'
 import { HOOKS, ID_FIELD } from './tracker.js'
+import { nowSeconds, readTouching, stampCreation, ttlNow, UTIME_FIELD } from './lifetime.js'
 
 declare const tiedBrand: unique symbol
 
 /** What every tied session has: the read-only id and `await using` support. Only tieSession makes one. */
 export interface TiedSession {
   readonly [ID_FIELD]: string
+  /** When the session was created (Unix seconds; absent in a session made before this field, or by a tool that does not write it). */
+  readonly [UTIME_FIELD]?: number
   [Symbol.asyncDispose](): Promise<void>
   /** Compile-time only: save, untie and the other verbs take nothing but a tied session. */
   readonly [tiedBrand]: true
@@ -76,42 +79,55 @@ export async function tieSession<T extends object = Record<string, unknown>>(
   return session.proxy as Tied<T>
 }
 
+/** The data of a new session: its id (set when booked) and its creation time. */
+const newData = (): Record<string, unknown> => ({ [ID_FIELD]: '', [UTIME_FIELD]: nowSeconds() })
+
 async function create(config: SessionConfig, updateOnly: boolean): Promise<Session> {
   if (updateOnly) {
     const id = newId()
-    const session = new Session(config, id, { [ID_FIELD]: id }, { version: undefined, text: undefined, stored: false })
+    const session = new Session(config, id, newData(), { version: undefined, text: undefined, stored: false })
     // nobody else knows the new id yet, but the holder's lock must be there before it tells anyone
     if (config.acquire) session.holdLock(await config.acquire(config.namespace + id))
     return session
   }
   // with lock: 'exclusive' the lock is taken before the id is booked: a lock that cannot be
   // taken leaves no session behind
-  const { id, text, lease } = await bookNewId(config, {}, config.acquire)
-  const session = new Session(config, id, { [ID_FIELD]: id }, { version: undefined, text, stored: true })
+  const data = newData()
+  const { id, text, lease } = await bookNewId(config, data, config.acquire)
+  const session = new Session(config, id, data, { version: undefined, text, stored: true })
   if (lease) session.holdLock(lease)
   return session
 }
 
 /** A new session under a caller's id, booked with `add`: never over a session already stored. */
 async function createUnder(config: SessionConfig, id: string): Promise<Session> {
-  const booked = await bookId(config, id, {}, config.acquire)
+  const data = newData()
+  const booked = await bookId(config, id, data, config.acquire)
   if (booked === undefined) {
     throw new SessionError(
       'ERR_CONFLICT',
       `session ${id} already exists; create: true never overwrites a session (tie it without create to load it)`,
     )
   }
-  const session = new Session(config, id, { [ID_FIELD]: id }, { version: undefined, text: booked.text, stored: true })
+  const session = new Session(config, id, data, { version: undefined, text: booked.text, stored: true })
   if (booked.lease) session.holdLock(booked.lease)
   return session
 }
 
+/**
+ * Reads session `id` (with `rolling`, touching it in the same step) and checks its lifetime: one
+ * past `maxLifetime` is deleted and ERR_SESSION_NOT_FOUND.
+ */
 async function load(config: SessionConfig, id: string): Promise<Session> {
-  const entry = await config.store.get(config.namespace + id)
+  const key = config.namespace + id
+  const entry = config.rolling ? await readTouching(config.store, key, config.ttl) : await config.store.get(key)
   if (entry === undefined) throw notFound(id)
   const { form, text } = readForm(config.serializer, entry)
   const data = parseData(form.serializer, text, id)
-  return new Session(config, id, data, { version: entry.version, text, stored: true, form })
+  const session = new Session(config, id, data, { version: entry.version, text, stored: true, form })
+  if (config.maxLifetime > 0) await session.checkLifetime()
+  if (config.rolling) await session.rolled()
+  return session
 }
 
 /** The session behind a tied object (its root proxy answers HOOKS), or undefined. */
@@ -201,7 +217,7 @@ export async function updateSession<T extends object = Record<string, unknown>>(
   checkId(id)
   if (typeof fn !== 'function') throw new TypeError('tied-session: updateSession(id, fn) needs a function')
   const config = resolveOptions(opts)
-  const { store, principal, ttl } = config
+  const { store, principal } = config
   const key = config.namespace + id
   for (let attempt = 0; attempt < UPDATE_TRIES; attempt++) {
     const entry = await store.get(key, { consistent: true })
@@ -211,12 +227,17 @@ export async function updateSession<T extends object = Record<string, unknown>>(
     const { serializer } = form
     const data = parseData(serializer, before, id)
     const listed = principal ? uidOf(data[principal.field]) : undefined
+    const created = data[UTIME_FIELD]
+    const ttl = ttlNow(config, data, id)
     const result = await fn(data as T)
     checkDepth(result ?? data, '', 0)
     const next = (serializer.copy ? serializer.copy(result ?? data, '') : (result ?? data)) as Record<string, unknown>
     if (typeof next !== 'object' || next === null || Array.isArray(next))
       throw new TypeError('tied-session: updateSession fn must return an object or undefined')
     next[ID_FIELD] = id
+    // the creation time is read-only, as in a tie
+    if (created !== undefined) next[UTIME_FIELD] = created
+    else if (config.maxLifetime > 0) stampCreation(next)
     // the one write path: the principal's stamps go with the write, the index after it
     const plan = principal ? planIndex(next, principal.field, listed, ttl).plan : undefined
     const text = serializer.stringify(next)

@@ -50,6 +50,12 @@ export const HOOKS = Symbol('tied-session hooks')
 
 /** The read-only id field every tied object has, as in Apache::Session. */
 export const ID_FIELD = '_session_id'
+/** The read-only session field holding when the session was created (Unix seconds; see lifetime.ts). */
+export const UTIME_FIELD = '_utime'
+
+/** The creation time (lifetime.ts) is the session's own: maxLifetime counts from it. */
+const readOnlyUtime = () =>
+  new TypeError(`tied-session: ${UTIME_FIELD} (when the session was created, Unix seconds) is read-only; maxLifetime counts from it`)
 
 type Data = Record<string | symbol, unknown>
 
@@ -167,20 +173,23 @@ class Tracker implements ProxyHandler<Data> {
   }
   set(target: Data, key: string | symbol, value: unknown) {
     if (key === ID_FIELD) throw new TypeError(`tied-session: ${ID_FIELD} is read-only; use regenerate(s) for a new id`)
+    if (key === UTIME_FIELD) throw readOnlyUtime()
     return this.write(target, key, value, key as string, '')
   }
   deleteProperty(target: Data, key: string | symbol) {
     if (key === ID_FIELD) throw new TypeError(`tied-session: ${ID_FIELD} cannot be deleted; use destroy(s)`)
+    if (key === UTIME_FIELD) throw readOnlyUtime()
     return this.remove(target, key, key as string)
   }
   defineProperty(target: Data, key: string | symbol, desc: PropertyDescriptor) {
     if (key === ID_FIELD) throw new TypeError(`tied-session: ${ID_FIELD} is read-only`)
+    if (key === UTIME_FIELD) throw readOnlyUtime()
     return this.define(target, key, desc, key as string, '')
   }
   getOwnPropertyDescriptor(target: Data, key: string | symbol) {
     const desc = this.describe(target, key, undefined)
     // the id is reported read-only; allowed because the property stays configurable
-    if (key === ID_FIELD && desc !== undefined) desc.writable = false
+    if ((key === ID_FIELD || key === UTIME_FIELD) && desc !== undefined) desc.writable = false
     return desc
   }
   setPrototypeOf(): boolean {

@@ -340,8 +340,10 @@ test('new, show, set and unset a session on the file store (human and --json)', 
 
   const shown = await cli(t, ['--dir', dir, 'show', id, '--json'])
   exits(t, shown, 0)
+  t.is(typeof json(shown)._utime, 'number')
   t.deepEqual(json(shown), {
     _session_id: id,
+    _utime: json(shown)._utime,
     uid: 'dwho',
     cart: { items: [{ sku: 42 }] },
     lang: 'fr',
@@ -375,6 +377,7 @@ test('new, show, set and unset a session on the file store (human and --json)', 
   const rows = Object.fromEntries(lines.slice(1).map((line) => [line.slice(0, valueAt).trim(), line.slice(valueAt)]))
   t.deepEqual(rows, {
     _session_id: id,
+    _utime: rows._utime,
     uid: 'dwho',
     'cart.items.0.sku': '7',
     lang: 'null',
@@ -384,6 +387,7 @@ test('new, show, set and unset a session on the file store (human and --json)', 
     visits: '1',
   })
   t.regex(rows._index_at!, /^\d{10}$/)
+  t.regex(rows._utime!, /^\d{10}$/)
 })
 
 test('show, set and unset of an unknown session exit 1 with one line', async (t) => {
@@ -534,7 +538,9 @@ test('list walks the file store, leaves index keys out, and filters with --where
   exits(t, all, 0)
   const listed = json(all).sessions as Array<{ id: string; user: unknown; size: number; data: Record<string, unknown> }>
   t.deepEqual(listed.map((s) => s.id).sort(), [a1, a2, b, anon].sort())
-  t.deepEqual(listed.find((s) => s.id === anon)?.data, { _session_id: anon, visits: 3 })
+  const anonData = listed.find((s) => s.id === anon)?.data
+  t.deepEqual(anonData, { _session_id: anon, _utime: anonData?._utime, visits: 3 })
+  t.is(typeof anonData?._utime, 'number')
   t.is(listed.find((s) => s.id === anon)?.user, null)
   t.is(listed.find((s) => s.id === a1)?.user, 'alice')
   // the file store holds the index too: latest-session keys (md5 of the user) and the users' lists

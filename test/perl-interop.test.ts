@@ -70,6 +70,7 @@ test('Memorycached reads a session Node wrote with the storable serializer: numb
   const back = await perl<Any>(MEMORYCACHED_READ, { servers: [server.address], id: s._session_id })
   t.deepEqual(back, {
     _session_id: s._session_id,
+    _utime: s._utime,
     name: WIDE,
     n: 42,
     ns: '42',
@@ -96,7 +97,17 @@ test('Perl JSON readers: Node writes ASCII-only JSON, so "José 中文 😀" arr
   await untie(s)
   t.regex(await server.raw(`get ${s._session_id}\r\n`), /^VALUE \S+ 0 \d+\r\n[\x20-\x7e]+\r\nEND\r\n$/, 'ASCII only, flags 0')
   const read = await perl<Any>(JSON_READ, { servers: [server.address], id: s._session_id })
-  t.deepEqual(read, { _session_id: s._session_id, name: WIDE, n: 42, ns: '42', f: 1.5, nested: { a: [1, null] }, yes: true, no: false })
+  t.deepEqual(read, {
+    _session_id: s._session_id,
+    _utime: s._utime,
+    name: WIDE,
+    n: 42,
+    ns: '42',
+    f: 1.5,
+    nested: { a: [1, null] },
+    yes: true,
+    no: false,
+  })
   // Perl saves it (to_json writes the wide string's UTF-8 bytes); Node reads it whole and writes it back as ASCII
   await perl(JSON_WRITE, { servers: [server.address], id: s._session_id, data: { ...read, perl: WIDE } })
   const again = await tieSession<Any>(s._session_id, { store })

@@ -17,7 +17,7 @@ test('a session written through servers is read back by id, as plain JSON (flag 
   s.cart.items.push({ sku: 42 })
   await untie(s)
   const raw = await principal.raw(`get ${s._session_id}\r\n`)
-  const text = JSON.stringify({ _session_id: s._session_id, cart: { items: [{ sku: 42 }] } })
+  const text = JSON.stringify({ _session_id: s._session_id, _utime: s._utime, cart: { items: [{ sku: 42 }] } })
   t.is(raw, `VALUE ${s._session_id} 0 ${Buffer.byteLength(text)}\r\n${text}\r\nEND\r\n`)
   await closeStores() // as another process would start
   const again = await tieSession<Any>(s._session_id, { servers: principal.address })

@@ -33,10 +33,14 @@ test.beforeEach((t) => {
   t.context.writes = sinon.spy(store, 'write')
 })
 
-/** Data as stored, read through a second handle on the same store. */
+/** Data as stored, read through a second handle on the same store, without its creation time (`_utime`, checked here). */
 async function stored(store: Store, id: string): Promise<Record<string, unknown> | undefined> {
   const entry = await store.get(id)
-  return entry === undefined ? undefined : JSON.parse(String(entry.value))
+  if (entry === undefined) return undefined
+  const { _utime, ...data } = JSON.parse(String(entry.value))
+  if (typeof _utime !== 'number' || Math.abs(_utime - Date.now() / 1000) > 3600)
+    throw new Error(`_utime ${String(_utime)} is no creation time`)
+  return data
 }
 
 const tick = () => new Promise((resolve) => setImmediate(resolve))
@@ -222,15 +226,21 @@ test('every trap tells the truth', async (t) => {
   t.true('cart' in s)
   t.false('nothing' in s)
   t.true('_session_id' in s)
-  t.deepEqual(Object.keys(s), ['_session_id', 'cart', 'n'])
-  t.deepEqual({ ...s }, { _session_id: id, cart: { items: [{ sku: 1 }] }, n: 1 })
-  t.is(JSON.stringify(s), JSON.stringify({ _session_id: id, cart: { items: [{ sku: 1 }] }, n: 1 }))
+  const created = s._utime
+  t.deepEqual(Object.keys(s), ['_session_id', '_utime', 'cart', 'n'])
+  t.deepEqual({ ...s }, { _session_id: id, _utime: created, cart: { items: [{ sku: 1 }] }, n: 1 })
+  t.is(JSON.stringify(s), JSON.stringify({ _session_id: id, _utime: created, cart: { items: [{ sku: 1 }] }, n: 1 }))
   t.deepEqual(Object.entries(s), [
     ['_session_id', id],
+    ['_utime', created],
     ['cart', { items: [{ sku: 1 }] }],
     ['n', 1],
   ])
-  t.deepEqual(structuredClone(snapshot(s)), { _session_id: id, cart: { items: [{ sku: 1 }] }, n: 1 }, 'snapshot is plain data')
+  t.deepEqual(
+    structuredClone(snapshot(s)),
+    { _session_id: id, _utime: created, cart: { items: [{ sku: 1 }] }, n: 1 },
+    'snapshot is plain data',
+  )
   t.deepEqual(Object.keys(s.cart), ['items'])
   t.deepEqual({ ...s.cart.items[0] }, { sku: 1 })
   t.true(Array.isArray(s.cart.items))
@@ -238,7 +248,7 @@ test('every trap tells the truth', async (t) => {
   t.deepEqual([...s.cart.items], [{ sku: 1 }])
   const keys: string[] = []
   for (const k in s) keys.push(k)
-  t.deepEqual(keys, ['_session_id', 'cart', 'n'])
+  t.deepEqual(keys, ['_session_id', '_utime', 'cart', 'n'])
   t.true(Object.hasOwn(s, 'n'))
 })
 
@@ -492,7 +502,7 @@ test('two ties of one session change different keys: both changes survive (file 
   await save(one)
   await save(two)
   const check = await tieSession<Any>(first._session_id, { store: b })
-  t.deepEqual({ ...check }, { _session_id: first._session_id, shared: 0, fromOne: 1, fromTwo: 2 })
+  t.deepEqual({ ...check }, { _session_id: first._session_id, _utime: first._utime, shared: 0, fromOne: 1, fromTwo: 2 })
   t.is(two.fromOne, 1, 'the second tie sees the first one after its merge')
 })
 
@@ -701,7 +711,7 @@ test('reload reads the store again and drops unsaved changes', async (t) => {
   await untie(other)
   s.unsaved = true
   await reload(s)
-  t.deepEqual({ ...s }, { _session_id: s._session_id, a: 1, b: 2 })
+  t.deepEqual({ ...s }, { _session_id: s._session_id, _utime: s._utime, a: 1, b: 2 })
 })
 
 test('namespace prefixes every key', async (t) => {
@@ -736,7 +746,10 @@ test('json is the default serializer: stored text is plain JSON', async (t) => {
   const s = await tieSession<Any>(undefined, { store: t.context.store })
   s.a = { b: [1, 'x', null, true] }
   await untie(s)
-  t.is((await t.context.store.get(s._session_id))!.value, JSON.stringify({ _session_id: s._session_id, a: { b: [1, 'x', null, true] } }))
+  t.is(
+    (await t.context.store.get(s._session_id))!.value,
+    JSON.stringify({ _session_id: s._session_id, _utime: s._utime, a: { b: [1, 'x', null, true] } }),
+  )
 })
 
 // --- the embedded default --------------------------------------------------------------------

@@ -62,9 +62,9 @@ function freshTie(t: ExecutionContext<Ctx>, s: TiedSession): Promise<Tied<Any>> 
   return tie(t, s._session_id, { store: t.context.b })
 }
 
-/** The data without its id. */
+/** The data without its id and creation time. */
 function plain(s: Tied<Any>): Any {
-  const { _session_id: _id, ...data } = snapshot(s)
+  const { _session_id: _id, _utime: _created, ...data } = snapshot(s)
   return data
 }
 
@@ -222,15 +222,15 @@ for (const serializer of [json, rich]) {
     const s = await tie(t)
     s.z = 1
     s.a = { b: { y: 1, x: 2, list: ['p', 'q'] } }
-    t.deepEqual(Object.keys(s), ['_session_id', 'z', 'a'])
-    t.deepEqual(Reflect.ownKeys(s), ['_session_id', 'z', 'a'])
+    t.deepEqual(Object.keys(s), ['_session_id', '_utime', 'z', 'a'])
+    t.deepEqual(Reflect.ownKeys(s), ['_session_id', '_utime', 'z', 'a'])
     t.deepEqual(Object.getOwnPropertySymbols(s), [])
     t.deepEqual(Object.keys(s.a), ['b'])
     t.deepEqual(Object.keys(s.a.b), ['y', 'x', 'list'])
     t.deepEqual(Reflect.ownKeys(s.a.b.list), ['0', '1', 'length'])
     const top: string[] = []
     for (const k in s) top.push(k)
-    t.deepEqual(top, ['_session_id', 'z', 'a'])
+    t.deepEqual(top, ['_session_id', '_utime', 'z', 'a'])
     const deep: string[] = []
     for (const k in s.a.b) deep.push(k)
     t.deepEqual(deep, ['y', 'x', 'list'])
@@ -244,7 +244,7 @@ for (const serializer of [json, rich]) {
     t.deepEqual(Reflect.ownKeys(s.a.b.list), ['0', '1', '2', 'length'])
     await save(s)
     const other = await freshTie(t, s)
-    t.deepEqual(Object.keys(other), ['_session_id', 'z', 'a'])
+    t.deepEqual(Object.keys(other), ['_session_id', '_utime', 'z', 'a'])
     t.deepEqual(Object.keys(other.a.b), ['x', 'list', 'w'])
     t.deepEqual([...other.a.b.list], ['p', 'q', 'r'])
   })
@@ -525,7 +525,7 @@ for (const serializer of [json, rich]) {
     await first
     t.deepEqual(
       serializer.parse(String(writes.firstCall.args[1])),
-      { _session_id: s._session_id, cart: [1], obj: { n: 0 } },
+      { _session_id: s._session_id, _utime: s._utime, cart: [1], obj: { n: 0 } },
       'the changes came after the text was sent',
     )
     writes.restore()

@@ -10,6 +10,8 @@ export interface Counts {
   commands: number
   keys: number
   roundTrips: number
+  /** Commands by their first word (get, gets, cas, mg, touch, ...). */
+  verbs: Record<string, number>
 }
 
 export interface CountProxy {
@@ -22,7 +24,7 @@ export interface CountProxy {
 const STORAGE = new Set(['set', 'add', 'replace', 'append', 'prepend', 'cas'])
 
 export function countProxy(targetPort: number): Promise<CountProxy> {
-  let counts: Counts = { commands: 0, keys: 0, roundTrips: 0 }
+  let counts: Counts = { commands: 0, keys: 0, roundTrips: 0, verbs: {} }
   const sockets = new Set<net.Socket>()
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, '127.0.0.1')
@@ -47,8 +49,10 @@ export function countProxy(targetPort: number): Promise<CountProxy> {
         const words = buf.toString('latin1', 0, eol).split(' ')
         buf = buf.subarray(eol + 2)
         counts.commands++
+        counts.verbs[words[0]!] = (counts.verbs[words[0]!] ?? 0) + 1
         if (words[0] === 'get' || words[0] === 'gets') counts.keys += words.length - 1
         if (STORAGE.has(words[0]!)) skip = Number(words[4]) + 2
+        else if (words[0] === 'ms') skip = Number(words[2]) + 2 // ms <key> <datalen> <flags>*
       }
       pending = buf
     })
@@ -72,7 +76,7 @@ export function countProxy(targetPort: number): Promise<CountProxy> {
         address: `127.0.0.1:${port}`,
         take() {
           const c = counts
-          counts = { commands: 0, keys: 0, roundTrips: 0 }
+          counts = { commands: 0, keys: 0, roundTrips: 0, verbs: {} }
           return c
         },
         close: () =>

@@ -8,7 +8,7 @@ import { CliError, EXIT } from './errors.js'
 import { isSessionId } from './ids.js'
 import { memcachedCommand, memcachedStats, replyLine, versionAtLeast } from './memcached-raw.js'
 import { humanBytes } from './output.js'
-import { ID_FIELD, getPath, parseAssignment, showValue, type Assignment } from './paths.js'
+import { ID_FIELD, UTIME_FIELD, getPath, parseAssignment, showValue, type Assignment } from './paths.js'
 import { requestTimeout, type OpenStore } from './store.js'
 
 /** Sessions read at once. */
@@ -62,7 +62,7 @@ export const list: Command = async (ctx) => {
     ctx.out.print({ sessions: sessions.map((s) => ({ ...s, user: s.user ?? null })), foreign })
     return EXIT.ok
   }
-  const hidden = new Set([ID_FIELD, principal, `${principal}_MD5`, INDEX_AT])
+  const hidden = new Set([ID_FIELD, UTIME_FIELD, principal, `${principal}_MD5`, INDEX_AT])
   const rows = sessions.map((s) => [
     s.id,
     s.user === undefined ? '-' : showValue(s.user),

@@ -6,6 +6,8 @@ import { InputError, UsageError } from './errors.js'
 
 /** The session field holding the id: read-only. */
 export const ID_FIELD = '_session_id'
+/** When the session was created (Unix seconds): read-only, as in a tie. */
+export const UTIME_FIELD = '_utime'
 
 type Container = Record<string, unknown> | unknown[]
 
@@ -29,7 +31,7 @@ export function splitPath(path: string, command: string, writing = true): string
     throw new UsageError(`bad path ${JSON.stringify(path)}: empty segment (paths look like cart.items.0.sku)`, command)
   const unsafe = segments.find((s) => FORBIDDEN.has(s))
   if (unsafe !== undefined) throw new UsageError(`bad path ${JSON.stringify(path)}: "${unsafe}" cannot be a path segment`, command)
-  if (writing && segments[0] === ID_FIELD) throw new UsageError(`${ID_FIELD} is read-only`, command)
+  if (writing && (segments[0] === ID_FIELD || segments[0] === UTIME_FIELD)) throw new UsageError(`${segments[0]} is read-only`, command)
   return segments
 }
 

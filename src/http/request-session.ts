@@ -81,9 +81,11 @@ export class RequestSession<T extends object = Record<string, unknown>> {
     const { state, stored } = sessionStatus(s)
     const fromCookie = this.incoming?.source === 'cookie' ? this.incoming.id : undefined
     if (state === 'destroyed') return fromCookie === undefined ? undefined : setCookieHeader(this.config, this.req, undefined)
-    // a new or regenerated id that the store holds; the same id: nothing to say (rolling expiry
-    // for web sessions, which would re-send it, is its own issue: this is where it goes)
+    // a new or regenerated id that the store holds; the same id: nothing to say, unless rolling
+    // extends a cookie that has an expiry (its Max-Age counts again from this response)
     if (stored && s._session_id !== fromCookie) return setCookieHeader(this.config, this.req, s._session_id)
+    if (stored && this.config.tie.rolling === true && this.config.maxAge !== undefined)
+      return setCookieHeader(this.config, this.req, s._session_id)
     return undefined
   }
 }

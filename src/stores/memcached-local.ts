@@ -60,10 +60,13 @@ export class LocalCache {
     }
   }
 
-  /** Reads `key` through local: a current copy, else the principal (copied into local). */
-  async get(key: string): Promise<Entry | undefined> {
+  /**
+   * Reads `key` through local: a current copy, else the principal (copied into local). `touch`
+   * (an exptime) also sets the principal's TTL, in the command that checks the copy.
+   */
+  async get(key: string, touch?: number): Promise<Entry | undefined> {
     if (this.o.trust) {
-      const copy = await this.copy(key)
+      const [copy] = await Promise.all([this.copy(key), touch === undefined ? undefined : this.o.principal.touch(key, touch)])
       // a copy older than this process's own last write is not served: a process reads its own
       // writes. Unchecked, a copy has no version: its save reads the principal first.
       const own = this.own.get(key)
@@ -71,7 +74,10 @@ export class LocalCache {
       return this.fill(key)
     }
     // the copy and the principal's current cas and size, asked together: one round trip each, in parallel
-    const [copy, head] = await Promise.all([this.copy(key), this.o.principal.metaGet(key, { cas: true, size: true })])
+    const [copy, head] = await Promise.all([
+      this.copy(key),
+      this.o.principal.metaGet(key, { cas: true, size: true, ...(touch === undefined ? {} : { touch }) }),
+    ])
     if (head?.cas === undefined) {
       // gone on the principal (destroyed, expired): a copy here must never be served
       if (copy !== undefined) await this.drop(key)

@@ -90,6 +90,12 @@ export interface Store {
   /** Sets a new TTL (seconds, 0 = never) on `key`; false when it was absent. */
   touch(key: string, ttl: number): Promise<boolean>
   /**
+   * Optional: `get` and `touch` in one step, for sliding expiry (`rolling`): the entry as `get`
+   * reads it, and the key's TTL set as `touch` sets it. Without it, a rolling tie sends a get and a
+   * touch together.
+   */
+  getAndTouch?(key: string, ttl: number): Promise<Entry | undefined>
+  /**
    * Takes an exclusive lock on `key`, a lease of `opts.ttl` s counted from when it resolves;
    * resolves to the function that releases it, which may tell whether the lock is still held
    * ({@link LockRelease}).

@@ -68,7 +68,9 @@ export function freePort(): Promise<number> {
   })
 }
 
-const REPLY_END = /(?:^|\n)(?:END|STORED|NOT_STORED|EXISTS|NOT_FOUND|DELETED|TOUCHED|OK|ERROR|(?:CLIENT|SERVER)_ERROR[^\r\n]*)\r\n$/
+// meta replies too (HD, EN, NF, NS, EX, MN, each a whole reply when it ends the text; VA is followed by its data)
+const REPLY_END =
+  /(?:^|\n)(?:END|STORED|NOT_STORED|EXISTS|NOT_FOUND|DELETED|TOUCHED|OK|ERROR|(?:CLIENT|SERVER)_ERROR[^\r\n]*|(?:HD|EN|NF|NS|EX|MN)(?: [^\r\n]*)?)\r\n$/
 
 /** Sends a raw command to `port` and resolves with the reply, up to its final status line. */
 export function rawCommand(port: number, command: string, timeoutMs = 2000): Promise<string> {

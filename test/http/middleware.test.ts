@@ -155,6 +155,24 @@ for (const kind of STORE_KINDS) {
     })
   }
 
+  test(`${kind}: rolling: a read-only request extends the session (expires 2, read each second for 4 s) and re-sends a cookie with maxAge`, async (t) => {
+    const { store, writes } = await useStore(t, kind)
+    const rolling = opts(store, { expires: 2, rolling: true, cookie: { secret: SECRET, maxAge: 3600 } })
+    const b = new Browser(await serve(t, app(rolling, routes).listener))
+    await b.fetch('/login', { method: 'POST' })
+    const written = writes.callCount
+    for (let i = 0; i < 4; i++) {
+      await sleep(1000)
+      t.is(await b.text('/me'), 'dwho')
+      t.regex(b.setCookies.at(-1)?.[0] ?? '', /Max-Age=3600/, 'the cookie is sent again: its Max-Age counts from now')
+    }
+    t.is(writes.callCount, written, 'no write: the TTL is extended by the read')
+    const plain = new Browser(await serve(t, app(opts(store, { expires: 60 }), routes).listener))
+    await plain.fetch('/login', { method: 'POST' })
+    await plain.text('/me')
+    t.deepEqual(plain.setCookies.at(-1), [], 'without rolling, an unchanged session sends no cookie')
+  })
+
   test(`${kind}: regenerate gives a new cookie and the old id is gone; destroy clears the cookie`, async (t) => {
     const { store } = await useStore(t, kind)
     const b = new Browser(await serve(t, app(opts(store), routes).listener))
