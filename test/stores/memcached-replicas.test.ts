@@ -99,7 +99,10 @@ test('every copy is stamped in flags above the two bits Perl reads, and the stam
   t.is(await store.write(key, 'v2', { ttl: 60, mode: 'cas', version: read!.version!, flags: 1 }), 'stored')
   t.is((await rawCopy(own, key))!.flags & 3, 1) // Perl's bits unchanged
   t.is((await rawCopy(replica, key))!.flags, flagsOf(2, 1))
-  await t.throwsAsync(store.write(key, 'v3', { ttl: 60, mode: 'set', flags: 8 }), { instanceOf: TypeError, message: /flags must be 0 to 3/ })
+  await t.throwsAsync(store.write(key, 'v3', { ttl: 60, mode: 'set', flags: 8 }), {
+    instanceOf: TypeError,
+    message: /flags must be 0 to 3/,
+  })
 })
 
 test('read repair: a copy found only on a replica is served and written back to the restarted server', async (t) => {
