@@ -35,6 +35,7 @@ const ALL: Bench[] = [
   { name: 'memory', file: 'memory.ts', limit: 60, nodeArgs: ['--expose-gc'] },
   { name: 'file', file: 'file.ts', limit: 60 },
   { name: 'principal', file: 'principal.ts', limit: 60, pin: true },
+  { name: 'replicas', file: 'replicas.ts', limit: 90 },
   { name: 'web', file: 'web.ts', limit: 120 },
   { name: 'serializers', file: 'serializers.ts', limit: 60, pin: true },
 ]

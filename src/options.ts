@@ -31,6 +31,8 @@ export interface TieOptions {
   requestTimeout?: number
   /** Largest stored session, in bytes; larger is `ERR_TOO_LARGE` and nothing is written. @default 1000000 */
   maxValueBytes?: number
+  /** How many more memcached servers hold a copy of each session and index key, so a server that dies logs no one out (README: High availability). @default 0 */
+  replicas?: number
   /** Seconds until a session that is not saved again expires; 0 = never. @default 86400 */
   expires?: number
   /** Apache::Session::Memorycached's name for `expires` (seconds). */
@@ -84,7 +86,7 @@ export interface TieOptions {
 }
 
 const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '' } as const
-const MEMCACHED = ['servers', 'local', 'distribution', 'localTtl', 'trustLocal', 'requestTimeout', 'maxValueBytes'] as const
+const MEMCACHED = ['servers', 'local', 'distribution', 'localTtl', 'trustLocal', 'requestTimeout', 'maxValueBytes', 'replicas'] as const
 const KNOWN = new Set([
   'store',
   ...MEMCACHED,

@@ -13,6 +13,7 @@ const OPTION_NAMES = [
   'trustLocal',
   'requestTimeout',
   'maxValueBytes',
+  'replicas',
   'client',
   'localClient',
 ]
@@ -63,6 +64,13 @@ export interface MemcachedStoreOptions {
    * header. @default 1000000
    */
   maxValueBytes?: number
+  /**
+   * How many more servers of the pool hold a copy of each key (the next distinct ones on the
+   * ring), so that a server that dies or restarts empty logs no one out; 0 = one copy. Needs meta
+   * commands (memcached >= 1.6) on every server; not with `local`, `client` or a single server.
+   * See the README's "High availability". @default 0
+   */
+  replicas?: number
   /**
    * An already-configured principal client instead of `servers` (see {@link MemcachedClient}); the
    * caller ends it. The store gives its calls deadlines, but its other traps stay the caller's
@@ -149,8 +157,22 @@ export function resolveOptions(options: MemcachedStoreOptions) {
       `tied-session: memcachedStore option \`requestTimeout\` must be a positive number of milliseconds, got ${String(requestTimeout)}`,
     )
   }
+  const replicas = options.replicas ?? 0
+  if (replicas !== 0) {
+    if (client !== undefined)
+      throw new TypeError('tied-session: memcachedStore option `replicas` needs `servers`; an injected `client` cannot replicate')
+    const most = principal!.length - 1
+    if (!Number.isInteger(replicas) || replicas < 0 || replicas > most) {
+      throw new TypeError(
+        `tied-session: memcachedStore option \`replicas\` must be an integer from 0 to ${most} (one less than the servers), got ${String(replicas)}`,
+      )
+    }
+    if (local !== undefined || localClient !== undefined)
+      throw new TypeError('tied-session: memcachedStore option `replicas` cannot be combined with `local` (not supported yet)')
+  }
   return {
     servers: principal,
+    replicas,
     local: localList?.addresses ?? [],
     distribution,
     /** The bucket lists for crc32 (servers with their weights, in order). */

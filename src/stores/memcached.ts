@@ -17,6 +17,7 @@ import { LocalCache } from './memcached-local.js'
 import { injectedPool } from './memcached-injected.js'
 import { LateLocks } from './memcached-late-locks.js'
 import { resolveOptions, THIRTY_DAYS, type Config, type MemcachedStoreOptions } from './memcached-options.js'
+import { Replicas } from './memcached-replicas.js'
 import { WireClient, type Pool } from './memcached-wire.js'
 
 export type { MemcachedCallback, MemcachedClient } from './memcached-injected.js'
@@ -64,6 +65,17 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       ? new WireClient(config.local, requestTimeout, buckets('local'))
       : undefined
   const pools = local ? [principal, local] : [principal]
+  // replicas > 0: get, write, delete and touch go to every copy of a key (see memcached-replicas.ts)
+  const replicas =
+    config.replicas > 0
+      ? new Replicas({
+          servers: config.servers!,
+          replicas: config.replicas,
+          requestTimeout,
+          crc32: buckets('servers'),
+          exptime: (ttl) => exptime(ttl),
+        })
+      : undefined
   const lister = new KeyLister(requestTimeout)
   const cache = local
     ? new LocalCache({ principal, local, trust: config.trustLocal, readPrincipal, copyTtl: (key) => copyTtl(key) })
@@ -192,9 +204,11 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   const dropLocal = (key: string): Promise<void> | undefined => cache?.drop(key)
 
   async function* keys(prefix = ''): AsyncGenerator<string> {
+    const listed = replicas ? new Set<string>() : undefined // with replicas each key is on several servers
     for (const server of principal.servers) {
       for (const key of await lister.keys(server)) {
-        if (key.endsWith(LOCK_SUFFIX)) continue // a lock, not data
+        if (key.endsWith(LOCK_SUFFIX) || listed?.has(key)) continue // a lock, not data; or listed already
+        listed?.add(key)
         if (key.startsWith(principal.namespace + prefix)) yield key.slice(principal.namespace.length)
       }
     }
@@ -253,6 +267,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
 
     async get(key, opts): Promise<Entry | undefined> {
       checkKey(key)
+      if (replicas) return replicas.get(key)
       if (cache === undefined || opts?.consistent === true || !(await cache.usable(key))) return readPrincipal(key)
       return cache.get(key)
     },
@@ -260,6 +275,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     async write(key, value, opts) {
       checkKey(key)
       checkWrite(key, value, opts)
+      if (replicas) return replicas.write(key, value, opts)
       const { result, cas } = await writePrincipal(key, value, opts)
       if (result !== 'exists') remember(key, result === 'stored' ? opts.ttl : undefined)
       // write-through: the new version goes to local too, tagged with its cas, so that the next read
@@ -272,6 +288,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
 
     async delete(key) {
       checkKey(key)
+      if (replicas) return replicas.delete(key)
       const existed = (await principal.delete(key)) === 'DELETED'
       remember(key, undefined)
       await dropLocal(key)
@@ -281,6 +298,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     async touch(key, ttl) {
       checkKey(key)
       checkTtl(ttl)
+      if (replicas) return replicas.touch(key, ttl)
       const found = (await principal.touch(key, exptime(ttl))) === 'TOUCHED'
       remember(key, found ? ttl : undefined)
       // A local copy is never touched (extending it could keep a stale copy alive forever), but
@@ -297,6 +315,8 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
     async getAndTouch(key, ttl) {
       checkKey(key)
       checkTtl(ttl)
+      // every copy is read (its stamp) and touched
+      if (replicas) return (await Promise.all([replicas.get(key), replicas.touch(key, ttl)]))[0]
       const expires = exptime(ttl)
       let entry: Entry | undefined
       if (cache !== undefined && (await cache.usable(key))) entry = await cache.get(key, expires)
@@ -330,6 +350,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
         if (held.size > 0) await Promise.allSettled([...held].map((release) => release()))
         const sweepEnded = lateLocks.close()
         for (const pool of pools) pool.close(closedError()) // a look in flight fails now
+        replicas?.close(closedError())
         lister.close()
         await sweepEnded
         onClose?.()

@@ -1,0 +1,371 @@
+/**
+ * A memcached store's keys with `replicas: n`: each key on its own server and the next n distinct
+ * servers of the ring (./memcached-copies.ts), so that a node that dies or restarts empty loses no
+ * session. The memcached store hands its get, write, delete and touch here when n > 0.
+ *
+ * - Every copy carries a stamp in its flags; a read asks every copy for its stamp in parallel
+ *   (meta `mg <key> c f t`, the value only from the first server that answers), serves the newest
+ *   copy, and writes it back to the copies that miss it or hold an older one (read repair). No copy
+ *   is trusted alone: a node that comes back with old data loses to the newer copy.
+ * - Compare-and-swap: the authority of a key is the first of its servers that answers (its own
+ *   server while it is up). A `cas` write goes to the authority the read found, at that copy's
+ *   memcached cas, then to the other copies, each only if it still holds what the read saw or
+ *   something older. When the authority changed since the read, the write answers `exists` and the
+ *   session reads again, so concurrent writers in one process never both win. Processes see a
+ *   server as down from its first failure for RETRY_MS (memcached-connection.ts): only in that
+ *   window can two processes pick different authorities.
+ * - A delete removes every copy; when a copy does not answer, the others get a tombstone (an empty
+ *   value, flag bit 2) stamped past any copy the missing one can hold, living as long as the
+ *   longest copy it replaces, so that the key does not come back with that server.
+ *
+ * Meta commands are needed on every server (memcached >= 1.6): `mg` returns flags and cas without
+ * the value, and `ms` reports the new cas. A server without them (an old memcached, a proxy such
+ * as twemproxy) fails every call with a message that says so.
+ */
+import { isUtf8 } from 'node:buffer'
+import { SessionError } from '../errors.js'
+import { RETRY_MS } from './memcached-connection.js'
+import type { Crc32Buckets } from './memcached-crc32.js'
+import { copyOf, copyServers, flagsOf, formatVersion, MAX_STAMP, newest, parseVersion, type Copy, type Look } from './memcached-copies.js'
+import { WireClient, type MetaSetOptions } from './memcached-wire.js'
+import type { Entry, Value, WriteOptions, WriteResult } from './store.js'
+
+/** How far a tombstone's stamp leaps past the newest copy that answered: a copy that missed more writes than this while down can outlive a destroy. */
+export const TOMBSTONE_LEAP = 1024
+/** Seconds a tombstone lives when no copy that answered said how long the key had left (the default `expires`). */
+export const TOMBSTONE_TTL = 86_400
+/** Rounds of look-then-write before a write or read gives up (each is lost only to another writer). */
+const ROUNDS = 5
+
+/** What the replicated keys need from their store. */
+export interface ReplicaOptions {
+  servers: readonly string[]
+  replicas: number
+  requestTimeout: number
+  crc32?: Crc32Buckets | undefined
+  /** memcached's exptime for a TTL (over 30 days: a Unix time). */
+  exptime(ttl: number): number
+}
+
+type Hit = Extract<Look, { state: 'hit' }>
+const copyAt = (looks: readonly Look[], i: number): Copy => (looks[i] as Hit).copy
+
+/** The keys of a memcached store with replicas: see the module comment. */
+export class Replicas {
+  private readonly clients = new Map<string, WireClient>()
+  /** Server -> until when (performance.now()) it counts as down after a failure. */
+  private readonly downUntil = new Map<string, number>()
+  private readonly copiesOf: (key: string) => string[]
+  /** The errors that say a server lacks meta commands: a configuration error, never taken for a down copy. */
+  private readonly noMeta = new WeakSet<object>()
+  /** Servers that answered the meta probe. */
+  private readonly speaksMeta = new Set<string>()
+
+  constructor(private readonly o: ReplicaOptions) {
+    for (const server of o.servers) this.clients.set(server, new WireClient([server], o.requestTimeout))
+    this.copiesOf = copyServers(o.servers, o.replicas, o.crc32)
+  }
+
+  /** The newest live copy of `key`, or undefined; the copies that lack it get it. */
+  async get(key: string): Promise<Entry | undefined> {
+    const servers = this.copiesOf(key)
+    for (let round = 0; round < ROUNDS; round++) {
+      const looks = await this.lookAll(key, servers, this.firstUp(servers))
+      const best = newest(looks)
+      if (best < 0) return undefined
+      let copy = copyAt(looks, best)
+      if (copy.tombstone) {
+        await this.dropOlder(key, servers, looks)
+        return undefined
+      }
+      if (copy.value === undefined) {
+        const again = await this.look(servers[best]!, key, true)
+        if (again.state !== 'hit' || again.copy.stamp !== copy.stamp || again.copy.tombstone) continue // changed meanwhile: look again
+        copy = again.copy
+        looks[best] = again
+      }
+      const cas = await this.repair(key, servers, looks, copy)
+      const authority = looks.findIndex((look) => look.state !== 'failed')
+      return entryOf(copy, formatVersion({ stamp: copy.stamp, authority, cas }))
+    }
+    throw new SessionError('ERR_STORE_UNAVAILABLE', `"${key}" kept changing while it was read (${ROUNDS} tries); read it again`)
+  }
+
+  async write(key: string, value: Value, opts: WriteOptions): Promise<WriteResult> {
+    const own = opts.flags ?? 0
+    if (own > 3) {
+      throw new TypeError(
+        `tied-session: with replicas, flags must be 0 to 3 (Perl's Storable and gzip bits; the others carry the copy's version), got ${own}`,
+      )
+    }
+    const servers = this.copiesOf(key)
+    const exptime = this.o.exptime(opts.ttl)
+    if (opts.mode === 'cas') return this.casWrite(key, servers, value, own, exptime, opts.version)
+    for (let round = 0; round < ROUNDS; round++) {
+      // set, add, replace: the stamps of every copy first, so the new one is newer than all of them
+      const looks = await this.lookAll(key, servers, -1)
+      const best = newest(looks)
+      const live = best >= 0 && !copyAt(looks, best).tombstone
+      if (opts.mode === 'add' && live) return 'exists'
+      if (opts.mode === 'replace' && !live) return 'not_found'
+      const authority = looks.findIndex((look) => look.state !== 'failed')
+      const cas = looks.map((look) => (look.state === 'hit' ? look.copy.cas : ''))
+      const stamp = nextStamp(key, best < 0 ? 0 : copyAt(looks, best).stamp)
+      let reply
+      try {
+        reply = await this.on(servers[authority]!, (c) => c.metaSet(key, value, writeAt(cas[authority]!, exptime, flagsOf(stamp, own))))
+      } catch (err) {
+        if (this.unsent(err)) continue // the authority went down since the look: the next look finds the next one
+        throw err
+      }
+      if (reply.result !== 'stored') continue // another writer came between the look and the write
+      await this.replicate(key, servers, authority, value, flagsOf(stamp, own), stamp, exptime, cas)
+      return 'stored'
+    }
+    throw new SessionError('ERR_CONFLICT', `"${key}" kept changing under this write (${ROUNDS} tries); write again`)
+  }
+
+  /** Removes every copy of `key`; a copy that does not answer is outlived by tombstones on the others. */
+  async delete(key: string): Promise<boolean> {
+    const servers = this.copiesOf(key)
+    const looks = await this.lookAll(key, servers, -1)
+    const best = newest(looks)
+    const existed = best >= 0 && !copyAt(looks, best).tombstone
+    if (looks.every((look) => look.state !== 'failed')) {
+      // Every copy answered: with them all gone, no server can bring the key back.
+      const deleted = await Promise.allSettled(
+        servers.map((server, i) => (looks[i]!.state === 'hit' ? this.on(server, (c) => c.metaDelete(key)) : Promise.resolve('not_found'))),
+      )
+      if (deleted.every((d) => d.status === 'fulfilled')) return existed
+    }
+    const stamp = nextStamp(key, (best < 0 ? 0 : copyAt(looks, best).stamp) + TOMBSTONE_LEAP)
+    const left = looks.flatMap((look) => (look.state === 'hit' ? [look.copy.ttl] : []))
+    // as long as the longest copy that answered (-1: never expires); unknown: the default expires
+    const ttl = left.length === 0 ? TOMBSTONE_TTL : left.includes(-1) ? 0 : Math.max(...left) + 1
+    const flags = flagsOf(stamp, 0, true)
+    const written = await Promise.allSettled(
+      servers.map((server) => this.on(server, (c) => c.metaSet(key, '', { mode: 'set', ttl: this.o.exptime(ttl), flags }))),
+    )
+    const failed = written.filter((w) => w.status === 'rejected')
+    if (failed.length === servers.length) throw this.noneAnswered(key, servers, failed[0]!.reason)
+    return existed
+  }
+
+  /** Sets a new TTL on the current copies of `key`; false when it has none. */
+  async touch(key: string, ttl: number): Promise<boolean> {
+    const servers = this.copiesOf(key)
+    const looks = await this.lookAll(key, servers, -1)
+    const best = newest(looks)
+    if (best < 0 || copyAt(looks, best).tombstone) return false
+    // only the copies at the newest stamp: an older one is not kept alive, nor is a tombstone cut short
+    const stamp = copyAt(looks, best).stamp
+    const touched = await Promise.allSettled(
+      servers.map((server, i) => {
+        const look = looks[i]!
+        if (look.state !== 'hit' || look.copy.stamp !== stamp || look.copy.tombstone) return Promise.resolve('NOT_FOUND')
+        return this.on(server, (c) => c.touch(key, this.o.exptime(ttl)))
+      }),
+    )
+    if (touched.some((t) => t.status === 'fulfilled' && t.value === 'TOUCHED')) return true
+    const failed = touched.find((t) => t.status === 'rejected')
+    if (failed) throw failed.reason
+    return false
+  }
+
+  /** Fails the calls in flight and every later one with `error`. */
+  close(error: SessionError): void {
+    for (const client of this.clients.values()) client.close(error)
+  }
+
+  /** A `cas` write at the version a read handed out (see the module comment). */
+  private async casWrite(
+    key: string,
+    servers: string[],
+    value: Value,
+    own: number,
+    exptime: number,
+    version: string | undefined,
+  ): Promise<WriteResult> {
+    const read = parseVersion(version, servers.length)
+    // not a version of ours: it cannot be the current one
+    if (read === undefined) return (await this.get(key)) === undefined ? 'not_found' : 'exists'
+    const authority = this.firstUp(servers)
+    const cas = read.cas[authority]
+    // the authority changed since the read (a server went down or came back): read again
+    if (authority !== read.authority || !cas) return 'exists'
+    const stamp = nextStamp(key, read.stamp)
+    const flags = flagsOf(stamp, own)
+    let reply
+    try {
+      reply = await this.on(servers[authority]!, (c) => c.metaSet(key, value, { mode: 'set', cas, ttl: exptime, flags }))
+    } catch (err) {
+      if (this.unsent(err)) return 'exists' // not sent: the authority went down since the read, and the next read finds the next one
+      throw err
+    }
+    if (reply.result === 'exists') return 'exists'
+    if (reply.result !== 'stored') {
+      // gone from the authority: destroyed or expired, or its server restarted empty (a replica holds it)
+      return (await this.get(key)) === undefined ? 'not_found' : 'exists'
+    }
+    await this.replicate(key, servers, authority, value, flags, stamp, exptime, read.cas)
+    return 'stored'
+  }
+
+  /**
+   * Writes a copy stamped `stamp` to every server of `key` but the authority, in parallel: at the
+   * cas the look or read saw there ('' = it had none: add), else over whatever older copy it holds.
+   */
+  private async replicate(
+    key: string,
+    servers: string[],
+    authority: number,
+    value: Value,
+    flags: number,
+    stamp: number,
+    exptime: number,
+    cas: readonly string[],
+  ): Promise<void> {
+    await Promise.all(
+      servers.map(async (server, i) => {
+        if (i === authority) return
+        let expected = cas[i]!
+        try {
+          for (let tries = 0; tries < 3; tries++) {
+            const reply = await this.on(server, (c) => c.metaSet(key, value, writeAt(expected, exptime, flags)))
+            if (reply.result === 'stored') return
+            const there = await this.on(server, (c) => c.metaGet(key, { cas: true, flags: true }))
+            if (there !== undefined && copyOf(there).stamp >= stamp) return // as new or newer there already
+            expected = there?.cas ?? ''
+          }
+        } catch {
+          // Harmless by construction: this copy stays older or missing, every read serves the newest
+          // copy and repairs the others, and the write is on the authority. It is lost only if the
+          // authority fails before a read repairs this copy (README: High availability).
+        }
+      }),
+    )
+  }
+
+  /**
+   * Read repair: writes `copy` (the newest) to the copies that answered without it, each only if it
+   * still holds what was read. Returns every copy's cas after it ('' where unknown).
+   */
+  private repair(key: string, servers: string[], looks: Look[], copy: Copy): Promise<string[]> {
+    const ttl = this.o.exptime(copy.ttl < 0 ? 0 : Math.max(copy.ttl, 1))
+    const flags = flagsOf(copy.stamp, copy.own)
+    return Promise.all(
+      looks.map(async (look, i) => {
+        if (look.state === 'failed') return ''
+        if (look.state === 'hit' && look.copy.stamp >= copy.stamp) return look.copy.cas
+        const had = look.state === 'hit' ? look.copy.cas : ''
+        try {
+          const reply = await this.on(servers[i]!, (c) => c.metaSet(key, copy.value!, writeAt(had, ttl, flags)))
+          return reply.result === 'stored' ? (reply.cas ?? '') : ''
+        } catch {
+          return '' // harmless: the copy stays as it was, and the next read tries again; '' makes a cas write read again
+        }
+      }),
+    )
+  }
+
+  /** After a tombstone won: deletes the older live copies, each only if still as read. */
+  private async dropOlder(key: string, servers: string[], looks: Look[]): Promise<void> {
+    await Promise.all(
+      looks.map(async (look, i) => {
+        if (look.state !== 'hit' || look.copy.tombstone) return
+        // harmless if it fails: the tombstone wins every read while it lives, and outlives this copy
+        await this.on(servers[i]!, (c) => c.metaDelete(key, { cas: look.copy.cas })).catch(() => undefined)
+      }),
+    )
+  }
+
+  /** Asks every server of `key` for its copy's stamp (and at index `valueAt`, its value), in parallel. */
+  private async lookAll(key: string, servers: string[], valueAt: number): Promise<Look[]> {
+    const looks = await Promise.all(servers.map((server, i) => this.look(server, key, i === valueAt)))
+    const failed = looks.filter((look) => look.state === 'failed')
+    for (const f of failed) if (this.noMeta.has(f.error as object)) throw f.error
+    if (failed.length === looks.length) throw this.noneAnswered(key, servers, failed[0]!.error)
+    return looks
+  }
+
+  private async look(server: string, key: string, value: boolean): Promise<Look> {
+    try {
+      const item = await this.on(server, (c) => c.metaGet(key, { value, cas: true, flags: true, ttl: true }))
+      return item === undefined ? { state: 'miss' } : { state: 'hit', copy: copyOf(item) }
+    } catch (error) {
+      return { state: 'failed', error }
+    }
+  }
+
+  /**
+   * Runs `call` on `server`, first checking that it speaks meta. A server that fails counts as
+   * down for RETRY_MS, as long as its connection refuses it; one that answers is up again.
+   */
+  private async on<T>(server: string, call: (client: WireClient) => Promise<T>): Promise<T> {
+    const client = this.clients.get(server)!
+    try {
+      // asked once per server: a server that answered meta once is not asked again (one await less per call)
+      if (!this.speaksMeta.has(server)) {
+        if (!(await client.supportsMeta(server))) throw this.metaMissing(server)
+        this.speaksMeta.add(server)
+      }
+      const result = await call(client)
+      this.downUntil.delete(server)
+      return result
+    } catch (err) {
+      if (!this.noMeta.has(err as object)) this.downUntil.set(server, performance.now() + RETRY_MS)
+      throw err
+    }
+  }
+
+  /** The index of the first server of a key not known to be down (0 when all are). */
+  private firstUp(servers: readonly string[]): number {
+    const now = performance.now()
+    const up = servers.findIndex((server) => (this.downUntil.get(server) ?? 0) <= now)
+    return up < 0 ? 0 : up
+  }
+
+  /** True for a failure that left the request unsent: nothing was applied. */
+  private unsent(err: unknown): boolean {
+    return err instanceof SessionError && err.code === 'ERR_STORE_UNAVAILABLE' && !err.outcomeUnknown && !this.noMeta.has(err)
+  }
+
+  private metaMissing(server: string): SessionError {
+    const error = new SessionError(
+      'ERR_STORE_UNAVAILABLE',
+      `memcached ${server} does not speak the meta protocol, which replicas needs on every server (memcached 1.6 and later do); ` +
+        'behind a proxy such as twemproxy, leave replication to the proxy and set replicas: 0',
+    )
+    this.noMeta.add(error)
+    return error
+  }
+
+  private noneAnswered(key: string, servers: readonly string[], cause: unknown): SessionError {
+    const said = cause instanceof Error ? cause.message.replace(/^tied-session: /, '') : String(cause)
+    return new SessionError('ERR_STORE_UNAVAILABLE', `no server holding "${key}" answered (${servers.join(', ')}): ${said}`, {
+      cause,
+      outcomeUnknown: cause instanceof SessionError && cause.outcomeUnknown,
+    })
+  }
+}
+
+/** How a copy is written over what a look saw there: at its cas, or with `add` where there was none. */
+function writeAt(cas: string, ttl: number, flags: number): MetaSetOptions {
+  return cas === '' ? { mode: 'add', ttl, flags } : { mode: 'set', cas, ttl, flags }
+}
+
+function nextStamp(key: string, stamp: number): number {
+  if (stamp >= MAX_STAMP) throw new SessionError('ERR_CONFLICT', `"${key}" was written ${MAX_STAMP} times; destroy it and start again`)
+  return stamp + 1
+}
+
+/** The entry a read returns: the value (text again when it is flags-0 UTF-8), its own flags, the version. */
+function entryOf(copy: Copy, version: string): Entry {
+  const raw = copy.value!
+  // the wire client keeps a flagged value as bytes, and every copy is flagged (its stamp)
+  const value = copy.own === 0 && typeof raw !== 'string' && isUtf8(raw) ? raw.toString('utf8') : raw
+  const entry: Entry = { value }
+  if (copy.own !== 0) entry.flags = copy.own
+  entry.version = version
+  return entry
+}
