@@ -70,25 +70,57 @@ export const MAX_DEPTH = 100
  */
 export function checkDepth(value: unknown, path: string, depth: number): void {
   if (typeof value !== 'object' || value === null) return
-  if (depth > MAX_DEPTH) {
-    throw new TypeError(
-      `tied-session: the value at ${path || '(root)'} is nested deeper than ${MAX_DEPTH} levels, the most a session keeps`,
-    )
+  // the walk builds no path: it is spelled out only for the error (this runs on every load)
+  const trail = tooDeep(value, depth)
+  if (trail === undefined) return
+  let at = path
+  for (const step of trail) at = typeof step === 'object' ? `${at}.<${step.label}>` : childPath(at, step)
+  throw new TypeError(`tied-session: the value at ${at || '(root)'} is nested deeper than ${MAX_DEPTH} levels, the most a session keeps`)
+}
+
+type Step = string | number | { label: string }
+
+/** The steps from `value` down to the first object deeper than MAX_DEPTH, or undefined when there is none. */
+function tooDeep(value: unknown, depth: number): Step[] | undefined {
+  if (typeof value !== 'object' || value === null) return undefined
+  if (depth > MAX_DEPTH) return []
+  const down = (child: unknown, step: Step): Step[] | undefined => {
+    const trail = tooDeep(child, depth + 1)
+    trail?.unshift(step)
+    return trail
   }
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) checkDepth(value[i], childPath(path, i), depth + 1)
+    for (let i = 0; i < value.length; i++) {
+      const child = value[i]
+      if (typeof child === 'object' && child !== null) {
+        const trail = down(child, i)
+        if (trail) return trail
+      }
+    }
   } else if (value instanceof Map) {
     let i = 0
     for (const [k, v] of value) {
-      checkDepth(k, `${path}.<key ${i}>`, depth + 1)
-      checkDepth(v, `${path}.<value ${i++}>`, depth + 1)
+      const trail = down(k, { label: `key ${i}` }) ?? down(v, { label: `value ${i}` })
+      if (trail) return trail
+      i++
     }
   } else if (value instanceof Set) {
     let i = 0
-    for (const v of value) checkDepth(v, `${path}.<item ${i++}>`, depth + 1)
+    for (const v of value) {
+      const trail = down(v, { label: `item ${i++}` })
+      if (trail) return trail
+    }
   } else {
-    for (const key of Object.keys(value)) checkDepth((value as Record<string, unknown>)[key], childPath(path, key), depth + 1)
+    for (const key in value) {
+      if (!Object.hasOwn(value, key)) continue
+      const child = (value as Record<string, unknown>)[key]
+      if (typeof child === 'object' && child !== null) {
+        const trail = down(child, key)
+        if (trail) return trail
+      }
+    }
   }
+  return undefined
 }
 
 /** True for `{}`-made and null-prototype objects: the objects a session keeps as they are. */
