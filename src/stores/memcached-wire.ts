@@ -11,11 +11,12 @@
  */
 import { createRequire } from 'node:module'
 import { SessionError } from '../errors.js'
-import { Connection, type Answer } from './memcached-connection.js'
+import { Connection, type Answer, type Protocol } from './memcached-connection.js'
 import type { Crc32Buckets } from './memcached-crc32.js'
 import type { Item, ReplyKind, Status } from './memcached-parser.js'
 
 export type { Item } from './memcached-parser.js'
+export type { Protocol } from './memcached-connection.js'
 
 /** The one-line replies of the text commands the store sends. */
 export type Reply = Status
@@ -117,8 +118,9 @@ export class WireClient implements Pool {
     readonly servers: readonly string[],
     timeout: number,
     private readonly crc32?: Crc32Buckets,
+    protocol: Protocol = 'auto',
   ) {
-    for (const server of servers) this.connections.set(server, new Connection(server, timeout))
+    for (const server of servers) this.connections.set(server, new Connection(server, timeout, protocol))
     if (servers.length === 1) this.only = this.connections.get(servers[0]!)
     else if (crc32 === undefined) this.ring = new HashRingClass(servers, 'md5', { compatibility: 'ketama', 'default port': 11211 })
   }

@@ -57,11 +57,11 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   const buckets = (side: 'servers' | 'local') => (config.distribution === 'crc32' ? new Crc32Buckets(config.weighted[side]) : undefined)
   const principal = config.client
     ? injectedPool(config.client, requestTimeout)
-    : new WireClient(config.servers!, requestTimeout, buckets('servers'))
+    : new WireClient(config.servers!, requestTimeout, buckets('servers'), config.protocol)
   const local = config.localClient
     ? injectedPool(config.localClient, requestTimeout)
     : config.local.length > 0
-      ? new WireClient(config.local, requestTimeout, buckets('local'))
+      ? new WireClient(config.local, requestTimeout, buckets('local'), config.protocol)
       : undefined
   const pools = local ? [principal, local] : [principal]
   const lister = new KeyLister(requestTimeout)
