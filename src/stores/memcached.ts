@@ -29,6 +29,8 @@ export type MemcachedStore = Store &
 const WRITE_MODES = new Set<unknown>(['set', 'add', 'replace', 'cas'])
 /** How many keys' expiry times a store remembers from its own writes and touches. */
 const EXPIRY_MEMORY = 10_000
+/** An exptime that memcached reads as a Unix time (over 30 days), in 1970: the item is expired at once. */
+const PAST = THIRTY_DAYS + 1
 /** The lock of key `k` is the key `k:lock`, on the principal servers only; keys() leaves such keys out. */
 const LOCK_SUFFIX = ':lock'
 
@@ -201,16 +203,26 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   }
 
   /**
-   * Removes the lock `lockKey` if it still holds `token`. The text protocol has no conditional
-   * delete, and a plain `del` after the check would race a lock that expired meanwhile and was
-   * taken by another. But `cas` is conditional, and memcached stores an item with a negative
-   * exptime as already expired: `cas` at the version read, with exptime -1, deletes the lock in
-   * one step only if nobody took it since, and the next `add` succeeds at once (no tombstone).
+   * Removes the lock `lockKey` if it still holds `token`, and never another holder's: a plain
+   * delete after the check would race a lock that expired meanwhile and was taken by another.
+   *
+   * With meta commands, `mg` reads the token and its cas, and `md … C<cas>` deletes only that
+   * version. The text protocol has no conditional delete, but `cas` is conditional, and memcached
+   * stores an item whose exptime is an absolute Unix time already past as expired at once: `cas`
+   * at the version read, with exptime 2592001 (30 days and 1 s: read as a Unix time, in 1970),
+   * removes the lock only if nobody took it since, and the next `add` succeeds at once. Not a
+   * negative exptime, which twemproxy rejects by closing the connection.
    */
   async function unlock(lockKey: string, token: string): Promise<void> {
+    if (await principal.supportsMeta(lockKey)) {
+      const found = await principal.metaGet(lockKey, { value: true, cas: true })
+      if (found?.value !== token || found.cas === undefined) return // expired, or taken by another since
+      await principal.metaDelete(lockKey, { cas: found.cas }) // EX or NF: taken by another since, or expired
+      return
+    }
     const found = await principal.gets(lockKey)
-    if (found?.value !== token || found.cas === undefined) return // expired, or taken by another since
-    await principal.cas(lockKey, 'released', found.cas, -1) // EXISTS or NOT_FOUND: taken by another since, or expired
+    if (found?.value !== token || found.cas === undefined) return
+    await principal.cas(lockKey, 'released', found.cas, PAST) // EXISTS or NOT_FOUND: taken by another since, or expired
   }
 
   /** Locks whose `add` got no answer: removed once the server answers again (see memcached-late-locks.ts). */
