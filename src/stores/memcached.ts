@@ -147,8 +147,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   }
 
   /**
-   * Writes to the principal. With a local cache (and meta commands: memcached >= 1.6) it is an
-   * `ms`, whose reply says the new cas, so that the new version can be written through to local.
+   * Writes to the principal. Where its server speaks meta commands (memcached >= 1.6) it is an
+   * `ms … c`, whose reply says the item's new cas: the caller learns its new version (so its next
+   * `cas` needs no read first) and a local copy is tagged with it. The text protocol's set and cas
+   * do not say it (twemproxy, memcached < 1.6, an injected client).
    */
   async function writePrincipal(
     key: string,
@@ -157,7 +159,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   ): Promise<{ result: WriteResult; cas?: string }> {
     // No version (a read without one) or not a cas unique: it cannot be the current one.
     if (mode === 'cas' && (version === undefined || !/^\d+$/.test(version))) return { result: 'exists' }
-    if (cache !== undefined && (await cache.usable(key))) {
+    if (await principal.supportsMeta(key)) {
       const reply = await principal.metaSet(key, value, {
         mode: mode === 'cas' ? 'set' : mode,
         ttl: exptime(ttl),
@@ -274,10 +276,12 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       checkWrite(key, value, opts)
       const { result, cas } = await writePrincipal(key, value, opts)
       if (result !== 'exists') remember(key, result === 'stored' ? opts.ttl : undefined)
+      if (cas !== undefined) opts.onVersion?.(cas)
       // write-through: the new version goes to local too, tagged with its cas, so that the next read
       // on this host is served there; without a cas (no meta commands) the old copy is dropped.
       // Concurrent writers may leave an older copy: it is never served (see memcached-local.ts).
-      if (result === 'stored' && cas !== undefined && cache !== undefined) await cache.put(key, value, cas, opts.flags)
+      if (result === 'stored' && cas !== undefined && cache !== undefined && (await cache.usable(key)))
+        await cache.put(key, value, cas, opts.flags)
       else if (result !== 'exists') await dropLocal(key)
       return result
     },
