@@ -24,7 +24,7 @@ export type { MemcachedStoreOptions } from './memcached-options.js'
 
 /** A memcached store: a {@link Store} that also tells its servers. */
 export type MemcachedStore = Store &
-  Required<Pick<Store, 'lock'>> & { readonly servers: readonly string[]; readonly local: readonly string[] }
+  Required<Pick<Store, 'lock' | 'head'>> & { readonly servers: readonly string[]; readonly local: readonly string[] }
 
 const WRITE_MODES = new Set<unknown>(['set', 'add', 'replace', 'cas'])
 /** How many keys' expiry times a store remembers from its own writes and touches. */
@@ -284,6 +284,17 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
         await cache.put(key, value, cas, opts.flags)
       else if (result !== 'exists') await dropLocal(key)
       return result
+    },
+
+    /** With meta commands an `mg <key> s` (no value sent); else a `get`, as the text protocol cannot tell less. */
+    async head(key) {
+      checkKey(key)
+      if (await principal.supportsMeta(key)) {
+        const found = await principal.metaGet(key, { size: true })
+        return found?.size === undefined ? undefined : { size: found.size }
+      }
+      const item = await principal.get(key)
+      return item === undefined ? undefined : { size: Buffer.byteLength(item.value) }
     },
 
     async delete(key) {
