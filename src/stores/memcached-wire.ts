@@ -181,8 +181,17 @@ export class WireClient implements Pool {
     return status(await this.send(key, `touch ${key} ${exptime}\r\n`, 'status', true))
   }
 
-  supportsMeta(key: string): Promise<boolean> {
-    return this.on(key).supportsMeta()
+  /** Asks the server of `key`; with crc32, the server Perl would rehash the key to while that one is down, as {@link send} does. */
+  async supportsMeta(key: string): Promise<boolean> {
+    const connection = this.on(key)
+    try {
+      return await connection.supportsMeta()
+    } catch (err) {
+      if (this.crc32 === undefined || !connection.down) throw err
+      const next = this.on(key)
+      if (next === connection) throw err
+      return next.supportsMeta()
+    }
   }
 
   async metaGet(key: string, opts: MetaGetOptions = {}): Promise<MetaItem | undefined> {

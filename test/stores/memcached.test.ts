@@ -778,7 +778,7 @@ test('lock: a release removes only its own lock: mg + md C<cas> with meta, gets 
   const p = await useMemcached(t)
   const log = await useCommandLog(t, p)
   for (const protocol of ['auto', 'text'] as const) {
-    const store = open(t, { servers: log.address, protocol })
+    const store = open(t, { servers: log.address, protocol, requestTimeout: PATIENT })
     const key = `k-${protocol}`
     const release = await store.lock(key, { ttl: 5, wait: 0 })
     log.clear()
