@@ -410,7 +410,7 @@ test('findSessions and destroySessions take the same options as tieSession (serv
 
 test('memcached with meta: findSessions reads no session value, only whether each exists (mg <id> s)', async (t) => {
   const log = await useCommandLog(t, server!)
-  const store = memcachedStore({ servers: log.address })
+  const store = memcachedStore({ servers: log.address, requestTimeout: 5000 })
   t.teardown(() => store.close())
   const uid = user()
   const opts = { store, principal: 'uid' }
@@ -435,7 +435,7 @@ test('memcached with meta: findSessions reads no session value, only whether eac
 
 test('an index value is no session, told by its size without reading other sessions: only 0- or 32-byte values are read', async (t) => {
   const log = await useCommandLog(t, server!)
-  const store = memcachedStore({ servers: log.address })
+  const store = memcachedStore({ servers: log.address, requestTimeout: 5000 })
   t.teardown(() => store.close())
   const opts = { store, principal: 'uid' }
   // Memorycached's md5_hex(uid) key names the latest session; here, keys that hold other things

@@ -221,7 +221,7 @@ test('updateSession never applies fn twice for one call: a write that times out 
 test('with meta commands a save learns the new version: a second save in one tie sends no gets, each save is one ms', async (t) => {
   const principal = await useMemcached(t)
   const log = await useCommandLog(t, principal)
-  const store = memcachedStore({ servers: log.address })
+  const store = memcachedStore({ servers: log.address, requestTimeout: 5000 })
   t.teardown(() => store.close())
   const s = await tieSession<Any>(undefined, { store, expires: 600 })
   s.n = 1
