@@ -37,6 +37,20 @@ if (!have('chromium') && !have('chromium-browser') && process.env.CHROMIUM_PATH 
   }
 }
 
+// The twemproxy tests (test/stores/twemproxy.test.ts) run Debian's nutcracker in front of memcached:
+// installed as root when missing, as memcached is; elsewhere those tests fail saying how to install it.
+// Debian puts it in /usr/sbin, which a user's PATH may leave out.
+if (!have('nutcracker') && !have('/usr/sbin/nutcracker')) {
+  const root = typeof process.getuid === 'function' && process.getuid() === 0
+  if (root && have('apt-get')) {
+    console.log('nutcracker (twemproxy) is missing: installing it with apt-get')
+    const r = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nutcracker'], {
+      stdio: 'inherit',
+    })
+    if (r.status !== 0) process.exit(r.status ?? 1)
+  }
+}
+
 // The Perl interop tests run real Perl: Cache::Memcached, JSON and Apache::Session's JSON serializer
 // (Storable, Digest::MD5 and JSON::PP come with perl itself).
 const PERL_PACKAGES = 'libcache-memcached-perl libapache-session-perl libapache-session-browseable-perl libjson-perl'

@@ -18,7 +18,7 @@
 import { backoff } from './backoff.js'
 import { SessionError } from './errors.js'
 import { isIndexValue, md5Hex, refreshAfter, type IndexPlan } from './index-plan.js'
-import { asText, type Entry, type Store } from './stores/store.js'
+import { asText, type Entry, type Head, type Store } from './stores/store.js'
 
 /** Most sessions one user's list keeps; past it the oldest entries are dropped from the list (not destroyed). */
 export const MAX_INDEXED = 100
@@ -85,7 +85,7 @@ async function prune(place: IndexPlace, list: IndexEntry[], fallbackTtl: number,
     list.map(async (e) => {
       const expired = e.exp !== 0 && e.exp <= now
       if (!expired && !all) return e
-      const alive = (await place.store.get(place.namespace + e.id, { consistent: true })) !== undefined
+      const alive = (await head(place, place.namespace + e.id)) !== undefined
       if (!alive) return undefined
       return expired ? { ...e, exp: expOf(e.ttl ?? fallbackTtl) } : e
     }),
@@ -260,9 +260,25 @@ async function latestSession(place: IndexPlace, digest: string): Promise<string 
   const latest = await place.store.get(latestKey(place, digest), { consistent: true })
   const id = latest === undefined ? '' : asText(latest.value)
   if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) return undefined
-  const session = await place.store.get(place.namespace + id, { consistent: true })
-  // an index value is no session (a key that holds a digest or the empty string)
+  const key = place.namespace + id
+  const found = await head(place, key)
+  if (found === undefined) return undefined
+  // An index value is no session (a key that holds a digest, an id or the empty string): '' or 32
+  // hex digits, so 0 or 32 bytes. A value of any other size cannot be one; only those two sizes
+  // have their value read to tell, so the check stays exact without reading every session.
+  if (found.size !== 0 && found.size !== 32) return id
+  const session = await place.store.get(key, { consistent: true })
   return session !== undefined && !isIndexValue(asText(session.value)) ? id : undefined
+}
+
+/**
+ * Whether `key` exists, and its size: {@link Store.head} where the store has it (memcached with
+ * meta commands sends no value), else a `get` (consistent) whose value is only measured.
+ */
+async function head(place: IndexPlace, key: string): Promise<Head | undefined> {
+  if (place.store.head !== undefined) return place.store.head(key)
+  const entry = await place.store.get(key, { consistent: true })
+  return entry === undefined ? undefined : { size: Buffer.byteLength(entry.value) }
 }
 
 /**

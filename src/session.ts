@@ -422,6 +422,8 @@ export class Session implements TrackerHooks {
       const text = serializer.stringify(this.data)
       if (!this.stored || this.version !== undefined) {
         const opts: WriteOptions = this.stored ? { ttl, mode: 'cas', version: this.version as string } : { ttl, mode: 'add' }
+        let written: string | undefined
+        opts.onVersion = (version) => (written = version)
         this.lease?.assertFresh()
         const { value, flags } = toStored(this.form, text)
         if (flags !== 0) opts.flags = flags
@@ -429,8 +431,9 @@ export class Session implements TrackerHooks {
         if (result === 'stored') {
           this.stored = true
           this.text = text
-          // memcached does not say the new cas value; the next save reads it again
-          this.version = undefined
+          // the version written, when the store tells it (memcached's `ms … c`): the next save is
+          // one cas; else (the text protocol's cas does not say it) the next save reads it again
+          this.version = written
           if (texts) this.loose!.settle(texts)
           await this.index.write(this.id, plan, undefined, listRead)
           return

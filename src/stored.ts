@@ -27,18 +27,20 @@ export async function bookId(
   id: string,
   data: Data,
   acquire: SessionConfig['acquire'],
-): Promise<{ text: string; lease: Lease | undefined } | undefined> {
+): Promise<{ text: string; lease: Lease | undefined; version: string | undefined } | undefined> {
   const key = config.namespace + id
   const text = config.serializer.stringify({ ...data, [ID_FIELD]: id })
   const { value, flags } = toStored(formFor(config.serializer), text)
   const lease = await acquire?.(key)
   let result
+  let version: string | undefined // told by a store that knows it (memcached's ms … c): the first save needs no read
   try {
-    result = await config.store.write(key, value, { ttl: ttlNow(config, data, id), mode: 'add', ...(flags ? { flags } : {}) })
+    const onVersion = (written: string) => (version = written)
+    result = await config.store.write(key, value, { ttl: ttlNow(config, data, id), mode: 'add', onVersion, ...(flags ? { flags } : {}) })
   } catch (err) {
     throw await releasing(err, lease && (() => lease.unlock()))
   }
-  if (result === 'stored') return { text, lease }
+  if (result === 'stored') return { text, lease, version }
   await lease?.unlock()
   return undefined
 }
@@ -52,7 +54,7 @@ export async function bookNewId(
   config: SessionConfig,
   data: Data,
   acquire: SessionConfig['acquire'],
-): Promise<{ id: string; text: string; lease: Lease | undefined }> {
+): Promise<{ id: string; text: string; lease: Lease | undefined; version: string | undefined }> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const id = newId()
     const booked = await bookId(config, id, data, acquire)

@@ -93,8 +93,8 @@ async function create(config: SessionConfig, updateOnly: boolean): Promise<Sessi
   // with lock: 'exclusive' the lock is taken before the id is booked: a lock that cannot be
   // taken leaves no session behind
   const data = newData()
-  const { id, text, lease } = await bookNewId(config, data, config.acquire)
-  const session = new Session(config, id, data, { version: undefined, text, stored: true })
+  const { id, text, lease, version } = await bookNewId(config, data, config.acquire)
+  const session = new Session(config, id, data, { version, text, stored: true })
   if (lease) session.holdLock(lease)
   return session
 }
@@ -109,7 +109,7 @@ async function createUnder(config: SessionConfig, id: string): Promise<Session> 
       `session ${id} already exists; create: true never overwrites a session (tie it without create to load it)`,
     )
   }
-  const session = new Session(config, id, data, { version: undefined, text: booked.text, stored: true })
+  const session = new Session(config, id, data, { version: booked.version, text: booked.text, stored: true })
   if (booked.lease) session.holdLock(booked.lease)
   return session
 }

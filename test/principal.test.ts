@@ -23,6 +23,7 @@ import {
   type TieOptions,
 } from '../src/index.js'
 import { runFixture } from './helpers/child.js'
+import { useCommandLog } from './helpers/command-log.js'
 import { startMemcached, type MemcachedServer } from './helpers/memcached.js'
 
 const test = anyTest as TestFn<unknown>
@@ -405,4 +406,54 @@ test('findSessions and destroySessions take the same options as tieSession (serv
   t.deepEqual(await findSessions(uid, { servers: server!.address, principal: 'uid' }), [], 'another namespace is another index')
   t.is(await destroySessions(uid, opts), 1)
   await t.throwsAsync(findSessions('', opts), { instanceOf: TypeError })
+})
+
+test('memcached with meta: findSessions reads no session value, only whether each exists (mg <id> s)', async (t) => {
+  const log = await useCommandLog(t, server!)
+  const store = memcachedStore({ servers: log.address, requestTimeout: 5000 })
+  t.teardown(() => store.close())
+  const uid = user()
+  const opts = { store, principal: 'uid' }
+  const ids: string[] = []
+  for (let i = 0; i < 3; i++) {
+    const s = await tieSession<Any>(undefined, opts)
+    s.uid = uid
+    s.pad = 'x'.repeat(50_000)
+    await untie(s)
+    ids.push(s._session_id)
+  }
+  log.clear()
+  t.deepEqual(await findSessions(uid, opts), ids.reverse())
+  const asked = log.lines().filter((line) => ids.some((id) => line.includes(id)))
+  t.true(asked.length >= 3, asked.join(' | '))
+  t.deepEqual(
+    asked.filter((line) => !/^mg \S+ s$/.test(line)),
+    [],
+    'every look at a session is an mg with no v: no 50 KB value crosses the wire',
+  )
+})
+
+test('an index value is no session, told by its size without reading other sessions: only 0- or 32-byte values are read', async (t) => {
+  const log = await useCommandLog(t, server!)
+  const store = memcachedStore({ servers: log.address, requestTimeout: 5000 })
+  t.teardown(() => store.close())
+  const opts = { store, principal: 'uid' }
+  // Memorycached's md5_hex(uid) key names the latest session; here, keys that hold other things
+  const [digestUser, tinyUser] = [user(), user()]
+  const tinyId = 'tiny' + Date.now().toString(36)
+  const tiny = JSON.stringify({ _session_id: tinyId }).padEnd(32, ' ') // a session of exactly 32 bytes
+  t.is(Buffer.byteLength(tiny), 32)
+  await store.write(tinyId, tiny, { ttl: 60, mode: 'set' })
+  await store.write(md5Hex(tinyUser), tinyId, { ttl: 60, mode: 'set' })
+  // the latest key names a key that holds an index value (another user's latest key: a session id)
+  const other = md5Hex(user())
+  await store.write(other, 'f'.repeat(32), { ttl: 60, mode: 'set' })
+  await store.write(md5Hex(digestUser), other, { ttl: 60, mode: 'set' })
+  log.clear()
+  t.deepEqual(await findSessions(digestUser, opts), [], 'an index value is no session')
+  t.deepEqual(await findSessions(tinyUser, opts), [tinyId], 'a 32-byte session is one')
+  t.true(
+    log.lines().some((line) => line === `gets ${other}` || line === `get ${other}`),
+    'a 32-byte value is read to tell',
+  )
 })

@@ -2,6 +2,7 @@
 import anyTest, { type TestFn } from 'ava'
 import { SessionError, closeStores, memcachedStore, save, tieSession, untie, updateSession, type Store } from '../src/index.js'
 import { runFixture } from './helpers/child.js'
+import { useCommandLog } from './helpers/command-log.js'
 import { freePort, useMemcached } from './helpers/memcached.js'
 
 // serial: tieSession({ servers }) shares stores process-wide, and closeStores() closes them all
@@ -215,4 +216,56 @@ test('updateSession never applies fn twice for one call: a write that times out 
     if (balance === undefined) await new Promise((resolve) => setTimeout(resolve, 100))
   }
   t.true(balance === 90 || balance === 100, `applied at most once: ${balance}`)
+})
+
+test('with meta commands a save learns the new version: a second save in one tie sends no gets, each save is one ms', async (t) => {
+  const principal = await useMemcached(t)
+  const log = await useCommandLog(t, principal)
+  const store = memcachedStore({ servers: log.address, requestTimeout: 5000 })
+  t.teardown(() => store.close())
+  const s = await tieSession<Any>(undefined, { store, expires: 600 })
+  s.n = 1
+  await save(s) // a new session: its booking add told the version, so no read
+  s.n = 2
+  await save(s)
+  s.n = 3
+  await save(s)
+  await untie(s)
+  const saves = log.verbs().filter((verb) => verb !== 'mn')
+  t.deepEqual(saves, ['ms', 'ms', 'ms', 'ms'], log.lines().join(' | ')) // the booking, then one per save
+  t.true(
+    log
+      .lines()
+      .slice(-3)
+      .every((line) => / C\d+/.test(line)),
+    'each save a compare-and-swap at the version it learned',
+  )
+
+  // a loaded session: the load reads the version (gets); its saves read nothing more
+  log.clear()
+  const again = await tieSession<Any>(s._session_id, { store })
+  again.n = 4
+  await save(again)
+  again.n = 5
+  await save(again)
+  await untie(again)
+  t.deepEqual(log.verbs(), ['gets', 'ms', 'ms'], log.lines().join(' | '))
+  const read = await tieSession<Any>(s._session_id, { store })
+  t.is(read.n, 5)
+  await untie(read)
+})
+
+test('another writer between two saves of one tie: the learned version no longer matches, so the save re-reads and keeps both', async (t) => {
+  const principal = await useMemcached(t)
+  const opts = { servers: principal.address, expires: 600 }
+  const s = await tieSession<Any>(undefined, opts)
+  s.mine = 1
+  await save(s)
+  await updateSession<Any>(s._session_id, (data) => void (data.theirs = 1), opts)
+  s.mine = 2
+  await save(s)
+  await untie(s)
+  const read = await tieSession<Any>(s._session_id, opts)
+  t.like(read, { mine: 2, theirs: 1 })
+  await untie(read)
 })

@@ -255,7 +255,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
         if (current === undefined) return 'not_found'
         return opts.mode === 'cas' && current.version !== opts.version ? 'exists' : undefined
       }
-      return guard('write', async () => {
+      const result = await guard('write', async () => {
         if (!durable) {
           return withWriteLock(directory, key, file, (held) => {
             const result = refused()
@@ -279,6 +279,8 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
         else await syncDirectory(directory)
         return result
       })
+      if (result === 'stored') opts.onVersion?.(item.version) // the version it wrote: the next cas needs no read
+      return result
     },
 
     async delete(key) {

@@ -27,6 +27,9 @@ interface Request {
   deadline: number
 }
 
+/** What a server speaks: 'auto' asks it (`mn` on connect), 'meta' (memcached >= 1.6), 'text' (the classic protocol only). */
+export type Protocol = 'auto' | 'meta' | 'text'
+
 /** A reply other than a refusal, an error or garbage: what the command answered. */
 export type Answer = Exclude<ParsedReply, { kind: 'server_error' | 'out_of_step' }>
 
@@ -53,15 +56,23 @@ export class Connection {
   /** Whether the server answered the last `mn` probe with MN (memcached >= 1.6); undefined before any answer. */
   meta: boolean | undefined
   /**
-   * The server closed the connection instead of answering `mn` (a proxy that closes on commands it
-   * does not know): not asked again. The text calls pipelined behind that probe failed once.
+   * The server closed the connection instead of answering `mn` (twemproxy does so on every command
+   * it does not know, dropping the replies of whatever was pipelined with it): not asked again
+   * while it keeps accepting connections.
    */
   private probeClosed = false
 
+  /**
+   * `protocol`: 'auto' probes with `mn` on connect; 'meta' and 'text' say what the server speaks
+   * and send no probe.
+   */
   constructor(
     readonly address: string,
     private readonly timeout: number,
-  ) {}
+    private readonly protocol: Protocol = 'auto',
+  ) {
+    if (protocol !== 'auto') this.meta = protocol === 'meta'
+  }
 
   /** Sends one command whose reply is of `kind`; resolves the reply. A meta command to a server without meta rejects unsent. */
   send(command: string | Buffer, kind: ReplyKind, write: boolean): Promise<Answer> {
@@ -75,8 +86,10 @@ export class Connection {
       if (kind === 'meta' && this.meta === false) return reject(this.noMeta())
       const socket = this.socket ?? this.connect()
       const request: Request = { kind, write, command: undefined, resolve: resolve as Request['resolve'], reject, deadline: 0 }
-      // Only a meta command waits for the probe's answer (and whatever comes after it, to keep the order).
-      if (this.held.length > 0 || (kind === 'meta' && this.probing)) {
+      // A meta command waits for the probe's answer (and whatever comes after it, to keep the order).
+      // So does every command while nothing is known of the server: a proxy that closes the
+      // connection on `mn` drops the replies of the commands pipelined with it (twemproxy does).
+      if (this.held.length > 0 || (this.probing && (kind === 'meta' || this.meta === undefined))) {
         request.command = command
         request.deadline = performance.now() + this.timeout
         this.held.push(request)
@@ -147,12 +160,25 @@ export class Connection {
     // new one at once ('end' comes before 'close': calls made in between must not wait on it).
     const closed = () => {
       if (socket !== this.socket) return // dropped on purpose: its calls have failed already
-      // A server that closes a connection on `mn` instead of answering it does not speak meta (twemproxy does so).
-      if (!error && this.connected && this.queue[this.head]?.kind === 'probe') {
+      const message = `memcached ${this.address} failed: ${error?.message ?? 'it closed the connection'}; check that it runs and is reachable`
+      // A server that closes (or resets) a connection on `mn` instead of answering it does not
+      // speak meta: twemproxy closes on any command it does not know. Not a failure: the calls
+      // held for the probe's answer were never sent, and go out now on a new connection, unprobed.
+      // (A server that died just then refuses that new connection, and is probed again once back.)
+      const code = (error as NodeJS.ErrnoException | undefined)?.code
+      if ((!error || code === 'ECONNRESET' || code === 'EPIPE') && this.connected && this.queue[this.head]?.kind === 'probe') {
         this.probeClosed = true
         this.meta = false
+        const held = this.held
+        this.held = []
+        this.fail(message, error) // the probe, and text calls pipelined behind a probe of a reconnect
+        return this.resend(held)
       }
-      const message = `memcached ${this.address} failed: ${error?.message ?? 'it closed the connection'}; check that it runs and is reachable`
+      if (error && !this.connected && this.probeClosed && this.protocol === 'auto') {
+        // refused, not closed on mn: whatever answers there next is asked again
+        this.probeClosed = false
+        this.meta = undefined
+      }
       // A server that refused or reset the connection is refused for a while, so that calls fail at once.
       if (error) this.refuse(message, error)
       this.fail(message, error)
@@ -164,7 +190,7 @@ export class Connection {
     this.parser.reset()
     // memcached >= 1.6 answers `mn` with MN; older ones with a one-line ERROR, so text commands
     // can follow it at once; meta commands wait for the answer, never sent to a server that cannot read them.
-    if (!this.probeClosed) {
+    if (!this.probeClosed && this.protocol === 'auto') {
       this.probing = true
       const probe: Request = { kind: 'probe', write: false, command: undefined, resolve: this.probed, reject: () => {}, deadline: 0 }
       this.write(socket, probe, 'mn\r\n')
@@ -172,15 +198,24 @@ export class Connection {
     return socket
   }
 
-  /** The probe's answer: MN, or a text-only server's ERROR. The requests held meanwhile are written now. */
+  /**
+   * The probe's answer: MN, or the ERROR (memcached < 1.6) or CLIENT_ERROR (a proxy) of a server
+   * without meta. The requests held meanwhile are written now.
+   */
   private readonly probed = (reply: ParsedReply): void => {
     this.meta = reply.kind === 'meta' && reply.code === 'MN'
     this.probing = false
     const held = this.held
     this.held = []
+    this.resend(held)
+  }
+
+  /** Writes calls that were held, never sent (a meta one is rejected when the server has none); connects if need be. */
+  private resend(held: Request[]): void {
     for (const request of held) {
-      if (request.kind === 'meta' && !this.meta) request.reject(this.noMeta())
-      else this.write(this.socket!, request, request.command!)
+      if (this.closed) request.reject(this.closed)
+      else if (request.kind === 'meta' && !this.meta) request.reject(this.noMeta())
+      else this.write(this.socket ?? this.connect(), request, request.command!)
       request.command = undefined
     }
   }

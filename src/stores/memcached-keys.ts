@@ -9,7 +9,7 @@
  */
 import { SessionError } from '../errors.js'
 import { pause } from './lock.js'
-import { memcachedRequest } from './memcached-request.js'
+import { CLOSED, memcachedRequest } from './memcached-request.js'
 
 /** Attempts while the server answers BUSY (another metadump or crawl runs), and the first pause; pauses double up to BUSY_MAX_MS. */
 const BUSY_ATTEMPTS = 12
@@ -43,6 +43,12 @@ export class KeyLister {
           signal: this.aborts.signal,
         })
       } catch (err) {
+        // twemproxy closes the connection on every command it does not proxy, lru_crawler included
+        if ((err as Error).message === CLOSED)
+          throw fail(
+            `it closed the connection on "lru_crawler metadump"; a proxy (twemproxy) cannot list keys: list them on the memcached servers behind it`,
+            err,
+          )
         throw fail((err as Error).message, err)
       }
       if (reply.kind === 'dump') {

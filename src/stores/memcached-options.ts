@@ -16,6 +16,7 @@ const OPTION_NAMES = [
   'replicas',
   'client',
   'localClient',
+  'protocol',
 ]
 /** memcached reads an exptime over 30 days as a Unix time. */
 export const THIRTY_DAYS = 2_592_000
@@ -79,6 +80,15 @@ export interface MemcachedStoreOptions {
   client?: MemcachedClient
   /** An already-configured local client instead of `local`; the caller ends it. */
   localClient?: MemcachedClient
+  /**
+   * What the `servers` and `local` speak: `'auto'` asks each server once per connection (`mn`; a
+   * server or proxy that answers an error or closes the connection is spoken to in the text
+   * protocol only), `'meta'` says every server is memcached >= 1.6 (no question asked), `'text'`
+   * never sends a meta command (for a proxy that neither answers nor closes on one). Meta commands
+   * save round trips and bytes: a save learns the new version, existence checks send no value, and
+   * `local` copies can be checked. An injected client is always `'text'`. @default 'auto'
+   */
+  protocol?: 'auto' | 'meta' | 'text'
 }
 
 function hostPort(server: unknown, option: string): string {
@@ -170,9 +180,17 @@ export function resolveOptions(options: MemcachedStoreOptions) {
     if (local !== undefined || localClient !== undefined)
       throw new TypeError('tied-session: memcachedStore option `replicas` cannot be combined with `local` (not supported yet)')
   }
+  const protocol = options.protocol ?? 'auto'
+  if (protocol !== 'auto' && protocol !== 'meta' && protocol !== 'text')
+    throw new TypeError(`tied-session: memcachedStore option \`protocol\` must be 'auto', 'meta' or 'text', got ${String(protocol)}`)
+  if (protocol === 'meta' && (client !== undefined || localClient !== undefined))
+    throw new TypeError(
+      "tied-session: memcachedStore option `protocol: 'meta'` needs `servers`: an injected client speaks only the text protocol",
+    )
   return {
     servers: principal,
     replicas,
+    protocol,
     local: localList?.addresses ?? [],
     distribution,
     /** The bucket lists for crc32 (servers with their weights, in order). */

@@ -7,6 +7,9 @@ import net from 'node:net'
 import { socketAddress } from './address.js'
 import { ReplyParser, type ParsedReply, type ReplyKind } from './memcached-parser.js'
 
+/** The message of a request whose server closed the connection without answering. */
+export const CLOSED = 'connection closed before the answer'
+
 /** Options of {@link memcachedRequest}. */
 export interface RequestOptions {
   /** Milliseconds without progress (connect, or the next bytes of the reply) before giving up. */
@@ -50,7 +53,7 @@ export function memcachedRequest(server: string, command: string, kind: ReplyKin
       const [reply] = parser.push(chunk)
       if (reply) settle(undefined, reply)
     })
-    socket.on('close', () => settle(new Error('connection closed before the answer'))) // ignored once settled
+    socket.on('close', () => settle(new Error(CLOSED))) // ignored once settled
     socket.write(`${command}\r\n`)
   })
 }

@@ -11,11 +11,12 @@
  */
 import { createRequire } from 'node:module'
 import { SessionError } from '../errors.js'
-import { Connection, type Answer } from './memcached-connection.js'
+import { Connection, type Answer, type Protocol } from './memcached-connection.js'
 import type { Crc32Buckets } from './memcached-crc32.js'
 import type { Item, ReplyKind, Status } from './memcached-parser.js'
 
 export type { Item } from './memcached-parser.js'
+export type { Protocol } from './memcached-connection.js'
 
 /** The one-line replies of the text commands the store sends. */
 export type Reply = Status
@@ -117,8 +118,9 @@ export class WireClient implements Pool {
     readonly servers: readonly string[],
     timeout: number,
     private readonly crc32?: Crc32Buckets,
+    protocol: Protocol = 'auto',
   ) {
-    for (const server of servers) this.connections.set(server, new Connection(server, timeout))
+    for (const server of servers) this.connections.set(server, new Connection(server, timeout, protocol))
     if (servers.length === 1) this.only = this.connections.get(servers[0]!)
     else if (crc32 === undefined) this.ring = new HashRingClass(servers, 'md5', { compatibility: 'ketama', 'default port': 11211 })
   }
@@ -179,8 +181,17 @@ export class WireClient implements Pool {
     return status(await this.send(key, `touch ${key} ${exptime}\r\n`, 'status', true))
   }
 
-  supportsMeta(key: string): Promise<boolean> {
-    return this.on(key).supportsMeta()
+  /** Asks the server of `key`; with crc32, the server Perl would rehash the key to while that one is down, as {@link send} does. */
+  async supportsMeta(key: string): Promise<boolean> {
+    const connection = this.on(key)
+    try {
+      return await connection.supportsMeta()
+    } catch (err) {
+      if (this.crc32 === undefined || !connection.down) throw err
+      const next = this.on(key)
+      if (next === connection) throw err
+      return next.supportsMeta()
+    }
   }
 
   async metaGet(key: string, opts: MetaGetOptions = {}): Promise<MetaItem | undefined> {

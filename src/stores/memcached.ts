@@ -25,11 +25,13 @@ export type { MemcachedStoreOptions } from './memcached-options.js'
 
 /** A memcached store: a {@link Store} that also tells its servers. */
 export type MemcachedStore = Store &
-  Required<Pick<Store, 'lock'>> & { readonly servers: readonly string[]; readonly local: readonly string[] }
+  Required<Pick<Store, 'lock' | 'head'>> & { readonly servers: readonly string[]; readonly local: readonly string[] }
 
 const WRITE_MODES = new Set<unknown>(['set', 'add', 'replace', 'cas'])
 /** How many keys' expiry times a store remembers from its own writes and touches. */
 const EXPIRY_MEMORY = 10_000
+/** An exptime that memcached reads as a Unix time (over 30 days), in 1970: the item is expired at once. */
+const PAST = THIRTY_DAYS + 1
 /** The lock of key `k` is the key `k:lock`, on the principal servers only; keys() leaves such keys out. */
 const LOCK_SUFFIX = ':lock'
 
@@ -58,11 +60,11 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   const buckets = (side: 'servers' | 'local') => (config.distribution === 'crc32' ? new Crc32Buckets(config.weighted[side]) : undefined)
   const principal = config.client
     ? injectedPool(config.client, requestTimeout)
-    : new WireClient(config.servers!, requestTimeout, buckets('servers'))
+    : new WireClient(config.servers!, requestTimeout, buckets('servers'), config.protocol)
   const local = config.localClient
     ? injectedPool(config.localClient, requestTimeout)
     : config.local.length > 0
-      ? new WireClient(config.local, requestTimeout, buckets('local'))
+      ? new WireClient(config.local, requestTimeout, buckets('local'), config.protocol)
       : undefined
   const pools = local ? [principal, local] : [principal]
   // replicas > 0: get, write, delete and touch go to every copy of a key (see memcached-replicas.ts)
@@ -157,8 +159,10 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   }
 
   /**
-   * Writes to the principal. With a local cache (and meta commands: memcached >= 1.6) it is an
-   * `ms`, whose reply says the new cas, so that the new version can be written through to local.
+   * Writes to the principal. Where its server speaks meta commands (memcached >= 1.6) it is an
+   * `ms … c`, whose reply says the item's new cas: the caller learns its new version (so its next
+   * `cas` needs no read first) and a local copy is tagged with it. The text protocol's set and cas
+   * do not say it (twemproxy, memcached < 1.6, an injected client).
    */
   async function writePrincipal(
     key: string,
@@ -167,7 +171,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   ): Promise<{ result: WriteResult; cas?: string }> {
     // No version (a read without one) or not a cas unique: it cannot be the current one.
     if (mode === 'cas' && (version === undefined || !/^\d+$/.test(version))) return { result: 'exists' }
-    if (cache !== undefined && (await cache.usable(key))) {
+    if (await principal.supportsMeta(key)) {
       const reply = await principal.metaSet(key, value, {
         mode: mode === 'cas' ? 'set' : mode,
         ttl: exptime(ttl),
@@ -215,16 +219,26 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   }
 
   /**
-   * Removes the lock `lockKey` if it still holds `token`. The text protocol has no conditional
-   * delete, and a plain `del` after the check would race a lock that expired meanwhile and was
-   * taken by another. But `cas` is conditional, and memcached stores an item with a negative
-   * exptime as already expired: `cas` at the version read, with exptime -1, deletes the lock in
-   * one step only if nobody took it since, and the next `add` succeeds at once (no tombstone).
+   * Removes the lock `lockKey` if it still holds `token`, and never another holder's: a plain
+   * delete after the check would race a lock that expired meanwhile and was taken by another.
+   *
+   * With meta commands, `mg` reads the token and its cas, and `md … C<cas>` deletes only that
+   * version. The text protocol has no conditional delete, but `cas` is conditional, and memcached
+   * stores an item whose exptime is an absolute Unix time already past as expired at once: `cas`
+   * at the version read, with exptime 2592001 (30 days and 1 s: read as a Unix time, in 1970),
+   * removes the lock only if nobody took it since, and the next `add` succeeds at once. Not a
+   * negative exptime, which twemproxy rejects by closing the connection.
    */
   async function unlock(lockKey: string, token: string): Promise<void> {
+    if (await principal.supportsMeta(lockKey)) {
+      const found = await principal.metaGet(lockKey, { value: true, cas: true })
+      if (found?.value !== token || found.cas === undefined) return // expired, or taken by another since
+      await principal.metaDelete(lockKey, { cas: found.cas }) // EX or NF: taken by another since, or expired
+      return
+    }
     const found = await principal.gets(lockKey)
-    if (found?.value !== token || found.cas === undefined) return // expired, or taken by another since
-    await principal.cas(lockKey, 'released', found.cas, -1) // EXISTS or NOT_FOUND: taken by another since, or expired
+    if (found?.value !== token || found.cas === undefined) return
+    await principal.cas(lockKey, 'released', found.cas, PAST) // EXISTS or NOT_FOUND: taken by another since, or expired
   }
 
   /** Locks whose `add` got no answer: removed once the server answers again (see memcached-late-locks.ts). */
@@ -278,12 +292,30 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       if (replicas) return replicas.write(key, value, opts)
       const { result, cas } = await writePrincipal(key, value, opts)
       if (result !== 'exists') remember(key, result === 'stored' ? opts.ttl : undefined)
+      if (cas !== undefined) opts.onVersion?.(cas)
       // write-through: the new version goes to local too, tagged with its cas, so that the next read
       // on this host is served there; without a cas (no meta commands) the old copy is dropped.
       // Concurrent writers may leave an older copy: it is never served (see memcached-local.ts).
-      if (result === 'stored' && cas !== undefined && cache !== undefined) await cache.put(key, value, cas, opts.flags)
+      if (result === 'stored' && cas !== undefined && cache !== undefined && (await cache.usable(key)))
+        await cache.put(key, value, cas, opts.flags)
       else if (result !== 'exists') await dropLocal(key)
       return result
+    },
+
+    /** With meta commands an `mg <key> s` (no value sent); else a `get`, as the text protocol cannot tell less. */
+    async head(key) {
+      checkKey(key)
+      if (replicas) {
+        // the newest copy decides (a tombstone is no key): read through the copies
+        const entry = await replicas.get(key)
+        return entry === undefined ? undefined : { size: Buffer.byteLength(entry.value) }
+      }
+      if (await principal.supportsMeta(key)) {
+        const found = await principal.metaGet(key, { size: true })
+        return found?.size === undefined ? undefined : { size: found.size }
+      }
+      const item = await principal.get(key)
+      return item === undefined ? undefined : { size: Buffer.byteLength(item.value) }
     },
 
     async delete(key) {

@@ -52,7 +52,7 @@ export interface MemoryStoreOptions {
  * const store = memoryStore()
  * const s = await tieSession(undefined, { store })
  */
-export function memoryStore(options: MemoryStoreOptions = {}): Store & Required<Pick<Store, 'lock'>> & { readonly size: number } {
+export function memoryStore(options: MemoryStoreOptions = {}): Store & Required<Pick<Store, 'lock' | 'head'>> & { readonly size: number } {
   const maxValueBytes = options.maxValueBytes ?? 1_000_000
   const items = new Map<string, Item>()
   const locks = new Map<string, LockState>()
@@ -144,8 +144,15 @@ export function memoryStore(options: MemoryStoreOptions = {}): Store & Required<
       if ((opts.mode === 'replace' || opts.mode === 'cas') && current === undefined) return 'not_found'
       if (opts.mode === 'cas' && String(current?.version) !== opts.version) return 'exists'
       const kept = typeof value === 'string' ? value : Buffer.from(value)
-      items.set(key, { value: kept, flags: opts.flags ?? 0, version: nextVersion++, expiresAt: expiryTime(opts.ttl) })
+      const version = nextVersion++
+      items.set(key, { value: kept, flags: opts.flags ?? 0, version, expiresAt: expiryTime(opts.ttl) })
+      opts.onVersion?.(String(version))
       return 'stored'
+    },
+
+    async head(key) {
+      const item = live(key)
+      return item === undefined ? undefined : { size: Buffer.byteLength(item.value) }
     },
 
     async delete(key) {

@@ -45,6 +45,20 @@ export interface WriteOptions {
   version?: string
   /** Client flags kept with the value, 0 to 2^32-1 (memcached's; Perl's Cache::Memcached reads bit 0 as Storable, bit 1 as gzip). @default 0 */
   flags?: number
+  /**
+   * Told the key's new version when the write stored and the store knows it without another read
+   * (memcached with meta commands: `ms … c`; the memory and file stores), before `write`
+   * resolves. A store that cannot tell simply never calls it: the caller then reads the key again
+   * before its next `cas` write, as the text protocol's `cas` (which does not say the new cas)
+   * requires.
+   */
+  onVersion?: (version: string) => void
+}
+
+/** What {@link Store.head} tells of a key that exists. */
+export interface Head {
+  /** The value's size in bytes (as stored: UTF-8 for text). */
+  size: number
 }
 
 /** What a write did. */
@@ -85,6 +99,12 @@ export interface Store {
   get(key: string, opts?: { consistent?: boolean }): Promise<Entry | undefined>
   /** Writes `value` under `key` according to `opts.mode`. */
   write(key: string, value: Value, opts: WriteOptions): Promise<WriteResult>
+  /**
+   * Whether `key` exists, and its value's size in bytes, without sending the value (memcached:
+   * `mg <key> s`); undefined when absent or expired. Read as `get` with `consistent: true` reads
+   * (no read cache). Optional: without it, callers `get` the value to learn the same.
+   */
+  head?(key: string): Promise<Head | undefined>
   /** Removes `key`; false when it was absent. */
   delete(key: string): Promise<boolean>
   /** Sets a new TTL (seconds, 0 = never) on `key`; false when it was absent. */

@@ -213,3 +213,38 @@ test('meta: a proxy that closes the connection on mn is text only from then on, 
   t.is((await wire.get('k'))?.value, 'v')
   t.is(connections(), 2, 'one connection closed on mn, one that serves')
 })
+
+test('meta: a proxy that closes the connection on mn costs the first calls nothing: they wait for the probe, then go out on a new connection', async (t) => {
+  const p = await useMemcached(t)
+  const { address, connections } = await proxy(t, p, (socket, chunk, upstream) => {
+    // as twemproxy: a connection that sends mn is closed, and what came with it is never answered
+    if (chunk.toString('latin1').includes('mn\r\n')) socket.destroy()
+    else upstream.write(chunk)
+  })
+  const wire = client(t, [address])
+  const [stored, read, meta] = await Promise.allSettled([wire.store('set', 'k', 'v', 60), wire.get('k'), wire.metaGet('k')])
+  t.deepEqual(stored, { status: 'fulfilled', value: 'STORED' })
+  t.is(read.status === 'fulfilled' && read.value?.value, 'v')
+  t.regex(meta.status === 'rejected' ? (meta.reason as Error).message : '', /does not speak the meta protocol/)
+  t.false(await wire.supportsMeta('k'))
+  t.is(connections(), 2)
+})
+
+test("protocol: 'text' never sends mn; 'meta' sends no probe and speaks meta at once", async (t) => {
+  const p = await useMemcached(t)
+  const seen: string[] = []
+  const { address } = await proxy(t, p, (_socket, chunk, upstream) => {
+    seen.push(chunk.toString('latin1'))
+    upstream.write(chunk)
+  })
+  const text = new WireClient([address], PATIENT, undefined, 'text')
+  t.teardown(() => text.close(new SessionError('ERR_STORE_UNAVAILABLE', 'test over')))
+  t.false(await text.supportsMeta('k'))
+  t.is(await text.store('set', 'k', 'v', 60), 'STORED')
+  await unavailable(t, text.metaGet('k'))
+  const meta = new WireClient([address], PATIENT, undefined, 'meta')
+  t.teardown(() => meta.close(new SessionError('ERR_STORE_UNAVAILABLE', 'test over')))
+  t.true(await meta.supportsMeta('k'))
+  t.deepEqual(await meta.metaGet('k', { value: true }), { value: 'v' })
+  t.false(seen.join('').includes('mn\r\n'), seen.join(''))
+})
