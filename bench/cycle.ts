@@ -91,6 +91,21 @@ for (const mode of MODES) {
       })
     }
   }
+  // the distance to the wire: tied-session against the floor client, measured in the same rounds
+  const tiedResult = results.get('tied-session')!
+  const floor = results.get('floor (1 socket)')!
+  const seq = mode === 'seq'
+  const toFloor = seq ? tiedResult.meanUs / floor.meanUs : tiedResult.perSec / floor.perSec
+  emit({
+    bench,
+    name: 'tied-session against the floor',
+    figure: seq
+      ? `${fmt.us(tiedResult.meanUs)} vs ${fmt.us(floor.meanUs)} per cycle`
+      : `${fmt.int(tiedResult.perSec)} vs ${fmt.int(floor.perSec)} cycles/s`,
+    ratio: seq ? `${fmt.x(toFloor)} the floor's time` : `${fmt.x(toFloor)} the floor's throughput`,
+    target: seq ? '<= 1.2x' : '>= 0.85x',
+    result: verdict(seq ? toFloor <= 1.2 : toFloor >= 0.85),
+  })
 }
 if (MODES.includes('seq')) {
   const [twoSaves] = await countPerOp([server], 50, async (i) => {
@@ -103,7 +118,7 @@ if (MODES.includes('seq')) {
   emit({
     bench: 'cycle, sequential',
     name: 'tied-session, save twice',
-    figure: `tie + write + save + write + untie: ${fmt.n(twoSaves!.get)} get + ${fmt.n(twoSaves!.store)} store (a save forgets the version: the 2nd save re-reads)`,
+    figure: `tie + write + save + write + untie: ${fmt.n(twoSaves!.get)} get + ${fmt.n(twoSaves!.store)} store (with meta commands a save learns the new version from ms: the 2nd save does not re-read)`,
   })
 }
 
