@@ -231,13 +231,21 @@ export function storeContract(target: ContractTarget): void {
   timed(`${name}: a key expires after its ttl, and 0 means never`, async (t) => {
     const store = await open(t)
     const pass = timeTravel(t)
-    const short = key('ttl_short')
     const never = key('ttl_never')
-    // memcached counts whole seconds: a ttl of 3 lives 2-3 s (less when its clock lags under
-    // load), so read at once, check after 4.2
-    await store.write(short, 'x', { ttl: 3, mode: 'set' })
     await store.write(never, 'y', { ttl: 0, mode: 'set' })
-    t.is((await store.get(short))?.value, 'x')
+    // memcached counts whole seconds: a ttl of 3 lives 2-3 s, so read at once, check after 4.2.
+    // A read that came more than a second late (a loaded machine: dozens of servers start with
+    // this file) proves nothing either way: tried again with a new key, at most 3 times.
+    let short = ''
+    for (let attempt = 0; ; attempt++) {
+      short = key('ttl_short')
+      const wrote = performance.now()
+      await store.write(short, 'x', { ttl: 3, mode: 'set' })
+      const read = await store.get(short)
+      if (performance.now() - wrote > 1000 && attempt < 2) continue
+      t.is(read?.value, 'x')
+      break
+    }
     await pass(4.2)
     t.is(await store.get(short), undefined)
     t.is((await store.get(never))?.value, 'y')
