@@ -3,7 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { SessionError, isSessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type Value, type WriteOptions, type WriteResult } from './store.js'
-import { commitTemp, fileName, randomHex, keyOf, putItem, readItem, syncDirectory, writeTemp, type Item } from './file-keys.js'
+import { commitTemp, fileName, keyOf, openItem, randomHex, readItem, storeItem, syncDirectory, writeTemp, type Item } from './file-keys.js'
 import { takeSessionLock } from './file-lock.js'
 import { withWriteLock } from './file-mutex.js'
 import { pollLock } from './lock.js'
@@ -247,10 +247,9 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       const file = pathOf(key)
       const item: Item = { version: randomHex(), expires: expires(opts.ttl), value }
       if (opts.flags) item.flags = opts.flags
-      /** What a write in `opts.mode` finds, holding the lock: undefined when it may store. */
-      const refused = (): WriteResult | undefined => {
+      /** What a write in `opts.mode` finds in `current`, holding the lock: undefined when it may store. */
+      const refused = (current: Item | undefined): WriteResult | undefined => {
         if (opts.mode === 'set') return undefined
-        const current = live(readItem(key, file))
         if (opts.mode === 'add') return current === undefined ? undefined : 'exists'
         if (current === undefined) return 'not_found'
         return opts.mode === 'cas' && current.version !== opts.version ? 'exists' : undefined
@@ -258,17 +257,22 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       return guard('write', async () => {
         if (!durable) {
           return withWriteLock(directory, key, file, (held) => {
-            const result = refused()
-            if (result !== undefined) return result
-            putItem(directory, file, item, held)
-            return 'stored' as const
+            const open = openItem(key, file, opts.mode === 'set')
+            try {
+              const result = refused(live(open?.item))
+              if (result !== undefined) return result
+              storeItem(directory, file, open, item, held)
+              return 'stored' as const
+            } finally {
+              open?.close()
+            }
           })
         }
         // durable: the temp file is written and fsynced before the lock, so the lock is never held
         // across an fsync; the directory is fsynced after the rename, so the rename is on disk too
         const tmp = await writeTemp(directory, item, true)
         const result = await withWriteLock(directory, key, file, (held) => {
-          const result = refused()
+          const result = refused(opts.mode === 'set' ? undefined : live(readItem(key, file)))
           if (result === undefined) commitTemp(tmp, file, held)
           return result ?? 'stored'
         }).catch((err: unknown) => {
@@ -296,13 +300,21 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       const file = pathOf(key)
       const touched = await guard('touch', () =>
         withWriteLock(directory, key, file, (held) => {
-          const item = live(readItem(key, file))
-          if (item === undefined) return false
-          // same version: the value did not change. A durable touch fsyncs under the lock: touches are rare.
-          const tmp = writeTemp(directory, { ...item, expires: expires(ttl) })
-          if (durable) syncFile(tmp)
-          commitTemp(tmp, file, held)
-          return true
+          const open = openItem(key, file, false)
+          try {
+            const item = live(open?.item)
+            if (item === undefined) return false
+            // same version: the value did not change
+            const touched = { ...item, expires: expires(ttl) }
+            if (!durable) return (storeItem(directory, file, open, touched, held), true)
+            // a durable touch writes a new file and fsyncs it under the lock: touches are rare
+            const tmp = writeTemp(directory, touched)
+            syncFile(tmp)
+            commitTemp(tmp, file, held)
+            return true
+          } finally {
+            open?.close()
+          }
         }),
       )
       if (touched && durable) await guard('touch', () => syncDirectory(directory))
