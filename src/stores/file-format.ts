@@ -33,11 +33,22 @@ export interface Item {
   flags?: number
 }
 
-/** A record found in a file: the item, its sequence number and the slot (0 or 1) that holds it. */
-export interface Found {
-  item: Item
+/**
+ * A whole record found in a file: its item's version, expiry and flags, its sequence number, the
+ * slot (0 or 1) that holds it, and `value()`, which decodes the value (a write that only checks
+ * the version never needs it).
+ */
+export interface Found extends Omit<Item, 'value'> {
   seq: number
   slot: number
+  value(): string | Buffer
+}
+
+/** The {@link Item} of a found record. */
+export function itemOf(found: Found): Item {
+  const item: Item = { version: found.version, expires: found.expires, value: found.value() }
+  if (found.flags !== undefined) item.flags = found.flags
+  return item
 }
 
 const MAGIC = 0x01667374 // 'tsf\x01' read as a little-endian uint32
@@ -71,31 +82,38 @@ export function encode(item: Item, seq: number): Buffer {
   return record
 }
 
-/** The record in the slot held by `bytes` (the slot's first bytes; more may follow), or undefined if it is not whole. */
+/** The record in the slot that starts with `bytes` (more may follow), or undefined if it is not whole. */
 export function decodeSlot(bytes: Buffer, slot: number): Found | undefined {
-  if (bytes.length < HEAD || bytes.readUInt32LE(0) !== MAGIC) return undefined
-  const length = bytes.readUInt32LE(12)
-  const end = HEAD + bytes[29]! + length
-  if (end > bytes.length || crc32(bytes.subarray(8, end)) !== bytes.readUInt32LE(4)) return undefined
-  const version = bytes.toString('utf8', HEAD, HEAD + bytes[29]!)
-  const start = end - length
-  // a copy of the bytes: the caller's buffer may be a pooled read buffer
-  const value = bytes[28] === 0 ? bytes.toString('utf8', start, end) : Buffer.from(bytes.subarray(start, end))
-  const item: Item = { version, expires: bytes.readDoubleLE(16), value }
+  const length = recordLength(bytes)
+  if (length === undefined || length > bytes.length || crc32(bytes.subarray(8, length)) !== bytes.readUInt32LE(4)) return undefined
+  const start = HEAD + bytes[29]!
+  const found: Found = {
+    version: bytes.toString('utf8', HEAD, start),
+    expires: bytes.readDoubleLE(16),
+    seq: bytes.readUInt32LE(8),
+    slot,
+    // a copy of the bytes: `bytes` may be a pooled buffer
+    value: () => (bytes[28] === 0 ? bytes.toString('utf8', start, length) : Buffer.from(bytes.subarray(start, length))),
+  }
   const flags = bytes.readUInt32LE(24)
-  if (flags !== 0) item.flags = flags
-  return { item, seq: bytes.readUInt32LE(8), slot }
+  if (flags !== 0) found.flags = flags
+  return found
 }
 
-/** The slot length to read of a record whose head is `head`, or undefined if the head is not one. */
+/** The length of the record whose head starts `head`, or undefined if `head` is not a record's head. */
 export function recordLength(head: Buffer): number | undefined {
   return head.length >= HEAD && head.readUInt32LE(0) === MAGIC ? HEAD + head[29]! + head.readUInt32LE(12) : undefined
 }
 
-/** The current record of two decoded slots: the one with the higher sequence number (wrapping), or the only one. */
-export function newer(a: Found | undefined, b: Found | undefined): Found | undefined {
-  if (a === undefined || b === undefined) return a ?? b
-  return ((b.seq - a.seq) | 0) > 0 ? b : a
+/**
+ * The slots in the order to try them: the one whose head has the higher sequence number (wrapping
+ * at 2^32) first. If its record is being written over, or a killed writer left it half written,
+ * it fails its crc32 and the other one is the current record.
+ */
+export function newerFirst(head0: Buffer, head1: Buffer): [number, number] {
+  if (recordLength(head1) === undefined) return [0, 1]
+  if (recordLength(head0) === undefined) return [1, 0]
+  return ((head1.readUInt32LE(8) - head0.readUInt32LE(8)) | 0) > 0 ? [1, 0] : [0, 1]
 }
 
 /** Whether the file's first bytes are this format's (a record's magic), so that its slots are to be read. */

@@ -9,7 +9,8 @@ import {
   decodeSlot,
   encode,
   isSlotted,
-  newer,
+  itemOf,
+  newerFirst,
   parseLegacy,
   recordLength,
   slotSizeFor,
@@ -84,45 +85,32 @@ function readAt(fd: number, length: number, position: number): Buffer {
   return got === length ? buffer : buffer.subarray(0, got)
 }
 
-/** The current record of a large file (slots of `slotSize` bytes), reading its two heads and then one record. */
-function readLarge(fd: number, slotSize: number): Found | undefined {
-  const heads = [readAt(fd, HEAD, 0), readAt(fd, HEAD, slotSize)]
-  const seqs = heads.map((head) => (recordLength(head) === undefined ? undefined : head.readUInt32LE(8)))
-  // the newer head first; if its record is being written over, the other one is whole
-  const order = seqs[0] === undefined || (seqs[1] !== undefined && ((seqs[1] - seqs[0]) | 0) > 0) ? [1, 0] : [0, 1]
-  for (const slot of order) {
-    const length = recordLength(heads[slot]!)
-    if (length === undefined || length > slotSize) continue
-    const found = decodeSlot(readAt(fd, length, slot * slotSize), slot)
-    if (found !== undefined) return found
-  }
-  return undefined
-}
+/** What a key's open file holds: its current record and slot size, or an item of the format before this one. */
+type Contents = { found: Found; slotSize: number; legacy?: undefined } | { found?: undefined; legacy: Item }
 
-/** What a key's open file holds: its item and, in this format, which record holds it and the slot size. */
-interface Contents {
-  item: Item
-  /** undefined for a file of the format before this one, which a write replaces as a whole */
-  found: Found | undefined
-  slotSize: number
-}
-
-/** The {@link Contents} of `key`'s open file `fd` (a regular file of `size` bytes); ERR_CORRUPT if it has none. */
+/**
+ * The {@link Contents} of `key`'s open file `fd` (a regular file of `size` bytes); ERR_CORRUPT if
+ * it has none. A file up to READ_WHOLE is read in one call; a larger one by its two heads, then
+ * the newer record.
+ */
 function contents(key: string, file: string, fd: number, size: number): Contents {
   for (let attempt = 0; attempt < TORN_TRIES; attempt++) {
     const first = readAt(fd, Math.min(size, READ_WHOLE), 0)
     if (!isSlotted(first)) {
       if (first[0] !== 0x7b) break // '{': the older format's header
       const text = size <= READ_WHOLE ? first : readAt(fd, size, 0)
-      return { item: parseLegacy(key, file, text.toString('utf8')), found: undefined, slotSize: 0 }
+      return { legacy: parseLegacy(key, file, text.toString('utf8')) }
     }
     const slotSize = size / 2
-    if (!Number.isInteger(slotSize) || slotSize < HEAD) break
-    const found =
-      size <= READ_WHOLE
-        ? newer(decodeSlot(first.subarray(0, slotSize), 0), decodeSlot(first.subarray(slotSize), 1))
-        : readLarge(fd, slotSize)
-    if (found !== undefined) return { item: found.item, found, slotSize }
+    if (!Number.isInteger(slotSize) || slotSize < HEAD || first.length < Math.min(size, READ_WHOLE)) break
+    const whole = size <= READ_WHOLE
+    const heads = [first.subarray(0, slotSize), whole ? first.subarray(slotSize) : readAt(fd, HEAD, slotSize)]
+    for (const slot of newerFirst(heads[0]!, heads[1]!)) {
+      const length = recordLength(heads[slot]!)
+      if (length === undefined || length > slotSize) continue
+      const found = decodeSlot(whole ? heads[slot]! : readAt(fd, length, slot * slotSize), slot)
+      if (found !== undefined) return { found, slotSize }
+    }
   }
   throw corrupt(key, file)
 }
@@ -164,17 +152,18 @@ export function readItem(key: string, file: string): Item | undefined {
   const opened = openFile(key, file, constants.O_RDONLY)
   if (opened === undefined) return undefined
   try {
-    return contents(key, file, opened.fd, opened.size).item
+    const { found, legacy } = contents(key, file, opened.fd, opened.size)
+    return found === undefined ? legacy : itemOf(found)
   } finally {
     fs.closeSync(opened.fd)
   }
 }
 
 /** A key's file opened for a write under its write lock: what it holds now; close() it. */
-export interface OpenItem extends Contents {
-  fd: number
-  close(): void
-}
+export type OpenItem = Contents & { fd: number; close(): void }
+
+/** The item that an open file holds. */
+export const itemIn = (open: OpenItem): Item => (open.found === undefined ? open.legacy : itemOf(open.found))
 
 /**
  * Opens `key`'s `file` for reading and writing (a write that holds its write lock), or undefined
@@ -292,8 +281,8 @@ export function putItem(directory: string, file: string, item: Item, held: () =>
  * that a rename puts over another), a write in place 5-10 µs.
  */
 export function storeItem(directory: string, file: string, open: OpenItem | undefined, item: Item, held: () => void): void {
-  const found = open?.found
-  if (open !== undefined && found !== undefined) {
+  if (open?.found !== undefined) {
+    const { found } = open
     const record = encode(item, found.seq + 1)
     if (record.length <= open.slotSize && slotSizeFor(record.length) * 4 > open.slotSize) {
       held()

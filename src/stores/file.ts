@@ -3,7 +3,19 @@ import os from 'node:os'
 import path from 'node:path'
 import { SessionError, isSessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type Value, type WriteOptions, type WriteResult } from './store.js'
-import { commitTemp, fileName, keyOf, openItem, randomHex, readItem, storeItem, syncDirectory, writeTemp, type Item } from './file-keys.js'
+import {
+  commitTemp,
+  fileName,
+  itemIn,
+  keyOf,
+  openItem,
+  randomHex,
+  readItem,
+  storeItem,
+  syncDirectory,
+  writeTemp,
+  type Item,
+} from './file-keys.js'
 import { takeSessionLock } from './file-lock.js'
 import { withWriteLock } from './file-mutex.js'
 import { pollLock } from './lock.js'
@@ -84,7 +96,8 @@ function fairTurn(): Promise<void> | undefined {
 const FAIR_MS = 2
 
 /** `item` unless it expired: an expired file reads as absent until deleteExpired() removes it. */
-const live = (item: Item | undefined) => (item !== undefined && (item.expires === 0 || item.expires > Date.now()) ? item : undefined)
+const live = <T extends { expires: number }>(item: T | undefined) =>
+  item !== undefined && (item.expires === 0 || item.expires > Date.now()) ? item : undefined
 
 /**
  * In a shared temp directory another user could have made our folder, or could write to it,
@@ -248,7 +261,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       const item: Item = { version: randomHex(), expires: expires(opts.ttl), value }
       if (opts.flags) item.flags = opts.flags
       /** What a write in `opts.mode` finds in `current`, holding the lock: undefined when it may store. */
-      const refused = (current: Item | undefined): WriteResult | undefined => {
+      const refused = (current: { version: string } | undefined): WriteResult | undefined => {
         if (opts.mode === 'set') return undefined
         if (opts.mode === 'add') return current === undefined ? undefined : 'exists'
         if (current === undefined) return 'not_found'
@@ -259,7 +272,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
           return withWriteLock(directory, key, file, (held) => {
             const open = openItem(key, file, opts.mode === 'set')
             try {
-              const result = refused(live(open?.item))
+              const result = refused(live(open?.found ?? open?.legacy))
               if (result !== undefined) return result
               storeItem(directory, file, open, item, held)
               return 'stored' as const
@@ -302,7 +315,7 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
         withWriteLock(directory, key, file, (held) => {
           const open = openItem(key, file, false)
           try {
-            const item = live(open?.item)
+            const item = live(open === undefined ? undefined : itemIn(open))
             if (item === undefined) return false
             // same version: the value did not change
             const touched = { ...item, expires: expires(ttl) }
