@@ -17,7 +17,7 @@ import {
   type Item,
 } from './file-keys.js'
 import { takeSessionLock } from './file-lock.js'
-import { withWriteLock } from './file-mutex.js'
+import { HOLDER_NAME, leftHolder, withWriteLock } from './file-mutex.js'
 import { pollLock } from './lock.js'
 
 /** Options of {@link fileStore}. */
@@ -48,7 +48,7 @@ export type FileStore = Store &
      * Removes the files of expired keys; resolves to how many it removed. `onProgress` is called
      * before each file and at the end, with how many files were looked at and how many there are.
      * Also removes temp files and lock directories that processes which died left behind
-     * (untouched for 10 minutes).
+     * (untouched for 10 minutes), and the write-lock holder files of processes that are gone.
      */
     deleteExpired(options?: { onProgress?: (done: number, total: number) => void }): Promise<number>
     /** The live keys that start with `prefix`, in no particular order; the file store always lists. */
@@ -230,11 +230,24 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
     return found
   }
 
-  /** Removes the temp files and lock directories that dead processes left (see LEFTOVER_MS). */
+  /** Removes the temp files, lock directories and holder files that dead processes left (see LEFTOVER_MS). */
   async function removeLeftovers(): Promise<void> {
     for (const name of await fs.readdir(directory)) {
-      if (!LEFTOVER.test(name)) continue
       const leftover = path.join(directory, name)
+      if (HOLDER_NAME.test(name)) {
+        // a write lock's holder file: left by a process that is gone (or unused for LEFTOVER_MS: a
+        // live process makes its own again when it next writes)
+        const left = (() => {
+          try {
+            return leftHolder(leftover, LEFTOVER_MS)
+          } catch {
+            return false // gone meanwhile, or unreadable: left alone
+          }
+        })()
+        if (left) await fs.rm(leftover, { force: true })
+        continue
+      }
+      if (!LEFTOVER.test(name)) continue
       const stat = await fs.lstat(leftover).catch(() => undefined) // gone meanwhile; a lock link is judged as itself
       if (stat === undefined || stat.mtimeMs > Date.now() - LEFTOVER_MS) continue
       await fs.rm(leftover, { recursive: true, force: true })
