@@ -88,22 +88,44 @@ function readAt(fd: number, length: number, position: number): Buffer {
 /** What a key's open file holds: its current record and slot size, or an item of the format before this one. */
 type Contents = { found: Found; slotSize: number; legacy?: undefined } | { found?: undefined; legacy: Item }
 
+/** Where a file's first READ_WHOLE bytes are read to; what is kept of them is copied out (see readStart). */
+const SCRATCH = Buffer.allocUnsafe(READ_WHOLE)
+
 /**
- * The {@link Contents} of `key`'s open file `fd` (a regular file of `size` bytes); ERR_CORRUPT if
- * it has none. A file up to READ_WHOLE is read in one call; a larger one by its two heads, then
- * the newer record.
+ * The first bytes of the open file `fd`, up to READ_WHOLE, and its size: a file shorter than that
+ * is read whole in one call with no fstat (its size is what the read returned), a longer one is
+ * fstat'ed. A directory or FIFO (which a link-free open can still find there) fails the read or
+ * reads as empty: not a tied-session file.
  */
-function contents(key: string, file: string, fd: number, size: number): Contents {
+function readStart(key: string, file: string, fd: number): { first: Buffer; size: number } {
+  let got: number
+  try {
+    // a read of a regular file returns less than asked only at its end: a shorter file is read whole
+    got = fs.readSync(fd, SCRATCH, 0, READ_WHOLE, 0)
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'EISDIR' || code === 'EAGAIN') throw notAFile(key, file, 'not a regular file')
+    throw err
+  }
+  const first = Buffer.from(SCRATCH.subarray(0, got)) // a copy: the caller keeps it, and decoded values are views of it
+  return { first, size: got < READ_WHOLE ? got : fs.fstatSync(fd).size }
+}
+
+/**
+ * The {@link Contents} of `key`'s open file `fd`; ERR_CORRUPT if it has none. A file up to
+ * READ_WHOLE is read in one call; a larger one by its two heads, then the newer record.
+ */
+function contents(key: string, file: string, fd: number): Contents {
   for (let attempt = 0; attempt < TORN_TRIES; attempt++) {
-    const first = readAt(fd, Math.min(size, READ_WHOLE), 0)
+    const { first, size } = readStart(key, file, fd)
     if (!isSlotted(first)) {
       if (first[0] !== 0x7b) break // '{': the older format's header
-      const text = size <= READ_WHOLE ? first : readAt(fd, size, 0)
+      const text = size <= first.length ? first : readAt(fd, size, 0)
       return { legacy: parseLegacy(key, file, text.toString('utf8')) }
     }
     const slotSize = size / 2
-    if (!Number.isInteger(slotSize) || slotSize < HEAD || first.length < Math.min(size, READ_WHOLE)) break
-    const whole = size <= READ_WHOLE
+    if (!Number.isInteger(slotSize) || slotSize < HEAD) break
+    const whole = size <= first.length
     const heads = [first.subarray(0, slotSize), whole ? first.subarray(slotSize) : readAt(fd, HEAD, slotSize)]
     for (const slot of newerFirst(heads[0]!, heads[1]!)) {
       const length = recordLength(heads[slot]!)
@@ -115,25 +137,20 @@ function contents(key: string, file: string, fd: number, size: number): Contents
   throw corrupt(key, file)
 }
 
-/** Opens `file` with `flags` (plus SAFE_FLAGS) as a regular file: its fd and size; undefined if there is none. */
-function openFile(key: string, file: string, flags: number): { fd: number; size: number } | undefined {
-  let fd: number
+/**
+ * Opens `file` with `flags` (plus SAFE_FLAGS): its fd, or undefined if there is none. What is
+ * there is never followed if it is a link; anything else that is not a regular file fails the
+ * first read (see readStart).
+ */
+function openFile(key: string, file: string, flags: number): number | undefined {
   try {
     if (NO_FOLLOW === undefined && fs.lstatSync(file).isSymbolicLink()) throw notAFile(key, file, 'a symbolic link')
-    fd = fs.openSync(file, flags | SAFE_FLAGS)
+    return fs.openSync(file, flags | SAFE_FLAGS)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT') return undefined
     if (code === 'ELOOP' || code === 'EMLINK') throw notAFile(key, file, 'a symbolic link')
     if (code === 'EISDIR') throw notAFile(key, file, 'not a regular file') // opened for writing
-    throw err
-  }
-  try {
-    const stat = fs.fstatSync(fd)
-    if (!stat.isFile()) throw notAFile(key, file, 'not a regular file')
-    return { fd, size: stat.size }
-  } catch (err) {
-    fs.closeSync(fd)
     throw err
   }
 }
@@ -149,13 +166,13 @@ function openFile(key: string, file: string, flags: number): { fd: number; size:
  * an await (see file-mutex.ts).
  */
 export function readItem(key: string, file: string): Item | undefined {
-  const opened = openFile(key, file, constants.O_RDONLY)
-  if (opened === undefined) return undefined
+  const fd = openFile(key, file, constants.O_RDONLY)
+  if (fd === undefined) return undefined
   try {
-    const { found, legacy } = contents(key, file, opened.fd, opened.size)
+    const { found, legacy } = contents(key, file, fd)
     return found === undefined ? legacy : itemOf(found)
   } finally {
-    fs.closeSync(opened.fd)
+    fs.closeSync(fd)
   }
 }
 
@@ -171,14 +188,14 @@ export const itemIn = (open: OpenItem): Item => (open.found === undefined ? open
  * `set`, which replaces whatever is there) it is undefined instead, so the write makes a new file.
  */
 export function openItem(key: string, file: string, replacing: boolean): OpenItem | undefined {
-  let opened: { fd: number; size: number } | undefined
+  let fd: number | undefined
   try {
-    opened = openFile(key, file, constants.O_RDWR)
-    if (opened === undefined) return undefined
-    const { fd } = opened
-    return { ...contents(key, file, fd, opened.size), fd, close: () => fs.closeSync(fd) }
+    fd = openFile(key, file, constants.O_RDWR)
+    if (fd === undefined) return undefined
+    const opened = fd
+    return { ...contents(key, file, opened), fd: opened, close: () => fs.closeSync(opened) }
   } catch (err) {
-    if (opened !== undefined) fs.closeSync(opened.fd)
+    if (fd !== undefined) fs.closeSync(fd)
     if (replacing && isSessionError(err, 'ERR_CORRUPT')) return undefined
     throw err
   }
