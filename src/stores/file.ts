@@ -30,10 +30,11 @@ export interface FileStoreOptions {
   /** Largest value accepted, in bytes (UTF-8). @default 1000000 */
   maxValueBytes?: number
   /**
-   * Whether each write is fsynced (the file, then the directory after the rename) before it
-   * resolves, so that it survives a power loss or an OS crash. Without it, a write that resolved
-   * survives the process's crash or kill -9 (it is in the kernel's page cache), not a power loss,
-   * as with memcached and Cache::FastMmap. About 1 ms more per write on a VM's disk.
+   * Whether each write is fsynced before it resolves, so that it survives a power loss or an OS
+   * crash: a durable write goes into a new file, fsynced, renamed over the old one, and then the
+   * directory is fsynced. Without it, a write goes in place and resolves once it is in the
+   * kernel's page cache: it survives the process's crash or kill -9, not a power loss, as with
+   * memcached and Cache::FastMmap. About 1 ms more per write on a VM's disk.
    * @default false
    */
   durable?: boolean
@@ -129,11 +130,13 @@ async function assertUnlisted(dir: string): Promise<void> {
 }
 
 /**
- * A store in a directory, one file per key, that several processes on one host share:
- * writes replace files atomically (temp file + rename) under a per-key write lock held for one
- * synchronous stretch (file-mutex.ts), and fsync only with `durable`; expired keys read as
- * absent, and `deleteExpired()` removes their files. Expiry reads `Date.now()`. Reads and writes
- * are synchronous system calls behind promises (see readItem).
+ * A store in a directory, one file per key, that several processes on one host share. A write,
+ * under a per-key write lock held for one synchronous stretch (file-mutex.ts), goes in place into
+ * the slot of the key's file that does not hold the current record (file-format.ts), so a reader
+ * sees the old record or the new one whole; a record that no longer fits its slot, and every
+ * `durable` write, goes into a new file renamed over the old one. fsync only with `durable`.
+ * Expired keys read as absent, and `deleteExpired()` removes their files. Expiry reads
+ * `Date.now()`. Reads and writes are synchronous system calls behind promises (see readItem).
  *
  * Its `lock` is proper-lockfile on the directory `<key's file>-lock`, tried again with jittered
  * backoff until `wait`. A lock ends when released, or `ttl` s after it was taken (a timer of
