@@ -3,19 +3,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { SessionError, isSessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type Value, type WriteOptions, type WriteResult } from './store.js'
-import {
-  commitTemp,
-  fileName,
-  itemIn,
-  keyOf,
-  openItem,
-  randomHex,
-  readItem,
-  storeItem,
-  syncDirectory,
-  writeTemp,
-  type Item,
-} from './file-keys.js'
+import { fileName, keyOf, randomHex } from './file-keys.js'
+import { commitTemp, itemIn, openItem, readItem, storeItem, syncDirectory, writeTemp, type Item } from './file-item.js'
 import { takeSessionLock } from './file-lock.js'
 import { HOLDER_NAME, leftHolder, withWriteLock } from './file-mutex.js'
 import { pollLock } from './lock.js'
