@@ -4,7 +4,8 @@
  */
 import path from 'node:path'
 import { SessionError } from '../index.js'
-import { fileName, readItem } from '../stores/file-keys.js'
+import { readItem } from '../stores/file-item.js'
+import { fileName } from '../stores/file-keys.js'
 import { WireClient } from '../stores/memcached-wire.js'
 import { requestTimeout, type OpenStore } from './store.js'
 

@@ -3,9 +3,10 @@ import os from 'node:os'
 import path from 'node:path'
 import { SessionError, isSessionError } from '../errors.js'
 import { expiryTime, type Entry, type LockOptions, type Store, type Value, type WriteOptions, type WriteResult } from './store.js'
-import { commitTemp, fileName, randomHex, keyOf, putItem, readItem, syncDirectory, writeTemp, type Item } from './file-keys.js'
+import { fileName, keyOf, randomHex } from './file-keys.js'
+import { commitTemp, itemIn, openItem, readItem, storeItem, syncDirectory, writeTemp, type Item } from './file-item.js'
 import { takeSessionLock } from './file-lock.js'
-import { withWriteLock } from './file-mutex.js'
+import { HOLDER_NAME, leftHolder, withWriteLock } from './file-mutex.js'
 import { pollLock } from './lock.js'
 
 /** Options of {@link fileStore}. */
@@ -18,10 +19,11 @@ export interface FileStoreOptions {
   /** Largest value accepted, in bytes (UTF-8). @default 1000000 */
   maxValueBytes?: number
   /**
-   * Whether each write is fsynced (the file, then the directory after the rename) before it
-   * resolves, so that it survives a power loss or an OS crash. Without it, a write that resolved
-   * survives the process's crash or kill -9 (it is in the kernel's page cache), not a power loss,
-   * as with memcached and Cache::FastMmap. About 1 ms more per write on a VM's disk.
+   * Whether each write is fsynced before it resolves, so that it survives a power loss or an OS
+   * crash: a durable write goes into a new file, fsynced, renamed over the old one, and then the
+   * directory is fsynced. Without it, a write goes in place and resolves once it is in the
+   * kernel's page cache: it survives the process's crash or kill -9, not a power loss, as with
+   * memcached and Cache::FastMmap. About 1 ms more per write on a VM's disk.
    * @default false
    */
   durable?: boolean
@@ -36,7 +38,7 @@ export type FileStore = Store &
      * Removes the files of expired keys; resolves to how many it removed. `onProgress` is called
      * before each file and at the end, with how many files were looked at and how many there are.
      * Also removes temp files and lock directories that processes which died left behind
-     * (untouched for 10 minutes).
+     * (untouched for 10 minutes), and the write-lock holder files of processes that are gone.
      */
     deleteExpired(options?: { onProgress?: (done: number, total: number) => void }): Promise<number>
     /** The live keys that start with `prefix`, in no particular order; the file store always lists. */
@@ -84,7 +86,8 @@ function fairTurn(): Promise<void> | undefined {
 const FAIR_MS = 2
 
 /** `item` unless it expired: an expired file reads as absent until deleteExpired() removes it. */
-const live = (item: Item | undefined) => (item !== undefined && (item.expires === 0 || item.expires > Date.now()) ? item : undefined)
+const live = <T extends { expires: number }>(item: T | undefined) =>
+  item !== undefined && (item.expires === 0 || item.expires > Date.now()) ? item : undefined
 
 /**
  * In a shared temp directory another user could have made our folder, or could write to it,
@@ -116,11 +119,13 @@ async function assertUnlisted(dir: string): Promise<void> {
 }
 
 /**
- * A store in a directory, one file per key, that several processes on one host share:
- * writes replace files atomically (temp file + rename) under a per-key write lock held for one
- * synchronous stretch (file-mutex.ts), and fsync only with `durable`; expired keys read as
- * absent, and `deleteExpired()` removes their files. Expiry reads `Date.now()`. Reads and writes
- * are synchronous system calls behind promises (see readItem).
+ * A store in a directory, one file per key, that several processes on one host share. A write,
+ * under a per-key write lock held for one synchronous stretch (file-mutex.ts), goes in place into
+ * the slot of the key's file that does not hold the current record (file-format.ts), so a reader
+ * sees the old record or the new one whole; a record that no longer fits its slot, and every
+ * `durable` write, goes into a new file renamed over the old one. fsync only with `durable`.
+ * Expired keys read as absent, and `deleteExpired()` removes their files. Expiry reads
+ * `Date.now()`. Reads and writes are synchronous system calls behind promises (see readItem).
  *
  * Its `lock` is proper-lockfile on the directory `<key's file>-lock`, tried again with jittered
  * backoff until `wait`. A lock ends when released, or `ttl` s after it was taken (a timer of
@@ -217,11 +222,24 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
     return found
   }
 
-  /** Removes the temp files and lock directories that dead processes left (see LEFTOVER_MS). */
+  /** Removes the temp files, lock directories and holder files that dead processes left (see LEFTOVER_MS). */
   async function removeLeftovers(): Promise<void> {
     for (const name of await fs.readdir(directory)) {
-      if (!LEFTOVER.test(name)) continue
       const leftover = path.join(directory, name)
+      if (HOLDER_NAME.test(name)) {
+        // a write lock's holder file: left by a process that is gone (or unused for LEFTOVER_MS: a
+        // live process makes its own again when it next writes)
+        const left = (() => {
+          try {
+            return leftHolder(leftover, LEFTOVER_MS)
+          } catch {
+            return false // gone meanwhile, or unreadable: left alone
+          }
+        })()
+        if (left) await fs.rm(leftover, { force: true })
+        continue
+      }
+      if (!LEFTOVER.test(name)) continue
       const stat = await fs.lstat(leftover).catch(() => undefined) // gone meanwhile; a lock link is judged as itself
       if (stat === undefined || stat.mtimeMs > Date.now() - LEFTOVER_MS) continue
       await fs.rm(leftover, { recursive: true, force: true })
@@ -247,10 +265,9 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       const file = pathOf(key)
       const item: Item = { version: randomHex(), expires: expires(opts.ttl), value }
       if (opts.flags) item.flags = opts.flags
-      /** What a write in `opts.mode` finds, holding the lock: undefined when it may store. */
-      const refused = (): WriteResult | undefined => {
+      /** What a write in `opts.mode` finds in `current`, holding the lock: undefined when it may store. */
+      const refused = (current: { version: string } | undefined): WriteResult | undefined => {
         if (opts.mode === 'set') return undefined
-        const current = live(readItem(key, file))
         if (opts.mode === 'add') return current === undefined ? undefined : 'exists'
         if (current === undefined) return 'not_found'
         return opts.mode === 'cas' && current.version !== opts.version ? 'exists' : undefined
@@ -258,17 +275,22 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       const result = await guard('write', async () => {
         if (!durable) {
           return withWriteLock(directory, key, file, (held) => {
-            const result = refused()
-            if (result !== undefined) return result
-            putItem(directory, file, item, held)
-            return 'stored' as const
+            const open = openItem(key, file, opts.mode === 'set')
+            try {
+              const result = refused(live(open?.found ?? open?.legacy))
+              if (result !== undefined) return result
+              storeItem(directory, file, open, item, held)
+              return 'stored' as const
+            } finally {
+              open?.close()
+            }
           })
         }
         // durable: the temp file is written and fsynced before the lock, so the lock is never held
         // across an fsync; the directory is fsynced after the rename, so the rename is on disk too
         const tmp = await writeTemp(directory, item, true)
         const result = await withWriteLock(directory, key, file, (held) => {
-          const result = refused()
+          const result = refused(opts.mode === 'set' ? undefined : live(readItem(key, file)))
           if (result === undefined) commitTemp(tmp, file, held)
           return result ?? 'stored'
         }).catch((err: unknown) => {
@@ -298,13 +320,21 @@ export function fileStore(options: FileStoreOptions = {}): FileStore {
       const file = pathOf(key)
       const touched = await guard('touch', () =>
         withWriteLock(directory, key, file, (held) => {
-          const item = live(readItem(key, file))
-          if (item === undefined) return false
-          // same version: the value did not change. A durable touch fsyncs under the lock: touches are rare.
-          const tmp = writeTemp(directory, { ...item, expires: expires(ttl) })
-          if (durable) syncFile(tmp)
-          commitTemp(tmp, file, held)
-          return true
+          const open = openItem(key, file, false)
+          try {
+            const item = live(open === undefined ? undefined : itemIn(open))
+            if (item === undefined) return false
+            // same version: the value did not change
+            const touched = { ...item, expires: expires(ttl) }
+            if (!durable) return (storeItem(directory, file, open, touched, held), true)
+            // a durable touch writes a new file and fsyncs it under the lock: touches are rare
+            const tmp = writeTemp(directory, touched)
+            syncFile(tmp)
+            commitTemp(tmp, file, held)
+            return true
+          } finally {
+            open?.close()
+          }
         }),
       )
       if (touched && durable) await guard('touch', () => syncDirectory(directory))

@@ -7,7 +7,7 @@ import test, { type ExecutionContext } from 'ava'
 import sinon from 'sinon'
 import { SessionError } from '../../src/errors.js'
 import { fileStore, type FileStore } from '../../src/stores/file.js'
-import { PID_NAMESPACE } from '../../src/stores/file-mutex.js'
+import { HOLDER_NAME, PID_NAMESPACE } from '../../src/stores/file-mutex.js'
 import { tieSession } from '../../src/tie.js'
 import { runFixture } from '../helpers/child.js'
 import { storeContract } from '../helpers/store-contract.js'
@@ -46,6 +46,8 @@ function defaultStoreUnder(tmp: string) {
   }
 }
 
+/** The names in `dir` but this process's write-lock holder file (`.<16 hex>.holder`, made at its first write there). */
+const listing = async (dir: string) => (await fs.readdir(dir)).filter((name) => !HOLDER_NAME.test(name))
 const user = () => String(process.getuid?.() ?? os.userInfo().username)
 const mode = async (file: string) => (await fs.stat(file)).mode & 0o777
 const errorOf = async (t: ExecutionContext, promise: Promise<unknown>) => t.throwsAsync(promise, { instanceOf: SessionError })
@@ -61,7 +63,7 @@ test('file store: the default directory is made with mode 0700 and files with mo
   t.is(store.directory, path.join(tmp, `tied-session-${user()}`))
   t.is(await store.write('abc', 'x', { ttl: 60, mode: 'set' }), 'stored')
   t.is(await mode(store.directory), 0o700)
-  t.deepEqual(await fs.readdir(store.directory), ['abc.session'])
+  t.deepEqual(await listing(store.directory), ['abc.session'])
   t.is(await mode(path.join(store.directory, 'abc.session')), 0o600)
 })
 
@@ -86,7 +88,7 @@ test('file store: a directory you name is refused, with a clear error, when othe
     const err = await errorOf(t, store.write('abc', 'x', { ttl: 60, mode: 'set' }))
     t.is(err?.code, 'ERR_STORE_UNAVAILABLE')
     t.regex(err?.message ?? '', /can be listed by other users \(mode 07[45][045]\).*chmod 700 it/)
-    t.deepEqual(await fs.readdir(directory), [], 'nothing was written')
+    t.deepEqual(await listing(directory), [], 'nothing was written')
   }
   const directory = path.join(await tempDir(t, 'file-test'), 'private')
   await fs.mkdir(directory, { mode: 0o711 }) // others may pass through, not list: accepted
@@ -151,7 +153,7 @@ test('file store: unsafe keys stay inside the directory and round-trip through g
   keys.push('😀', 'ABC', 'x'.repeat(100) + '/')
   for (const key of keys) t.is(await store.write(key, `value of ${key}`, { ttl: 60, mode: 'set' }), 'stored')
   t.deepEqual(await fs.readdir(root), ['sessions'])
-  const names = await fs.readdir(directory)
+  const names = await listing(directory)
   t.is(names.length, keys.length)
   for (const name of names) t.regex(name, /^~?[A-Za-z0-9_-]*\.session$/)
   t.true(names.includes('ABC.session'))
@@ -164,7 +166,7 @@ test('file store: unsafe keys stay inside the directory and round-trip through g
   t.deepEqual(under, ['../../etc/passwd'])
   t.true(await store.touch('../../etc/passwd', 120))
   t.true(await store.delete('../../etc/passwd'))
-  t.is((await fs.readdir(directory)).length, keys.length - 1)
+  t.is((await listing(directory)).length, keys.length - 1)
 })
 
 test('file store: a key too long for a file name or not well-formed is ERR_INVALID_ID', async (t) => {
@@ -176,7 +178,7 @@ test('file store: a key too long for a file name or not well-formed is ERR_INVAL
     t.is((await errorOf(t, store.delete(key)))?.code, 'ERR_INVALID_ID')
     t.is((await errorOf(t, store.touch(key, 60)))?.code, 'ERR_INVALID_ID')
   }
-  t.deepEqual(await fs.readdir(store.directory), ['a'.repeat(232) + '.session'])
+  t.deepEqual(await listing(store.directory), ['a'.repeat(232) + '.session'])
 })
 
 test('file store: a file that does not parse is ERR_CORRUPT, naming the key', async (t) => {
@@ -193,7 +195,7 @@ test('file store: a file that does not parse is ERR_CORRUPT, naming the key', as
   for await (const key of store.keys()) listed.push(key)
   t.deepEqual(listed, ['bad'])
   t.true(await store.delete('bad'))
-  t.deepEqual(await fs.readdir(store.directory), [])
+  t.deepEqual(await listing(store.directory), [])
   await fs.writeFile(path.join(store.directory, 'bad.session'), 'garbage')
   t.is(await store.write('bad', 'fine', { ttl: 60, mode: 'set' }), 'stored')
   t.is((await store.get('bad'))?.value, 'fine')
@@ -215,11 +217,11 @@ test.serial('file store: deleteExpired removes exactly the expired files and cou
   t.is(await store.get('short1'), undefined)
   t.is(await store.deleteExpired(), 2)
   const left = ['corrupt.session', 'forever.session', 'medium.session', 'touched.session']
-  t.deepEqual((await fs.readdir(store.directory)).sort(), left)
+  t.deepEqual((await listing(store.directory)).sort(), left)
   t.is(await store.deleteExpired(), 0)
   clock.tick(10_000)
   t.is(await store.deleteExpired(), 1)
-  t.deepEqual((await fs.readdir(store.directory)).sort(), ['corrupt.session', 'forever.session', 'touched.session'])
+  t.deepEqual((await listing(store.directory)).sort(), ['corrupt.session', 'forever.session', 'touched.session'])
   t.false(await store.delete('medium'))
 })
 
@@ -245,7 +247,7 @@ test('file store: deleteExpired also removes the temp files and lock directories
   for (const name of [...old, stranger]) await fs.utimes(path.join(dir, name), elevenMinutesAgo, elevenMinutesAgo)
 
   t.is(await store.deleteExpired(), 0, 'the count is of expired sessions only')
-  t.deepEqual((await fs.readdir(dir)).sort(), [...fresh, 'kept.session', 'live.session-lock', stranger].sort())
+  t.deepEqual((await listing(dir)).sort(), [...fresh, 'kept.session', 'live.session-lock', stranger].sort())
   t.is((await store.get('kept'))?.value, 'v')
   t.is(await store.write('kept', 'w', { ttl: 0, mode: 'set' }), 'stored', 'its write lock is free again')
   await release()
@@ -266,7 +268,7 @@ test('file store: maxValueBytes counts UTF-8 bytes and a refused value writes no
   t.is(await store.write('k', 'é'.repeat(5), { ttl: 60, mode: 'set' }), 'stored')
   t.is((await errorOf(t, store.write('k', 'é'.repeat(6), { ttl: 60, mode: 'set' })))?.code, 'ERR_TOO_LARGE')
   t.is((await errorOf(t, store.write('other', 'x'.repeat(11), { ttl: 60, mode: 'set' })))?.code, 'ERR_TOO_LARGE')
-  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
+  t.deepEqual(await listing(store.directory), ['k.session'])
   t.is((await store.get('k'))?.value, 'é'.repeat(5))
 })
 
@@ -333,7 +335,7 @@ test('file store: the stale lock of a dead process is taken over', async (t) => 
   const started = Date.now()
   t.is(await store.write('k', 'x', { ttl: 60, mode: 'set' }), 'stored')
   t.true(Date.now() - started < 2000)
-  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
+  t.deepEqual(await listing(store.directory), ['k.session'])
 })
 
 test('file store: four processes doing get + cas on one key lose no write', async (t) => {
@@ -377,7 +379,7 @@ test('file store: readers never see half a value, and a writer killed mid-write 
   const listed: string[] = []
   for await (const key of store.keys()) listed.push(key)
   t.deepEqual(listed, ['big'])
-  t.log(`read ${seen.size} values; #${n} survived the kill; directory holds ${(await fs.readdir(store.directory)).join(', ')}`)
+  t.log(`read ${seen.size} values; #${n} survived the kill; directory holds ${(await listing(store.directory)).join(', ')}`)
 })
 
 test('file store: a write that resolved survives its process being killed at once (SIGKILL), with or without durable', async (t) => {
@@ -388,7 +390,11 @@ test('file store: a write that resolved survives its process being killed at onc
   t.is((await writer.exited).signal, 'SIGKILL')
   t.is((await store.get('plain'))?.value, 'value plain')
   t.is((await store.get('durable'))?.value, 'value durable')
-  t.deepEqual((await fs.readdir(store.directory)).sort(), ['durable.session', 'plain.session'], 'no temp file or lock left')
+  t.deepEqual((await listing(store.directory)).sort(), ['durable.session', 'plain.session'], 'no temp file or lock left')
+  const holderOf = (names: string[]) => names.filter((name) => HOLDER_NAME.test(name))
+  t.is(holderOf(await fs.readdir(store.directory)).length, 1, "the killed writer's holder file")
+  t.is(await store.deleteExpired(), 0)
+  t.deepEqual(holderOf(await fs.readdir(store.directory)), [], 'deleteExpired removed the holder file of the process that is gone')
 })
 
 test('file store: durable: true writes, replaces, touches and deletes as the default does, leaving no temp file', async (t) => {
@@ -402,7 +408,7 @@ test('file store: durable: true writes, replaces, touches and deletes as the def
   t.true(await store.touch('k', 120))
   t.is((await store.get('k'))?.value, 'v2')
   t.is(await store.write('gone', 'x', { ttl: 60, mode: 'replace' }), 'not_found')
-  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
+  t.deepEqual(await listing(store.directory), ['k.session'])
   t.is(await mode(path.join(store.directory, 'k.session')), 0o600)
   t.true(await store.delete('k'))
   t.throws(() => fileStore({ durable: 'yes' as unknown as boolean }), { instanceOf: TypeError, message: /durable/ })
@@ -434,7 +440,41 @@ test("file store: a write lock left by a dead process is taken over at once; a l
   t.is(await store.write('k', 'newest', { ttl: 60, mode: 'set' }), 'stored')
   const waitedToo = performance.now() - started
   t.true(waitedToo > 800 && waitedToo < 4000, `waited ${waitedToo} ms`)
-  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
+  t.deepEqual(await listing(store.directory), ['k.session'])
+})
+
+test("file store: the write lock is a hard link to the holder file of its process: a dead holder's is taken over at once, a live one's once 4 s old", async (t) => {
+  const store = await open(t)
+  await store.write('k', 'old', { ttl: 60, mode: 'set' })
+  const own = (await fs.readdir(store.directory)).filter((name) => HOLDER_NAME.test(name))
+  t.is(own.length, 1, 'a write made this process its holder file')
+  t.is(
+    await fs.readFile(path.join(store.directory, own[0]!), 'utf8'),
+    `tied-session:${process.pid}@${PID_NAMESPACE}:${own[0]!.slice(1, 17)}`,
+  )
+  t.is((await fs.stat(path.join(store.directory, own[0]!))).nlink, 1, 'no lock links to it between writes')
+  const lock = path.join(store.directory, 'k.session.lock')
+  const plantHolder = async (pid: number | undefined, name: string) => {
+    const holder = path.join(store.directory, name)
+    await fs.writeFile(holder, `tied-session:${pid}@${PID_NAMESPACE}:${name.slice(1, 17)}`, { mode: 0o600 })
+    await fs.link(holder, lock)
+    return holder
+  }
+  const deadHolder = await plantHolder(spawnSync('true').pid, '.00000000000000aa.holder')
+  let started = performance.now()
+  t.is(await store.write('k', 'new', { ttl: 60, mode: 'set' }), 'stored')
+  t.true(performance.now() - started < 1000, `took ${performance.now() - started} ms`)
+  t.is((await fs.stat(deadHolder)).nlink, 1, "the dead holder's lock was removed, its holder file left for deleteExpired")
+  // a live holder that stalled (this process's pid, another holder file): taken over once its link is 4 s old by ctime
+  await plantHolder(process.pid, '.00000000000000bb.holder')
+  started = performance.now()
+  t.is(await store.write('k', 'newer', { ttl: 60, mode: 'set' }), 'stored')
+  const waited = performance.now() - started
+  t.true(waited > 3500 && waited < 6000, `waited ${waited} ms`)
+  t.is((await store.get('k'))?.value, 'newer')
+  t.is(await store.deleteExpired(), 0)
+  const left = (await fs.readdir(store.directory)).sort()
+  t.deepEqual(left, ['.00000000000000bb.holder', own[0]!, 'k.session'].sort(), "deleteExpired removed the dead holder's file only")
 })
 
 test('file store: a script that used the store and closed it exits by itself', async (t) => {
@@ -446,7 +486,7 @@ test('file store: a script that used the store and closed it exits by itself', a
   t.is(exit.code, 0, exit.stderr)
   t.false(exit.timedOut)
   t.true(Date.now() - closedAt < 2000, `exited ${Date.now() - closedAt} ms after closing`)
-  t.deepEqual(await fs.readdir(directory), ['a.session'])
+  t.deepEqual(await listing(directory), ['a.session'])
 })
 
 // --- session locks (Store.lock) ------------------------------------------------------------
@@ -455,13 +495,13 @@ test('file store: a session lock is the directory <file>-lock, apart from the wr
   const store = await open(t)
   await store.write('k', 'v', { ttl: 60, mode: 'set' })
   const release = await store.lock('k', { ttl: 10, wait: 0 })
-  t.deepEqual((await fs.readdir(store.directory)).sort(), ['k.session', 'k.session-lock'])
+  t.deepEqual((await listing(store.directory)).sort(), ['k.session', 'k.session-lock'])
   t.is(await store.write('k', 'w', { ttl: 60, mode: 'set' }), 'stored', 'the holder still writes (write lock k.session.lock)')
   const listed: string[] = []
   for await (const key of store.keys()) listed.push(key)
   t.deepEqual(listed, ['k'])
   await release()
-  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
+  t.deepEqual(await listing(store.directory), ['k.session'])
   // a lock needs no data file, and keys that are no file name are ERR_INVALID_ID as for data
   await (
     await store.lock('nothing-here', { ttl: 10, wait: 0 })
@@ -478,7 +518,7 @@ test('file store: a lock directory that looks alive is respected until ttl + 1 s
   const waited = performance.now() - start
   t.true(waited >= 1800 && waited < 4500, `taken over after ${waited} ms`)
   await release()
-  t.deepEqual(await fs.readdir(store.directory), [])
+  t.deepEqual(await listing(store.directory), [])
 })
 
 test('file store: a holder that stalled past its lock cannot release the lock of the process that took it over', async (t) => {
@@ -488,7 +528,7 @@ test('file store: a holder that stalled past its lock cannot release the lock of
   const takeOver = async (key: string) => {
     const stalled = await store.lock(key, { ttl: 5, wait: 0 })
     const dir = path.join(store.directory, `${key}.session-lock`)
-    t.deepEqual(await fs.readdir(dir), ['owner'])
+    t.deepEqual(await listing(dir), ['owner'])
     const longAgo = new Date(Date.now() - 60_000)
     await fs.utimes(dir, longAgo, longAgo) // as if its holder had stopped refreshing it a minute ago
     // wait 3000 ms: under the 6 s (ttl + 1 s) a lock that looked alive would need, so it was taken as stale
@@ -517,7 +557,7 @@ test('file store: a process that exits holding a session lock removes it, and is
   t.is(exit.code, 0, exit.stderr)
   t.false(exit.timedOut)
   t.is(exit.stdout, 'holding\n')
-  t.deepEqual(await fs.readdir(directory), [])
+  t.deepEqual(await listing(directory), [])
 })
 
 /** A file outside the store with a valid tied-session file's content (a "foreign session"), and how it looks now. */
@@ -581,8 +621,8 @@ test('file store: links at the lock paths are never followed: the target directo
   await fs.mkdir(store.directory, { recursive: true })
   const longAgo = new Date(Date.now() - 60_000)
   await fs.utimes(outside, longAgo, longAgo) // stale-looking, so a lock would be taken over
-  const listing = async () => (await fs.readdir(outside)).sort()
-  const before = await listing()
+  const outsideListing = async () => (await fs.readdir(outside)).sort()
+  const before = await outsideListing()
   const { mtimeMs } = await fs.stat(outside)
   // the session lock <file>-lock and the write lock <file>.lock
   await fs.symlink(outside, path.join(store.directory, 'k.session-lock'))
@@ -590,13 +630,13 @@ test('file store: links at the lock paths are never followed: the target directo
   const release = await store.lock('k', { ttl: 5, wait: 3000 })
   t.true((await fs.lstat(path.join(store.directory, 'k.session-lock'))).isDirectory(), 'the stale link was replaced by a lock of its own')
   await release()
-  t.deepEqual(await listing(), before, 'the session lock wrote nothing into the target')
+  t.deepEqual(await outsideListing(), before, 'the session lock wrote nothing into the target')
 
   await fs.symlink(outside, path.join(store.directory, 'k.session.lock'))
   await fs.lutimes(path.join(store.directory, 'k.session.lock'), longAgo, longAgo)
   t.is(await store.write('k', 'v', { ttl: 60, mode: 'set' }), 'stored', 'the stale link at the write lock was removed, not followed')
-  t.deepEqual(await fs.readdir(store.directory), ['k.session'])
-  t.deepEqual(await listing(), before, 'the write lock wrote nothing into the target')
+  t.deepEqual(await listing(store.directory), ['k.session'])
+  t.deepEqual(await outsideListing(), before, 'the write lock wrote nothing into the target')
   t.is((await fs.stat(outside)).mtimeMs, mtimeMs, 'the target directory was not refreshed')
   // a fresh link is a held lock until it goes stale (by its own mtime), as a live process's would be
   await fs.symlink(outside, path.join(store.directory, 'k.session-lock'))
