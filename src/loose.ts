@@ -33,6 +33,12 @@ export class LooseKeys {
     return this.written.has(key)
   }
 
+  /** The text `key` had at its last write or read (null: absent then); undefined when it is not loose or holds a change not yet written. */
+  storedText(key: string): string | null | undefined {
+    const text = this.written.get(key)
+    return text === undefined ? undefined : text === ABSENT ? null : text
+  }
+
   /** True when loose `key` differs from what was last written (this session's own change). */
   changed(key: string): boolean {
     if (!this.written.has(key)) return false

@@ -56,14 +56,23 @@ export class Session implements TrackerHooks {
   /** false for a new updateOnly session until its first write */
   private stored: boolean
   /**
-   * The text last read or written: the base of a three-way merge when another writer came first,
-   * and, while the version is unknown (a read served by `local`, or after a save), what a save
-   * compares a re-read with (no merge when the text is still ours).
+   * The stored text, kept only while the version is unknown (a read served by `local`, or a save
+   * whose store does not tell the new version): a save then re-reads, and needs no merge when the
+   * text is still ours.
    */
   private text: string | undefined
   /** The form the session is kept in: as it was read (Perl's Storable, gzip, JSON), else the configured serializer's. */
   private form: StoredForm
   private readonly changed = new Set<string>()
+  /**
+   * The bases of a three-way merge: for each top-level key changed since the last read or write,
+   * its stored text before the change (null: absent; undefined: not known, the key is then this
+   * session's as a whole). Taken at a key's first change, so that an unchanged session keeps no
+   * copy of its text.
+   */
+  private bases: Map<string, string | null | undefined> | undefined
+  /** A key whose base {@link bases} holds (the last one written). */
+  private based: string | undefined
   /** keys that can change without passing a trap; made on first use */
   private loose: LooseKeys | undefined
   private state: 'open' | 'untied' | 'destroyed' = 'open'
@@ -85,7 +94,7 @@ export class Session implements TrackerHooks {
     this.data = data
     data[ID_FIELD] = id
     this.version = loaded.version
-    this.text = loaded.text
+    this.text = loaded.version === undefined ? loaded.text : undefined
     this.stored = loaded.stored
     this.form = loaded.form ?? formFor(config.serializer)
     this.index = new SessionIndex(
@@ -203,8 +212,9 @@ export class Session implements TrackerHooks {
     next[ID_FIELD] = this.id
     reconcile(this.data, next, this.detach)
     this.version = entry?.version
-    this.text = text
+    this.text = entry !== undefined && entry.version === undefined ? text : undefined
     this.changed.clear()
+    this.setBases(undefined)
     if (this.config.principal !== undefined) this.index.loaded(this.data)
     this.loose?.stored(this.loose.keys())
   }
@@ -232,6 +242,7 @@ export class Session implements TrackerHooks {
     this.text = text
     this.version = undefined
     this.changed.clear()
+    this.setBases(undefined)
     if (texts) this.loose!.settle(texts)
     if (lease !== undefined) {
       const old = this.lease
@@ -269,9 +280,31 @@ export class Session implements TrackerHooks {
     return this.copy(this.data, '') as Data
   }
 
-  /** Tracker hook: throws once the session takes no writes. */
-  writable(): void {
+  /** Tracker hook: throws once the session takes no writes; keeps `top`'s stored text before its first change. */
+  writable(top?: string): void {
     if (this.state !== 'open') throw new TypeError(`tied-session: session ${this.id} is ${this.state}; tie it again to change it`)
+    // the key of the last write is remembered: a loop of writes to one key costs one comparison
+    if (top === undefined || top === this.based || !this.stored) return
+    if (this.bases?.has(top) !== true) this.keepBase(top)
+    this.based = top
+  }
+
+  private setBases(bases: Map<string, string | null | undefined> | undefined): void {
+    this.bases = bases
+    this.based = undefined
+  }
+
+  /** Records `top`'s stored text (see {@link bases}): a loose key's is known, another's is its text now, before the change. */
+  private keepBase(top: string): void {
+    let text = this.loose?.storedText(top)
+    if (text === undefined && !this.loose?.has(top)) {
+      try {
+        text = Object.hasOwn(this.data, top) ? this.form.serializer.stringify(this.data[top]) : null
+      } catch {
+        text = undefined // a value its serializer cannot write alone: merged as a whole
+      }
+    }
+    ;(this.bases ??= new Map()).set(top, text)
   }
 
   private setId(id: string): void {
@@ -427,13 +460,21 @@ export class Session implements TrackerHooks {
         this.lease?.assertFresh()
         const { value, flags } = toStored(this.form, text)
         if (flags !== 0) opts.flags = flags
-        const result = await store.write(this.key, value, opts)
+        // the bases of what this write replaces; changes made while it is in flight take new ones
+        const sent = this.bases
+        this.setBases(undefined)
+        let result
+        try {
+          result = await store.write(this.key, value, opts)
+        } finally {
+          if (result !== 'stored') this.restoreBases(sent)
+        }
         if (result === 'stored') {
           this.stored = true
-          this.text = text
           // the version written, when the store tells it (memcached's `ms … c`): the next save is
           // one cas; else (the text protocol's cas does not say it) the next save reads it again
           this.version = written
+          this.text = written === undefined ? text : undefined
           if (texts) this.loose!.settle(texts)
           await this.index.write(this.id, plan, undefined, listRead)
           return
@@ -461,10 +502,18 @@ export class Session implements TrackerHooks {
     throw new SessionError('ERR_CONFLICT', `session ${this.id} kept changing under this save (${MAX_TRIES} tries); save again`)
   }
 
+  /** Puts back the bases a write took that did not land, before those changes made since (which took theirs later). */
+  private restoreBases(sent: Map<string, string | null | undefined> | undefined): void {
+    if (sent === undefined) return
+    for (const [key, text] of this.bases ?? []) if (!sent.has(key)) sent.set(key, text)
+    this.setBases(sent)
+  }
+
   /**
    * Takes another writer's values for every key this session did not change (objects updated in
-   * place), and merges the keys it did change with theirs, from the text both started from
-   * (merge3: both sides' pushes to one array are kept).
+   * place), and merges the keys it did change with theirs, from each key's stored text before
+   * this session changed it (merge3: both sides' pushes to one array are kept). Theirs is then
+   * the stored text: the bases of the changed keys become theirs.
    */
   private merge(text: string, dirty: Set<string>): void {
     const { serializer } = this.form
@@ -475,15 +524,22 @@ export class Session implements TrackerHooks {
     // (not loose?.stored(takeTheirs(...)): optional chaining would skip the merge itself)
     const taken = takeTheirs(this.data, theirs, ours, same, this.detach, ID_FIELD)
     loose?.stored(taken)
-    if (this.text === undefined) return
-    const base = parseData(serializer, this.text, this.id)
-    // copies: the merge shares objects with its inputs, and reconcile then fills the live ones
-    const mine = serializer.parse(serializer.stringify(this.data)) as Data
-    const equal = (a: unknown, b: unknown) => serializer.stringify(a) === serializer.stringify(b)
     const at = (data: Data, key: string) => (Object.hasOwn(data, key) ? data[key] : ABSENT)
-    for (const key of new Set([...Object.keys(mine), ...Object.keys(theirs)])) {
+    const equal = (a: unknown, b: unknown) => serializer.stringify(a) === serializer.stringify(b)
+    const bases = this.bases
+    const next = new Map<string, string | null | undefined>()
+    this.setBases(next)
+    // copies: the merge shares objects with its inputs, and reconcile then fills the live ones
+    let mine: Data | undefined
+    for (const key of new Set([...Object.keys(this.data), ...Object.keys(theirs)])) {
       if (key === ID_FIELD || !ours(key)) continue
-      const merged = merge3(at(base, key), at(mine, key), at(theirs, key), equal)
+      // the next conflict's base for this key is theirs, as stored now
+      next.set(key, Object.hasOwn(theirs, key) ? serializer.stringify(theirs[key]) : null)
+      const baseText = bases?.has(key) ? bases.get(key) : loose?.storedText(key)
+      if (baseText === undefined) continue // no base known: this session's value, as a whole
+      mine ??= serializer.parse(serializer.stringify(this.data)) as Data
+      const base = baseText === null ? ABSENT : serializer.parse(baseText)
+      const merged = merge3(base, at(mine, key), at(theirs, key), equal)
       if (merged === ABSENT) {
         this.detach(this.data[key])
         delete this.data[key]

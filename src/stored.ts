@@ -6,7 +6,7 @@ import { SessionError, notFound } from './errors.js'
 import { newId } from './ids.js'
 import type { Lease } from './lease.js'
 import { isIndexValue } from './index-plan.js'
-import { MAX_DEPTH, checkDepth, type Serializer } from './serializers.js'
+import { MAX_DEPTH, checkDepth, json, type Serializer } from './serializers.js'
 import type { SessionConfig } from './session.js'
 import { ttlNow } from './lifetime.js'
 import { ID_FIELD } from './tracker.js'
@@ -83,11 +83,21 @@ export function parseData(serializer: Serializer, text: string, id: string): Dat
     throw new SessionError('ERR_CORRUPT', `session ${id} does not hold an object; destroy it`)
   }
   try {
-    checkDepth(data, '', 0)
+    // JSON text opens each object or array with a bracket: with no more brackets than the limit,
+    // the data cannot be nested past it, and the walk is skipped (it ran on every tie)
+    if (serializer !== json || bracketsOver(text, MAX_DEPTH)) checkDepth(data, '', 0)
   } catch (cause) {
     throw new SessionError('ERR_CORRUPT', `session ${id} holds data nested deeper than ${MAX_DEPTH} levels; destroy it`, { cause })
   }
   return data as Data
+}
+
+/** True when `text` holds more than `limit` of the characters `{` and `[` (in strings too: an over-count only costs a walk). */
+function bracketsOver(text: string, limit: number): boolean {
+  let count = 0
+  for (let at = text.indexOf('{'); at >= 0; at = text.indexOf('{', at + 1)) if (++count > limit) return true
+  for (let at = text.indexOf('['); at >= 0; at = text.indexOf('[', at + 1)) if (++count > limit) return true
+  return false
 }
 
 /**

@@ -34,8 +34,11 @@ export interface TrackerHooks {
    * inside one): the session compares that key with its last written text at every flush.
    */
   loosen(key: string): void
-  /** Throws when the session no longer takes writes (untied or destroyed). */
-  writable(): void
+  /**
+   * Throws when the session no longer takes writes (untied or destroyed). `top`: the top-level key
+   * the write is about to change (the session keeps its stored value first: the base of a merge).
+   */
+  writable(top?: string): void
   /** `await using` support: flush and release. */
   dispose(): Promise<void>
 }
@@ -268,7 +271,7 @@ class Tracker implements ProxyHandler<Data> {
       values.map((value, i) => hooks.place(value, childPath(via.path, from + i), via.top, depthOf(via) + 1))
     return function (this: unknown, ...args: unknown[]): unknown {
       if (this !== proxy) return native.apply(this, args)
-      hooks.writable()
+      hooks.writable(via.top)
       via.live()
       const length = target.length
       let call = args
@@ -294,7 +297,7 @@ class Tracker implements ProxyHandler<Data> {
   }
 
   write(target: Data, key: string | symbol, value: unknown, top: string, path: string, via?: Nested): boolean {
-    this.hooks.writable()
+    this.hooks.writable(top)
     if (typeof key === 'symbol') throw new TypeError(`tied-session: cannot store a symbol-keyed property at ${path}`)
     const isArray = Array.isArray(target)
     if (isArray && key === 'length') return this.resize(target as unknown as unknown[], value, top, path)
@@ -332,7 +335,7 @@ class Tracker implements ProxyHandler<Data> {
   }
 
   remove(target: Data, key: string | symbol, top: string): boolean {
-    this.hooks.writable()
+    this.hooks.writable(top)
     if (Object.hasOwn(target, key)) {
       // JSON has no holes: a deleted array element reads back as null, so it shows null now
       // (pop, shift and splice delete trailing elements and then shorten the array: no change)
