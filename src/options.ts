@@ -63,7 +63,7 @@ export interface TieOptions {
   /** Prefix of every key this session writes. @default '' (Memorycached writes bare keys) */
   namespace?: string
   /**
-   * `'none'`: optimistic saves (compare-and-swap, merge by top-level key). `'exclusive'`: hold a
+   * `'none'`: optimistic saves (compare-and-swap; another writer's save is merged three ways, at every depth). `'exclusive'`: hold a
    * lock on the session from tie to untie/destroy, so no other tie of it runs meanwhile. @default 'none'
    */
   lock?: 'none' | 'exclusive'
