@@ -110,10 +110,24 @@ const HashRingClass = createRequire(import.meta.url)('hashring') as new (
  * clockwise on the same ketama ring the wire client uses, or with crc32 buckets, the servers Perl's
  * Cache::Memcached would rehash the key to were the ones before down (then the list's order).
  */
+/** How many keys' server lists {@link copyServers} remembers. */
+const KNOWN_KEYS = 10_000
+
 export function copyServers(servers: readonly string[], replicas: number, crc32?: Crc32Buckets): (key: string) => string[] {
   if (crc32 === undefined) {
     const ring = new HashRingClass(servers, 'md5', { compatibility: 'ketama', 'default port': 11211 })
-    return (key) => ring.range(key, replicas + 1, true)
+    // a key's servers never change (the ring is fixed): remembered for the keys used last, so that
+    // a request does not hash its key (md5) again for each call
+    const known = new Map<string, string[]>()
+    return (key) => {
+      let found = known.get(key)
+      if (found === undefined) {
+        found = ring.range(key, replicas + 1, true) as string[]
+        known.set(key, found)
+        if (known.size > KNOWN_KEYS) known.delete(known.keys().next().value!)
+      }
+      return found
+    }
   }
   return (key) => {
     const chosen: string[] = []
