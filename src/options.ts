@@ -33,6 +33,8 @@ export interface TieOptions {
   maxValueBytes?: number
   /** How many more memcached servers hold a copy of each session and index key, so a server that dies logs no one out (README: High availability). @default 0 */
   replicas?: number
+  /** How to talk to memcached: `'auto'` asks each server once (`mn`), `'meta'` or `'text'` (a proxy such as twemproxy, memcached < 1.6) say it. @default 'auto' */
+  protocol?: MemcachedStoreOptions['protocol']
   /** Seconds until a session that is not saved again expires; 0 = never. @default 86400 */
   expires?: number
   /** Apache::Session::Memorycached's name for `expires` (seconds). */
@@ -86,7 +88,7 @@ export interface TieOptions {
 }
 
 const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '' } as const
-const MEMCACHED = ['servers', 'local', 'distribution', 'localTtl', 'trustLocal', 'requestTimeout', 'maxValueBytes', 'replicas'] as const
+const MEMCACHED = ['servers', 'local', 'distribution', 'localTtl', 'trustLocal', 'requestTimeout', 'maxValueBytes', 'replicas', 'protocol'] as const
 const KNOWN = new Set([
   'store',
   ...MEMCACHED,
