@@ -250,7 +250,10 @@ export class Replicas {
    * Read repair: writes `copy` (the newest) to the copies that answered without it, each only if it
    * still holds what was read. Returns every copy's cas after it ('' where unknown).
    */
-  private repair(key: string, servers: string[], looks: Look[], copy: Copy): Promise<string[]> {
+  private repair(key: string, servers: string[], looks: Look[], copy: Copy): Promise<string[]> | string[] {
+    // the usual read: every copy answered and is current, nothing to write
+    if (looks.every((look) => look.state === 'hit' && look.copy.stamp >= copy.stamp))
+      return looks.map((look) => (look.state === 'hit' ? look.copy.cas : ''))
     const ttl = this.o.exptime(copy.ttl < 0 ? 0 : Math.max(copy.ttl, 1))
     const flags = flagsOf(copy.stamp, copy.own)
     return Promise.all(
