@@ -5,7 +5,8 @@
  * references keep writing into the session there; what is replaced leaves the session (its views
  * go stale, see tracker.ts).
  */
-import { isPlainObject, put } from './serializers.js'
+import type { BaseText } from './merge-bases.js'
+import { isPlainObject, put, type Serializer } from './serializers.js'
 
 type Data = Record<string, unknown>
 
@@ -148,4 +149,40 @@ export function merge3(base: unknown, ours: unknown, theirs: unknown, same: (a: 
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && isPlainObject(value)
+}
+
+/**
+ * Merges this session's changed keys (`ours`) of `data` with `theirs`, each from its base
+ * (`baseOf`: its stored text before this session changed it; unknown: this session's value as a
+ * whole), objects updated in place (`detach` hears of what leaves). Returns the next bases: the
+ * changed keys' texts in theirs, now the stored text. `skip` is never touched (the id).
+ */
+export function mergeChanged(o: {
+  data: Record<string, unknown>
+  theirs: Record<string, unknown>
+  ours: (key: string) => boolean
+  baseOf: (key: string) => BaseText
+  serializer: Serializer
+  detach: (gone: unknown) => void
+  skip: string
+}): Map<string, BaseText> {
+  const { data, theirs, serializer, detach } = o
+  const at = (from: Record<string, unknown>, key: string) => (Object.hasOwn(from, key) ? from[key] : ABSENT)
+  const equal = (a: unknown, b: unknown) => serializer.stringify(a) === serializer.stringify(b)
+  const next = new Map<string, BaseText>()
+  // copies: the merge shares objects with its inputs, and reconcile then fills the live ones
+  let mine: Record<string, unknown> | undefined
+  for (const key of new Set([...Object.keys(data), ...Object.keys(theirs)])) {
+    if (key === o.skip || !o.ours(key)) continue
+    next.set(key, Object.hasOwn(theirs, key) ? serializer.stringify(theirs[key]) : null)
+    const baseText = o.baseOf(key)
+    if (baseText === undefined) continue // no base known: this session's value, as a whole
+    mine ??= serializer.parse(serializer.stringify(data)) as Record<string, unknown>
+    const merged = merge3(baseText === null ? ABSENT : serializer.parse(baseText), at(mine, key), at(theirs, key), equal)
+    if (merged === ABSENT) {
+      detach(data[key])
+      delete data[key]
+    } else put(data, key, Object.hasOwn(data, key) ? reconcile(data[key], merged, detach) : merged)
+  }
+  return next
 }

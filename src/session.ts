@@ -13,11 +13,12 @@ import { newId } from './ids.js'
 import type { Lease } from './lease.js'
 import { stampCreation, ttlNow, UTIME_FIELD } from './lifetime.js'
 import { LooseKeys } from './loose.js'
-import { ABSENT, containers, merge3, takeTheirs, reconcile } from './merge.js'
+import { MergeBases, type BaseText } from './merge-bases.js'
+import { containers, mergeChanged, takeTheirs, reconcile } from './merge.js'
 import type { AddOptions } from './principal.js'
 import { SessionIndex } from './session-index.js'
 import { scheduled, seen, unseenFailure } from './autosave.js'
-import { checkDepth, put, viewTarget, type Serializer } from './serializers.js'
+import { checkDepth, viewTarget, type Serializer } from './serializers.js'
 import { formFor, readForm, toStored, type StoredForm } from './stored-form.js'
 import { bookNewId, notFound, parseData, releasing } from './stored.js'
 import type { Store, WriteOptions } from './stores/store.js'
@@ -64,15 +65,8 @@ export class Session implements TrackerHooks {
   /** The form the session is kept in: as it was read (Perl's Storable, gzip, JSON), else the configured serializer's. */
   private form: StoredForm
   private readonly changed = new Set<string>()
-  /**
-   * The bases of a three-way merge: for each top-level key changed since the last read or write,
-   * its stored text before the change (null: absent; undefined: not known, the key is then this
-   * session's as a whole). Taken at a key's first change, so that an unchanged session keeps no
-   * copy of its text.
-   */
-  private bases: Map<string, string | null | undefined> | undefined
-  /** A key whose base {@link bases} holds (the last one written). */
-  private based: string | undefined
+  /** Each changed key's stored text before its first change: the bases of a merge. */
+  private readonly bases = new MergeBases()
   /** keys that can change without passing a trap; made on first use */
   private loose: LooseKeys | undefined
   private state: 'open' | 'untied' | 'destroyed' = 'open'
@@ -214,7 +208,7 @@ export class Session implements TrackerHooks {
     this.version = entry?.version
     this.text = entry !== undefined && entry.version === undefined ? text : undefined
     this.changed.clear()
-    this.setBases(undefined)
+    this.bases.clear()
     if (this.config.principal !== undefined) this.index.loaded(this.data)
     this.loose?.stored(this.loose.keys())
   }
@@ -242,7 +236,7 @@ export class Session implements TrackerHooks {
     this.text = text
     this.version = undefined
     this.changed.clear()
-    this.setBases(undefined)
+    this.bases.clear()
     if (texts) this.loose!.settle(texts)
     if (lease !== undefined) {
       const old = this.lease
@@ -283,28 +277,18 @@ export class Session implements TrackerHooks {
   /** Tracker hook: throws once the session takes no writes; keeps `top`'s stored text before its first change. */
   writable(top?: string): void {
     if (this.state !== 'open') throw new TypeError(`tied-session: session ${this.id} is ${this.state}; tie it again to change it`)
-    // the key of the last write is remembered: a loop of writes to one key costs one comparison
-    if (top === undefined || top === this.based || !this.stored) return
-    if (this.bases?.has(top) !== true) this.keepBase(top)
-    this.based = top
+    if (top !== undefined && this.stored && this.bases.needs(top)) this.bases.keep(top, this.storedText(top))
   }
 
-  private setBases(bases: Map<string, string | null | undefined> | undefined): void {
-    this.bases = bases
-    this.based = undefined
-  }
-
-  /** Records `top`'s stored text (see {@link bases}): a loose key's is known, another's is its text now, before the change. */
-  private keepBase(top: string): void {
-    let text = this.loose?.storedText(top)
-    if (text === undefined && !this.loose?.has(top)) {
-      try {
-        text = Object.hasOwn(this.data, top) ? this.form.serializer.stringify(this.data[top]) : null
-      } catch {
-        text = undefined // a value its serializer cannot write alone: merged as a whole
-      }
+  /** `top`'s stored text, before a change: a loose key's is known, another's is its text now. */
+  private storedText(top: string): BaseText {
+    const loose = this.loose?.storedText(top)
+    if (loose !== undefined || this.loose?.has(top) === true) return loose
+    try {
+      return Object.hasOwn(this.data, top) ? this.form.serializer.stringify(this.data[top]) : null
+    } catch {
+      return undefined // a value its serializer cannot write alone: merged as a whole
     }
-    ;(this.bases ??= new Map()).set(top, text)
   }
 
   private setId(id: string): void {
@@ -461,13 +445,12 @@ export class Session implements TrackerHooks {
         const { value, flags } = toStored(this.form, text)
         if (flags !== 0) opts.flags = flags
         // the bases of what this write replaces; changes made while it is in flight take new ones
-        const sent = this.bases
-        this.setBases(undefined)
+        const sent = this.bases.take()
         let result
         try {
           result = await store.write(this.key, value, opts)
         } finally {
-          if (result !== 'stored') this.restoreBases(sent)
+          if (result !== 'stored') this.bases.restore(sent)
         }
         if (result === 'stored') {
           this.stored = true
@@ -502,13 +485,6 @@ export class Session implements TrackerHooks {
     throw new SessionError('ERR_CONFLICT', `session ${this.id} kept changing under this save (${MAX_TRIES} tries); save again`)
   }
 
-  /** Puts back the bases a write took that did not land, before those changes made since (which took theirs later). */
-  private restoreBases(sent: Map<string, string | null | undefined> | undefined): void {
-    if (sent === undefined) return
-    for (const [key, text] of this.bases ?? []) if (!sent.has(key)) sent.set(key, text)
-    this.setBases(sent)
-  }
-
   /**
    * Takes another writer's values for every key this session did not change (objects updated in
    * place), and merges the keys it did change with theirs, from each key's stored text before
@@ -524,26 +500,15 @@ export class Session implements TrackerHooks {
     // (not loose?.stored(takeTheirs(...)): optional chaining would skip the merge itself)
     const taken = takeTheirs(this.data, theirs, ours, same, this.detach, ID_FIELD)
     loose?.stored(taken)
-    const at = (data: Data, key: string) => (Object.hasOwn(data, key) ? data[key] : ABSENT)
-    const equal = (a: unknown, b: unknown) => serializer.stringify(a) === serializer.stringify(b)
-    const bases = this.bases
-    const next = new Map<string, string | null | undefined>()
-    this.setBases(next)
-    // copies: the merge shares objects with its inputs, and reconcile then fills the live ones
-    let mine: Data | undefined
-    for (const key of new Set([...Object.keys(this.data), ...Object.keys(theirs)])) {
-      if (key === ID_FIELD || !ours(key)) continue
-      // the next conflict's base for this key is theirs, as stored now
-      next.set(key, Object.hasOwn(theirs, key) ? serializer.stringify(theirs[key]) : null)
-      const baseText = bases?.has(key) ? bases.get(key) : loose?.storedText(key)
-      if (baseText === undefined) continue // no base known: this session's value, as a whole
-      mine ??= serializer.parse(serializer.stringify(this.data)) as Data
-      const base = baseText === null ? ABSENT : serializer.parse(baseText)
-      const merged = merge3(base, at(mine, key), at(theirs, key), equal)
-      if (merged === ABSENT) {
-        this.detach(this.data[key])
-        delete this.data[key]
-      } else put(this.data, key, Object.hasOwn(this.data, key) ? reconcile(this.data[key], merged, this.detach) : merged)
-    }
+    const next = mergeChanged({
+      data: this.data,
+      theirs,
+      ours,
+      baseOf: (key) => this.bases.get(key, () => loose?.storedText(key)),
+      serializer,
+      detach: this.detach,
+      skip: ID_FIELD,
+    })
+    this.bases.replace(next)
   }
 }

@@ -1,0 +1,61 @@
+/**
+ * The bases of a tied session's three-way merges (merge.ts `mergeChanged`): for each top-level key
+ * changed since the last read or write, its stored text before the change (null: absent;
+ * undefined: not known, the key is then this session's as a whole). Taken at a key's first
+ * change, so that an unchanged session keeps no copy of its text.
+ */
+export type BaseText = string | null | undefined
+
+export class MergeBases {
+  private bases: Map<string, BaseText> | undefined
+  /** The key of the last change: a loop of writes to one key costs one comparison. */
+  private last: string | undefined
+
+  /** True when top-level `top` has no base yet: its first change since the last read or write. */
+  needs(top: string): boolean {
+    if (top === this.last) return false
+    if (this.bases?.has(top) !== true) return true
+    this.last = top
+    return false
+  }
+
+  /** Keeps `text`, the stored text of `top` before its first change. */
+  keep(top: string, text: BaseText): void {
+    ;(this.bases ??= new Map()).set(top, text)
+    this.last = top
+  }
+
+  /** The base kept for `key`; `fallback` when none is. */
+  get(key: string, fallback: () => BaseText): BaseText {
+    return this.bases?.has(key) === true ? this.bases.get(key) : fallback()
+  }
+
+  /** Forgets every base (a reload; a new id). */
+  clear(): void {
+    this.set(undefined)
+  }
+
+  /** The bases of what a write replaces, taken when it is sent: changes made while it is in flight keep new ones. */
+  take(): Map<string, BaseText> | undefined {
+    const sent = this.bases
+    this.set(undefined)
+    return sent
+  }
+
+  /** Puts back the bases a write took that did not land, before those of changes made since. */
+  restore(sent: Map<string, BaseText> | undefined): void {
+    if (sent === undefined) return
+    for (const [key, text] of this.bases ?? []) if (!sent.has(key)) sent.set(key, text)
+    this.set(sent)
+  }
+
+  /** After a merge, theirs is the stored text: `next` holds the changed keys' texts in it. */
+  replace(next: Map<string, BaseText>): void {
+    this.set(next)
+  }
+
+  private set(bases: Map<string, BaseText> | undefined): void {
+    this.bases = bases
+    this.last = undefined
+  }
+}
