@@ -85,6 +85,8 @@ export interface Pool {
    * sent on connect. The meta calls reject with `ERR_STORE_UNAVAILABLE`, unsent, where it does not.
    */
   supportsMeta(key: string): Promise<boolean>
+  /** What {@link supportsMeta} would say, when already known (no await); undefined when it must ask. */
+  knownMeta?(key: string): boolean | undefined
   /** `mg`: undefined on a miss, else what `opts` asked for. */
   metaGet(key: string, opts?: MetaGetOptions): Promise<MetaItem | undefined>
   /** `ms`: writes `value` (a string as UTF-8, a Buffer as is); a stored write returns the item's new cas. */
@@ -142,7 +144,19 @@ export class WireClient implements Pool {
    * reached, and that was not sent (or only reads), goes to the server Perl would rehash the key
    * to, as Cache::Memcached's `get_sock` does on a failed connect.
    */
-  private async send(key: string, command: string | Buffer, kind: ReplyKind, write: boolean): Promise<Answer> {
+  private send(key: string, command: string | Buffer, kind: ReplyKind, write: boolean): Promise<Answer> {
+    // without crc32 (no rehash) the connection's promise is the answer: no async frame per command
+    if (this.crc32 === undefined) {
+      try {
+        return this.on(key).send(command, kind, write)
+      } catch (err) {
+        return Promise.reject(err)
+      }
+    }
+    return this.sendRehashing(key, command, kind, write)
+  }
+
+  private async sendRehashing(key: string, command: string | Buffer, kind: ReplyKind, write: boolean): Promise<Answer> {
     const connection = this.on(key)
     try {
       return await connection.send(command, kind, write)
@@ -179,6 +193,10 @@ export class WireClient implements Pool {
 
   async touch(key: string, exptime: number): Promise<Reply> {
     return status(await this.send(key, `touch ${key} ${exptime}\r\n`, 'status', true))
+  }
+
+  knownMeta(key: string): boolean | undefined {
+    return this.crc32 === undefined ? this.on(key).meta : undefined
   }
 
   /** Asks the server of `key`; with crc32, the server Perl would rehash the key to while that one is down, as {@link send} does. */

@@ -171,7 +171,8 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   ): Promise<{ result: WriteResult; cas?: string }> {
     // No version (a read without one) or not a cas unique: it cannot be the current one.
     if (mode === 'cas' && (version === undefined || !/^\d+$/.test(version))) return { result: 'exists' }
-    if (await principal.supportsMeta(key)) {
+    // known after the first answer: no await for it on every write
+    if (principal.knownMeta?.(key) ?? (await principal.supportsMeta(key))) {
       const reply = await principal.metaSet(key, value, {
         mode: mode === 'cas' ? 'set' : mode,
         ttl: exptime(ttl),
