@@ -2,7 +2,6 @@
 // and the file store. memcached counts TTLs in whole seconds: the waits are whole seconds, bounded.
 import anyTest, { type ExecutionContext, type TestFn } from 'ava'
 import sinon from 'sinon'
-import { countProxy, type CountProxy } from '../bench/lib/count-proxy.js'
 import {
   SessionError,
   closeStores,
@@ -16,7 +15,8 @@ import {
   type Store,
   type TieOptions,
 } from '../src/index.js'
-import { useMemcached, type MemcachedServer } from './helpers/memcached.js'
+import { useCommandLog } from './helpers/command-log.js'
+import { useMemcached } from './helpers/memcached.js'
 import { tempDir } from './helpers/temp-dir.js'
 
 // the fake-clock test runs alone (serial tests run before the others): Date is global
@@ -25,12 +25,6 @@ type Any = Record<string, any>
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 anyTest.after.always(() => closeStores())
-
-async function useRelay(t: ExecutionContext, server: MemcachedServer): Promise<CountProxy> {
-  const relay = await countProxy(server.port)
-  t.teardown(() => relay.close())
-  return relay
-}
 
 const KINDS = ['memcached', 'file'] as const
 
@@ -117,30 +111,29 @@ test('memcached: a rolling tie near the end of its lifetime shortens the TTL: th
 
 test('memcached >= 1.6: a rolling read-only tie is one command on the principal (mg … T), no separate touch', async (t) => {
   const server = await useMemcached(t)
-  const relay = await useRelay(t, server)
-  const opts = { servers: [relay.address], expires: 30, rolling: true }
+  const log = await useCommandLog(t, server)
+  const opts = { servers: [log.address], expires: 30, rolling: true }
   const s = await tieSession<Any>(undefined, opts)
   s.n = 1
   await untie(s)
-  relay.take()
+  log.clear()
   await readOnly(s._session_id, opts)
-  const counts = relay.take()
-  t.deepEqual(counts.verbs, { mg: 1 })
+  t.deepEqual(log.verbs(), ['mg'])
   const ttl = Number(/t(-?\d+)/.exec(await server.raw(`mg ${s._session_id} t\r\nmn\r\n`))?.[1])
   t.true(ttl > 25 && ttl <= 30, `TTL set to expires again: ${ttl}`)
 })
 
 test('memcached with local: a rolling tie served by local checks and touches with one small principal command', async (t) => {
   const [principal, local] = await Promise.all([useMemcached(t), useMemcached(t)])
-  const relay = await useRelay(t, principal)
-  const opts = { servers: [relay.address], local: [local.address], expires: 30, rolling: true }
+  const log = await useCommandLog(t, principal)
+  const opts = { servers: [log.address], local: [local.address], expires: 30, rolling: true }
   const s = await tieSession<Any>(undefined, opts)
   s.n = 1
   await untie(s)
   await readOnly(s._session_id, opts) // fills local
-  relay.take()
+  log.clear()
   await readOnly(s._session_id, opts)
-  t.deepEqual(relay.take().verbs, { mg: 1 }, 'mg <key> c s T: no value, no touch')
+  t.deepEqual(log.verbs(), ['mg'], 'mg <key> c s T: no value, no touch')
 })
 
 test('rolling keeps the user index alive: findSessions still finds a session only read (never saved) for 3 x expires', async (t) => {

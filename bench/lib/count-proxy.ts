@@ -1,8 +1,10 @@
 /**
- * A TCP relay on 127.0.0.1 in front of a memcached server that counts what a client asks of
- * it (text protocol): commands, keys asked for by get/gets, and round trips. A round trip
- * begins when the client sends after having received a reply since its last send, so
- * requests written together (pipelined, or in parallel in one tick) count once.
+ * A TCP relay on 127.0.0.1 in front of a memcached server (or a proxy) that counts what a client
+ * asks of it: commands (text and meta; data blocks skipped by their byte count), keys asked for
+ * by get/gets, commands by name, and round trips. A round trip begins when the client sends after
+ * having received a reply since its last send, so requests written together (pipelined, or in
+ * parallel in one tick) count once. With `log`, it also keeps each command's first line (the
+ * tests' command log, test/helpers/command-log.ts).
  */
 import net from 'node:net'
 
@@ -18,25 +20,43 @@ export interface CountProxy {
   readonly address: string
   /** Resets the counts and returns what they were. */
   take(): Counts
+  /** With `log`: the command lines sent since the last {@link clearLines} ("gets k", "ms k 2 c T60"), oldest first. */
+  lines(): string[]
+  clearLines(): void
+  /** Connections the relay accepted. */
+  connections(): number
   close(): Promise<void>
 }
 
+/** Text storage commands: `<verb> <key> <flags> <exptime> <bytes> [cas]`, then a data block. */
 const STORAGE = new Set(['set', 'add', 'replace', 'append', 'prepend', 'cas'])
 
-export function countProxy(targetPort: number): Promise<CountProxy> {
-  let counts: Counts = { commands: 0, keys: 0, roundTrips: 0, verbs: {} }
+/** The data-block bytes (CRLF included) that follow a command line, or 0. */
+function dataBytes(words: string[]): number {
+  if (STORAGE.has(words[0]!)) return Number(words[4]) + 2
+  if (words[0] === 'ms') return Number(words[2]) + 2 // ms <key> <datalen> <flags>*
+  return 0
+}
+
+const noCounts = (): Counts => ({ commands: 0, keys: 0, roundTrips: 0, verbs: {} })
+
+export function countProxy(targetPort: number, opts: { host?: string; log?: boolean } = {}): Promise<CountProxy> {
+  let counts = noCounts()
+  let lines: string[] = []
+  let connections = 0
   const sockets = new Set<net.Socket>()
   const server = net.createServer((client) => {
-    const upstream = net.connect(targetPort, '127.0.0.1')
+    connections++
+    const upstream = net.connect(targetPort, opts.host ?? '127.0.0.1')
     sockets.add(client).add(upstream)
-    let pending = Buffer.alloc(0)
+    let pending: Buffer = Buffer.alloc(0)
     let skip = 0 // data-block bytes of a storage command still to pass
     let replied = true
     client.on('data', (chunk: Buffer) => {
       upstream.write(chunk)
       if (replied) counts.roundTrips++
       replied = false
-      let buf = Buffer.concat([pending, chunk])
+      let buf: Buffer = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
       for (;;) {
         if (skip > 0) {
           const n = Math.min(skip, buf.length)
@@ -46,13 +66,14 @@ export function countProxy(targetPort: number): Promise<CountProxy> {
         }
         const eol = buf.indexOf('\r\n')
         if (eol < 0) break
-        const words = buf.toString('latin1', 0, eol).split(' ')
+        const line = buf.toString('latin1', 0, eol)
+        const words = line.split(' ')
         buf = buf.subarray(eol + 2)
+        if (opts.log) lines.push(line)
         counts.commands++
         counts.verbs[words[0]!] = (counts.verbs[words[0]!] ?? 0) + 1
         if (words[0] === 'get' || words[0] === 'gets') counts.keys += words.length - 1
-        if (STORAGE.has(words[0]!)) skip = Number(words[4]) + 2
-        else if (words[0] === 'ms') skip = Number(words[2]) + 2 // ms <key> <datalen> <flags>*
+        skip = dataBytes(words)
       }
       pending = buf
     })
@@ -60,14 +81,15 @@ export function countProxy(targetPort: number): Promise<CountProxy> {
       replied = true
       client.write(chunk)
     })
+    // either side closing closes both, as the server closing the connection must reach the client
     const end = () => {
       client.destroy()
       upstream.destroy()
       sockets.delete(client)
       sockets.delete(upstream)
     }
-    client.on('close', end).on('error', end)
-    upstream.on('close', end).on('error', end)
+    client.on('close', end).on('error', end).on('end', end)
+    upstream.on('close', end).on('error', end).on('end', end)
   })
   return new Promise((resolve) => {
     server.listen(0, '127.0.0.1', () => {
@@ -76,9 +98,12 @@ export function countProxy(targetPort: number): Promise<CountProxy> {
         address: `127.0.0.1:${port}`,
         take() {
           const c = counts
-          counts = { commands: 0, keys: 0, roundTrips: 0, verbs: {} }
+          counts = noCounts()
           return c
         },
+        lines: () => [...lines],
+        clearLines: () => void (lines = []),
+        connections: () => connections,
         close: () =>
           new Promise<void>((done) => {
             for (const s of sockets) s.destroy()
