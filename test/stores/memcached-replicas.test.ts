@@ -167,17 +167,23 @@ test('destroy while a node is down does not come back with it (tombstone), from 
   t.is((await fresh.get(key))?.value, 'again')
 })
 
-test('a session destroyed while its own server is down stays destroyed once the server is back', async (t) => {
+/** Three servers of their own (stopped in teardown) and a session with n = 1 tied on them with replicas: 1, with its own server; `s` is still tied. */
+async function sessionOnThree(t: ExecutionContext<unknown>) {
   const started = await Promise.all([startMemcached(), startMemcached(), startMemcached()])
-  t.teardown(() => Promise.all(started.map((s) => s.stop())))
-  const servers = started.map((s) => s.address)
+  t.teardown(() => Promise.all(started.map((m) => m.stop())))
+  const servers = started.map((m) => m.address)
   const opts = { servers, replicas: 1, requestTimeout: 300 }
   const s = await tieSession<{ n?: number }>(undefined, opts)
   s.n = 1
-  await untie(s)
+  await save(s)
   const id = (s as { _session_id: string })._session_id
-  const [first] = copyServers(servers, 1)(id)
-  const own = started.find((m) => m.address === first)!
+  const own = started.find((m) => m.address === copyServers(servers, 1)(id)[0])!
+  return { servers, opts, s, id, own }
+}
+
+test('a session destroyed while its own server is down stays destroyed once the server is back', async (t) => {
+  const { servers, opts, s, id, own } = await sessionOnThree(t)
+  await untie(s)
   await own.pause()
   t.teardown(() => own.resume())
   const again = await tieSession<{ n?: number }>(id, opts)
@@ -190,15 +196,7 @@ test('a session destroyed while its own server is down stays destroyed once the 
 })
 
 test('tie with replicas: a session outlives its own server being killed and restarted empty', async (t) => {
-  const started = await Promise.all([startMemcached(), startMemcached(), startMemcached()])
-  t.teardown(() => Promise.all(started.map((s) => s.stop())))
-  const servers = started.map((s) => s.address)
-  const opts = { servers, replicas: 1, requestTimeout: 300 }
-  const s = await tieSession<{ n?: number }>(undefined, opts)
-  s.n = 1
-  await save(s)
-  const id = (s as { _session_id: string })._session_id
-  const own = started.find((m) => m.address === copyServers(servers, 1)(id)[0])!
+  const { opts, s, id, own } = await sessionOnThree(t)
   await own.kill()
   s.n = 2
   await untie(s)
