@@ -142,6 +142,12 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   /** memcached reads an exptime over 30 days as an absolute Unix time, so send such TTLs as one. */
   const exptime = (ttl: number) => (ttl > THIRTY_DAYS ? Math.floor(Date.now() / 1000) + ttl : ttl)
 
+  /**
+   * Whether the principal server of `key` speaks the meta protocol: known without asking once it
+   * answered (no async call per command); a server that cannot be reached rejects.
+   */
+  const speaksMeta = (key: string): boolean | Promise<boolean> => principal.knownMeta?.(key) ?? principal.supportsMeta(key)
+
   async function readPrincipal(key: string): Promise<Entry | undefined> {
     const item = await principal.gets(key)
     if (item === undefined) return undefined
@@ -171,8 +177,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
   ): Promise<{ result: WriteResult; cas?: string }> {
     // No version (a read without one) or not a cas unique: it cannot be the current one.
     if (mode === 'cas' && (version === undefined || !/^\d+$/.test(version))) return { result: 'exists' }
-    // known after the first answer: no await for it on every write
-    if (principal.knownMeta?.(key) ?? (await principal.supportsMeta(key))) {
+    if (await speaksMeta(key)) {
       const reply = await principal.metaSet(key, value, {
         mode: mode === 'cas' ? 'set' : mode,
         ttl: exptime(ttl),
@@ -231,7 +236,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
    * negative exptime, which twemproxy rejects by closing the connection.
    */
   async function unlock(lockKey: string, token: string): Promise<void> {
-    if (await principal.supportsMeta(lockKey)) {
+    if (await speaksMeta(lockKey)) {
       const found = await principal.metaGet(lockKey, { value: true, cas: true })
       if (found?.value !== token || found.cas === undefined) return // expired, or taken by another since
       await principal.metaDelete(lockKey, { cas: found.cas }) // EX or NF: taken by another since, or expired
@@ -311,7 +316,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
         const entry = await replicas.get(key)
         return entry === undefined ? undefined : { size: Buffer.byteLength(entry.value) }
       }
-      if (await principal.supportsMeta(key)) {
+      if (await speaksMeta(key)) {
         const found = await principal.metaGet(key, { size: true })
         return found?.size === undefined ? undefined : { size: found.size }
       }
@@ -353,7 +358,7 @@ function createStore(config: Config, onClose: (() => void) | undefined): Memcach
       const expires = exptime(ttl)
       let entry: Entry | undefined
       if (cache !== undefined && (await cache.usable(key))) entry = await cache.get(key, expires)
-      else if (!principal.injected && (await principal.supportsMeta(key).catch(() => false))) {
+      else if (await speaksMeta(key)) {
         const item = await principal.metaGet(key, { value: true, cas: true, flags: true, touch: expires })
         if (item !== undefined) {
           entry = { value: item.value ?? '' }
