@@ -9,7 +9,8 @@ import { json, type Serializer } from './serializers.js'
 import { flushScheduled } from './autosave.js'
 import type { SessionConfig } from './session.js'
 import { fileStore, type FileStore } from './stores/file.js'
-import { closeStores as closeMemcachedStores, sharedMemcachedStore, type MemcachedStoreOptions } from './stores/memcached.js'
+import type { MemcachedStoreOptions } from './stores/memcached.js'
+import { closeStores as closeMemcachedStores, sharedMemcachedStore } from './stores/memcached-shared.js'
 import type { Store } from './stores/store.js'
 import { ID_FIELD } from './tracker.js'
 
@@ -88,7 +89,17 @@ export interface TieOptions {
 }
 
 const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '' } as const
-const MEMCACHED = ['servers', 'local', 'distribution', 'localTtl', 'trustLocal', 'requestTimeout', 'maxValueBytes', 'replicas', 'protocol'] as const
+const MEMCACHED = [
+  'servers',
+  'local',
+  'distribution',
+  'localTtl',
+  'trustLocal',
+  'requestTimeout',
+  'maxValueBytes',
+  'replicas',
+  'protocol',
+] as const
 const KNOWN = new Set([
   'store',
   ...MEMCACHED,

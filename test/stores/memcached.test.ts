@@ -7,13 +7,8 @@ import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import Memcached from 'memcached'
 import { SessionError, type SessionErrorCode } from '../../src/errors.js'
-import {
-  closeStores,
-  memcachedStore,
-  sharedMemcachedStore,
-  type MemcachedStore,
-  type MemcachedStoreOptions,
-} from '../../src/stores/memcached.js'
+import { closeStores, sharedMemcachedStore } from '../../src/stores/memcached-shared.js'
+import { memcachedStore, type MemcachedStore, type MemcachedStoreOptions } from '../../src/stores/memcached.js'
 import type { Store } from '../../src/stores/store.js'
 import { runFixture } from '../helpers/child.js'
 import { useCommandLog } from '../helpers/command-log.js'
