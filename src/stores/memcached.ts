@@ -282,6 +282,37 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
     })
   }
 
+  /**
+   * Reads and touches in one command where the server speaks meta (`mg <key> v c f T<ttl>`;
+   * through a current local copy: the principal's `mg <key> c s T<ttl>`, which sends no value);
+   * else `gets` and `touch` sent together.
+   */
+  async function getAndTouch(key: string, ttl: number): Promise<Entry | undefined> {
+    checkKey(key)
+    checkTtl(ttl)
+    const expires = exptime(ttl)
+    let entry: Entry | undefined
+    if (cache !== undefined && (await cache.usable(key))) entry = await cache.get(key, expires)
+    else if (await speaksMeta(key)) {
+      const item = await principal.metaGet(key, { value: true, cas: true, flags: true, touch: expires })
+      if (item !== undefined) {
+        entry = { value: item.value ?? '' }
+        if (item.flags) entry.flags = item.flags
+        if (item.cas !== undefined) entry.version = item.cas
+      }
+    } else {
+      const [read] = await Promise.all([readPrincipal(key), principal.touch(key, expires)])
+      entry = read
+    }
+    const before = expiries.get(key)
+    remember(key, entry === undefined ? undefined : ttl)
+    // A checked copy is never served past its key (the principal is asked), but a trusted one
+    // is dropped when the key may now end sooner than before, as touch does
+    const sooner = before === undefined || (expiries.get(key) ?? 0) < before
+    if (entry === undefined || (config.trustLocal && sooner)) await dropLocal(key)
+    return entry
+  }
+
   const store: MemcachedStore = {
     servers: principal.servers,
     local: local?.servers ?? [],
@@ -346,38 +377,8 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
       return found
     },
 
-    /**
-     * Reads and touches in one command where the server speaks meta (`mg <key> v c f T<ttl>`;
-     * through a current local copy: the principal's `mg <key> c s T<ttl>`, which sends no value);
-     * else `gets` and `touch` sent together.
-     */
-    async getAndTouch(key, ttl) {
-      checkKey(key)
-      checkTtl(ttl)
-      // every copy is read (its stamp) and touched
-      if (replicas) return (await Promise.all([replicas.get(key), replicas.touch(key, ttl)]))[0]
-      const expires = exptime(ttl)
-      let entry: Entry | undefined
-      if (cache !== undefined && (await cache.usable(key))) entry = await cache.get(key, expires)
-      else if (await speaksMeta(key)) {
-        const item = await principal.metaGet(key, { value: true, cas: true, flags: true, touch: expires })
-        if (item !== undefined) {
-          entry = { value: item.value ?? '' }
-          if (item.flags) entry.flags = item.flags
-          if (item.cas !== undefined) entry.version = item.cas
-        }
-      } else {
-        const [read] = await Promise.all([readPrincipal(key), principal.touch(key, expires)])
-        entry = read
-      }
-      const before = expiries.get(key)
-      remember(key, entry === undefined ? undefined : ttl)
-      // A checked copy is never served past its key (the principal is asked), but a trusted one
-      // is dropped when the key may now end sooner than before, as touch does
-      const sooner = before === undefined || (expiries.get(key) ?? 0) < before
-      if (entry === undefined || (config.trustLocal && sooner)) await dropLocal(key)
-      return entry
-    },
+    // with replicas every copy is read (its stamp) and touched: get and touch, as a store without it
+    ...(replicas ? {} : { getAndTouch }),
 
     ...(principal.servers.length > 0 ? { keys } : {}),
 
