@@ -258,6 +258,9 @@ export class Session implements TrackerHooks {
       ttl = ttlNow(this.config, this.data, this.id)
     } catch (err) {
       this.state = 'untied'
+      // Tidying only: every tie refuses the session from now on whether or not this delete lands,
+      // the store drops it at its TTL (which writes and rolling touches capped at the lifetime),
+      // and a user's list prunes it once it is gone. The caller is told ERR_SESSION_NOT_FOUND.
       await this.config.store.delete(this.key).catch(() => undefined)
       throw err
     }
