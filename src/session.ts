@@ -13,12 +13,12 @@ import { newId } from './ids.js'
 import type { Lease } from './lease.js'
 import { stampCreation, ttlNow, UTIME_FIELD } from './lifetime.js'
 import { LooseKeys } from './loose.js'
-import { MergeBases, type BaseText } from './merge-bases.js'
+import { BaseCopy, MergeBases, copyJson, type BaseText } from './merge-bases.js'
 import { containers, mergeChanged, takeTheirs, reconcile } from './merge.js'
 import type { AddOptions } from './principal.js'
 import { SessionIndex } from './session-index.js'
 import { scheduled, seen, unseenFailure } from './autosave.js'
-import { checkDepth, viewTarget, type Serializer } from './serializers.js'
+import { checkDepth, json, viewTarget, type Serializer } from './serializers.js'
 import { formFor, readForm, toStored, type StoredForm } from './stored-form.js'
 import { bookNewId, notFound, parseData, releasing } from './stored.js'
 import type { Store, WriteOptions } from './stores/store.js'
@@ -283,12 +283,17 @@ export class Session implements TrackerHooks {
     if (top !== undefined && this.stored && this.bases.needs(top)) this.bases.keep(top, this.storedText(top))
   }
 
-  /** `top`'s stored text, before a change: a loose key's is known, another's is its text now. */
+  /**
+   * `top`'s stored value, before a change: a loose key's text is known; another's is its value now,
+   * a copy of it for JSON (plain data, and a copy is cheaper than its text), else its text.
+   */
   private storedText(top: string): BaseText {
     const loose = this.loose?.storedText(top)
     if (loose !== undefined || this.loose?.has(top) === true) return loose
+    if (!Object.hasOwn(this.data, top)) return null
+    if (this.form.serializer === json) return new BaseCopy(copyJson(this.data[top]))
     try {
-      return Object.hasOwn(this.data, top) ? this.form.serializer.stringify(this.data[top]) : null
+      return this.form.serializer.stringify(this.data[top])
     } catch {
       return undefined // a value its serializer cannot write alone: merged as a whole
     }

@@ -1,5 +1,6 @@
 import test from 'ava'
 import { ABSENT, merge3 } from '../src/merge.js'
+import { copyJson } from '../src/merge-bases.js'
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 const merge = (base: unknown, ours: unknown, theirs: unknown) => merge3(base, ours, theirs, same)
@@ -40,4 +41,18 @@ test('the result never aliases the base', (t) => {
   const out = merge(base, { list: [1, 2] }, { list: [1, 3] }) as { list: number[] }
   out.list.push(9)
   t.deepEqual(base, { list: [1] })
+})
+
+test('copyJson: a base kept as a copy is what a round trip through JSON text gives, sharing nothing', (t) => {
+  const value = JSON.parse('{"a":[1,{"b":null,"c":"x"}],"n":-1.5,"__proto__":{"d":true},"e":{}}') as Record<string, unknown>
+  const copy = copyJson(value) as Record<string, unknown>
+  t.is(JSON.stringify(copy), JSON.stringify(value))
+  t.true(Object.hasOwn(copy, '__proto__'), 'a key named __proto__ stays data')
+  t.is(Object.getPrototypeOf(copy), Object.prototype)
+  t.not(copy.a, value.a)
+  t.not((copy.a as unknown[])[1], (value.a as unknown[])[1])
+  ;((value.a as unknown[])[1] as Record<string, unknown>).c = 'changed later'
+  t.is(((copy.a as unknown[])[1] as Record<string, unknown>).c, 'x', 'a later change of the session does not reach the base')
+  t.is(copyJson('s'), 's')
+  t.is(copyJson(null), null)
 })
