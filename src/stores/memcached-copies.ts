@@ -73,7 +73,8 @@ export function newest(looks: readonly Look[]): number {
 
 /**
  * The version a read hands out: the stamp read, the index of the copy that was the compare-and-swap
- * authority then (the first that answered), and each copy's cas ('' where unknown). Opaque to the
+ * authority then (the first that answered), and each copy's cas ('' where it had none, UNKNOWN_CAS
+ * where it was not asked). Opaque to the
  * session, which only gives it back to a `cas` write.
  */
 export interface Version {
@@ -82,7 +83,10 @@ export interface Version {
   cas: string[]
 }
 
-const VERSION = /^r(\d+)\.(\d+)\.([\d,]*)$/
+/** A copy's cas in a version when the read did not ask that copy (it trusted the key's own server alone). */
+export const UNKNOWN_CAS = '?'
+
+const VERSION = /^r(\d+)\.(\d+)\.([\d,?]*)$/
 
 export function formatVersion(v: Version): string {
   return `r${v.stamp}.${v.authority}.${v.cas.join(',')}`

@@ -3,10 +3,13 @@
  * servers of the ring (./memcached-copies.ts), so that a node that dies or restarts empty loses no
  * session. The memcached store hands its get, write, delete and touch here when n > 0.
  *
- * - Every copy carries a stamp in its flags; a read asks every copy for its stamp in parallel
- *   (meta `mg <key> c f t`, the value only from the first server that answers), serves the newest
- *   copy, and writes it back to the copies that miss it or hold an older one (read repair). No copy
- *   is trusted alone: a node that comes back with old data loses to the newer copy.
+ * - Every copy carries a stamp in its flags. A read trusts the key's own server alone (one `mg`)
+ *   while no server of the key is suspect of holding an old copy (./memcached-suspects.ts: a write
+ *   that leaves a server without its copy marks it before it is acknowledged), and finds a copy
+ *   there. Otherwise it asks every copy for its stamp in parallel (meta `mg <key> c f t`, the value
+ *   only from the first server that answers), serves the newest copy, and writes it back to the
+ *   copies that miss it or hold an older one (read repair): a node that comes back with old data
+ *   loses to the newer copy, also in a process that started after it came back.
  * - Compare-and-swap: the authority of a key is the first of its servers that answers (its own
  *   server while it is up). A `cas` write goes to the authority the read found, at that copy's
  *   memcached cas, then to the other copies, each only if it still holds what the read saw or
@@ -26,7 +29,19 @@ import { isUtf8 } from 'node:buffer'
 import { SessionError } from '../errors.js'
 import { RETRY_MS } from './memcached-connection.js'
 import type { Crc32Buckets } from './memcached-crc32.js'
-import { copyOf, copyServers, flagsOf, formatVersion, MAX_STAMP, newest, parseVersion, type Copy, type Look } from './memcached-copies.js'
+import {
+  copyOf,
+  copyServers,
+  flagsOf,
+  formatVersion,
+  MAX_STAMP,
+  newest,
+  parseVersion,
+  UNKNOWN_CAS,
+  type Copy,
+  type Look,
+} from './memcached-copies.js'
+import { Suspects } from './memcached-suspects.js'
 import { WireClient, type MetaSetOptions } from './memcached-wire.js'
 import type { Entry, Value, WriteOptions, WriteResult } from './store.js'
 
@@ -60,15 +75,28 @@ export class Replicas {
   private readonly noMeta = new WeakSet<object>()
   /** Servers that answered the meta probe. */
   private readonly speaksMeta = new Set<string>()
+  /** Servers that may hold an old copy: while none of a key's is, a read trusts its own server alone. */
+  private readonly suspects: Suspects
 
   constructor(private readonly o: ReplicaOptions) {
     for (const server of o.servers) this.clients.set(server, new WireClient([server], o.requestTimeout))
     this.copiesOf = copyServers(o.servers, o.replicas, o.crc32)
+    this.suspects = new Suspects(o.servers, this.clients, o.exptime)
   }
 
   /** The newest live copy of `key`, or undefined; the copies that lack it get it. */
   async get(key: string): Promise<Entry | undefined> {
     const servers = this.copiesOf(key)
+    if (this.suspects.trusts(servers) && this.firstUp(servers) === 0) {
+      // no server of the key is suspect: its own server's copy is the newest there is
+      const own = await this.look(servers[0]!, key, true)
+      if (own.state === 'hit' && own.copy.value !== undefined) {
+        if (own.copy.tombstone) return undefined
+        const cas = servers.map((_, i) => (i === 0 ? own.copy.cas : UNKNOWN_CAS))
+        return entryOf(own.copy, formatVersion({ stamp: own.copy.stamp, authority: 0, cas }))
+      }
+      // a miss (no such key, or the server restarted empty) or a failure: every copy decides
+    }
     for (let round = 0; round < ROUNDS; round++) {
       const looks = await this.lookAll(key, servers, this.firstUp(servers))
       const best = newest(looks)
@@ -100,7 +128,7 @@ export class Replicas {
     }
     const servers = this.copiesOf(key)
     const exptime = this.o.exptime(opts.ttl)
-    if (opts.mode === 'cas') return this.casWrite(key, servers, value, own, exptime, opts.version)
+    if (opts.mode === 'cas') return this.casWrite(key, servers, value, own, opts.ttl, opts.version)
     for (let round = 0; round < ROUNDS; round++) {
       // set, add, replace: the stamps of every copy first, so the new one is newer than all of them
       const looks = await this.lookAll(key, servers, -1)
@@ -116,10 +144,10 @@ export class Replicas {
         reply = await this.on(servers[authority]!, (c) => c.metaSet(key, value, writeAt(cas[authority]!, exptime, flagsOf(stamp, own))))
       } catch (err) {
         if (this.unsent(err)) continue // the authority went down since the look: the next look finds the next one
-        throw err
+        throw await this.markOthers(err, servers, authority, opts.ttl)
       }
       if (reply.result !== 'stored') continue // another writer came between the look and the write
-      await this.replicate(key, servers, authority, value, flagsOf(stamp, own), stamp, exptime, cas)
+      await this.replicate(key, servers, authority, value, flagsOf(stamp, own), stamp, opts.ttl, cas)
       return 'stored'
     }
     throw new SessionError('ERR_CONFLICT', `"${key}" kept changing under this write (${ROUNDS} tries); write again`)
@@ -148,6 +176,8 @@ export class Replicas {
     )
     const failed = written.filter((w) => w.status === 'rejected')
     if (failed.length === servers.length) throw this.noneAnswered(key, servers, failed[0]!.reason)
+    // a server without the tombstone may hold the live copy: no read trusts it alone while the tombstone lives
+    await Promise.all(servers.flatMap((server, i) => (written[i]!.status === 'rejected' ? [this.suspects.mark(server, ttl)] : [])))
     return existed
   }
 
@@ -183,7 +213,7 @@ export class Replicas {
     servers: string[],
     value: Value,
     own: number,
-    exptime: number,
+    ttl: number,
     version: string | undefined,
   ): Promise<WriteResult> {
     const read = parseVersion(version, servers.length)
@@ -195,25 +225,29 @@ export class Replicas {
     if (authority !== read.authority || !cas) return 'exists'
     const stamp = nextStamp(key, read.stamp)
     const flags = flagsOf(stamp, own)
+    // the copies a read that trusted the key's own server did not ask: asked now, alongside the write
+    const asked = read.cas.map((c, i) => (i !== authority && c === UNKNOWN_CAS ? this.look(servers[i]!, key, false) : undefined))
     let reply
     try {
-      reply = await this.on(servers[authority]!, (c) => c.metaSet(key, value, { mode: 'set', cas, ttl: exptime, flags }))
+      reply = await this.on(servers[authority]!, (c) => c.metaSet(key, value, { mode: 'set', cas, ttl: this.o.exptime(ttl), flags }))
     } catch (err) {
       if (this.unsent(err)) return 'exists' // not sent: the authority went down since the read, and the next read finds the next one
-      throw err
+      throw await this.markOthers(err, servers, authority, ttl)
     }
     if (reply.result === 'exists') return 'exists'
     if (reply.result !== 'stored') {
       // gone from the authority: destroyed or expired, or its server restarted empty (a replica holds it)
       return (await this.get(key)) === undefined ? 'not_found' : 'exists'
     }
-    await this.replicate(key, servers, authority, value, flags, stamp, exptime, read.cas)
+    const expected = await Promise.all(read.cas.map(async (c, i) => (asked[i] ? casAfter(await asked[i], stamp) : c)))
+    await this.replicate(key, servers, authority, value, flags, stamp, ttl, expected)
     return 'stored'
   }
 
   /**
    * Writes a copy stamped `stamp` to every server of `key` but the authority, in parallel: at the
-   * cas the look or read saw there ('' = it had none: add), else over whatever older copy it holds.
+   * cas the look or read saw there ('' = it had none: add; UNKNOWN_CAS: looked up first), else
+   * over whatever older copy it holds. A server left without the copy is marked suspect first.
    */
   private async replicate(
     key: string,
@@ -222,28 +256,50 @@ export class Replicas {
     value: Value,
     flags: number,
     stamp: number,
-    exptime: number,
+    ttl: number,
     cas: readonly string[],
   ): Promise<void> {
+    const exptime = this.o.exptime(ttl)
     await Promise.all(
       servers.map(async (server, i) => {
         if (i === authority) return
         let expected = cas[i]!
+        if (expected === NEWER) return
         try {
           for (let tries = 0; tries < 3; tries++) {
+            if (expected === UNKNOWN_CAS) {
+              // a read that trusted the key's own server alone did not ask this copy
+              const there = await this.on(server, (c) => c.metaGet(key, { cas: true, flags: true }))
+              if (there !== undefined && copyOf(there).stamp >= stamp) return // as new or newer there already
+              expected = there?.cas ?? ''
+            }
             const reply = await this.on(server, (c) => c.metaSet(key, value, writeAt(expected, exptime, flags)))
             if (reply.result === 'stored') return
-            const there = await this.on(server, (c) => c.metaGet(key, { cas: true, flags: true }))
-            if (there !== undefined && copyOf(there).stamp >= stamp) return // as new or newer there already
-            expected = there?.cas ?? ''
+            expected = UNKNOWN_CAS // changed since it was seen: look again
           }
         } catch {
-          // Harmless by construction: this copy stays older or missing, every read serves the newest
-          // copy and repairs the others, and the write is on the authority. It is lost only if the
-          // authority fails before a read repairs this copy (README: High availability).
+          // falls through to the mark
         }
+        // This copy stays older or missing: every read that asks it serves the newest copy and
+        // repairs it, and the mark makes every read ask it while the write lives. The write is lost
+        // only if the authority fails before a read repairs this copy (README: High availability).
+        await this.suspects.mark(server, ttl)
       }),
     )
+  }
+
+  /**
+   * After a write to the authority failed with its outcome unknown: the other copies did not get
+   * it, so no read may trust the authority's copy alone (it may hold the write). Returns `err`,
+   * or when a mark fails too, that failure.
+   */
+  private async markOthers(err: unknown, servers: string[], authority: number, ttl: number): Promise<unknown> {
+    try {
+      await Promise.all(servers.flatMap((server, i) => (i === authority ? [] : [this.suspects.mark(server, ttl)])))
+    } catch (markError) {
+      return markError
+    }
+    return err
   }
 
   /**
@@ -350,6 +406,16 @@ export class Replicas {
       outcomeUnknown: cause instanceof SessionError && cause.outcomeUnknown,
     })
   }
+}
+
+/** In the cas list of a write: that copy is as new as the write or newer already, nothing to write there. */
+const NEWER = '!'
+
+/** What a write stamped `stamp` expects of a copy, from a look at it: its cas, '' (none), NEWER, or UNKNOWN_CAS (no answer). */
+function casAfter(look: Look, stamp: number): string {
+  if (look.state === 'failed') return UNKNOWN_CAS
+  if (look.state === 'miss') return ''
+  return look.copy.stamp >= stamp ? NEWER : look.copy.cas
 }
 
 /** How a copy is written over what a look saw there: at its cas, or with `add` where there was none. */

@@ -176,6 +176,13 @@ export class WireClient implements Pool {
     return items(await this.send(key, `gets ${key}\r\n`, 'items', false))
   }
 
+  /** One `get` of several keys, all on the server of the first (a client of one server: that one); the items found, in the order of `keys`. */
+  async getMany(keys: readonly string[]): Promise<Item[]> {
+    const answer = await this.send(keys[0]!, `get ${keys.join(' ')}\r\n`, 'items', false)
+    if (answer.kind !== 'items') throw new Error(`tied-session: internal: an items reply expected, got ${answer.kind}`)
+    return answer.items
+  }
+
   /** set, add or replace; the value is sent byte for byte (a string as UTF-8) with its flags. */
   async store(mode: 'set' | 'add' | 'replace', key: string, value: string | Buffer, exptime: number, flags = 0): Promise<Reply> {
     const head = `${mode} ${key} ${integer(flags, 'flags')} ${exptime} ${Buffer.byteLength(value)}`

@@ -18,6 +18,7 @@ import { injectedPool } from './memcached-injected.js'
 import { LateLocks } from './memcached-late-locks.js'
 import { resolveOptions, THIRTY_DAYS, type Config, type MemcachedStoreOptions } from './memcached-options.js'
 import { Replicas } from './memcached-replicas.js'
+import { MARKER_PREFIX } from './memcached-suspects.js'
 import { WireClient, type Pool } from './memcached-wire.js'
 
 export type { MemcachedCallback, MemcachedClient } from './memcached-injected.js'
@@ -218,7 +219,8 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
     const listed = replicas ? new Set<string>() : undefined // with replicas each key is on several servers
     for (const server of principal.servers) {
       for (const key of await lister.keys(server)) {
-        if (key.endsWith(LOCK_SUFFIX) || listed?.has(key)) continue // a lock, not data; or listed already
+        // a lock or a replicas marker, not data; or listed already
+        if (key.endsWith(LOCK_SUFFIX) || (replicas && key.startsWith(MARKER_PREFIX)) || listed?.has(key)) continue
         listed?.add(key)
         if (key.startsWith(principal.namespace + prefix)) yield key.slice(principal.namespace.length)
       }
