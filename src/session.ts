@@ -163,7 +163,7 @@ export class Session implements TrackerHooks {
     } catch (err) {
       throw await releasing(err, () => this.release())
     }
-    await this.release()
+    if (this.lease !== undefined) await this.release()
   }
 
   /** Removes the session from the store now, and from its user's index, and releases it. */
@@ -305,10 +305,19 @@ export class Session implements TrackerHooks {
   }
 
   /** Tracker hook: the value to store for a write. The caller's own objects are adopted, and their key turns loose. */
-  place(value: unknown, path: string, top: string, depth: number, replaced?: unknown): unknown {
+  place(value: unknown, at: () => string, top: string, depth: number, replaced?: unknown): unknown {
+    if (typeof value !== 'object' || value === null) {
+      // a leaf: its path is spelled out only for the error (copying a leaf has no side effect)
+      try {
+        return this.copy(value, '')
+      } catch {
+        return this.copy(value, at())
+      }
+    }
     const { serializer } = this.form
+    const path = at()
     checkDepth(value, path, depth)
-    if (typeof value === 'object' && value !== null && serializer.adopt !== undefined) {
+    if (serializer.adopt !== undefined) {
       // objects of the replaced value that the new one contains are moved, once each, not copied
       let movable: Set<object> | undefined
       const move = (target: object) => (movable ??= containers(replaced)).delete(target)

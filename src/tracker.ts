@@ -21,12 +21,13 @@ import { MAX_DEPTH, VIEW_TARGET, childPath, isPlainObject, put, viewTarget } fro
 /** What the tracker asks of the session it belongs to. */
 export interface TrackerHooks {
   /**
-   * The value to store for a write at `path` under top-level key `top`: the caller's own objects
+   * The value to store for a write at `path()` under top-level key `top`: the caller's own objects
    * adopted (they stay live) or a copy; views of objects inside `replaced` (the value this write
    * replaces) may be moved; `depth` is the level it is written at (1: a top-level value). Throws a
-   * TypeError naming `path` when it cannot be stored.
+   * TypeError naming the path when it cannot be stored. (The path is spelled out only when needed:
+   * a write of a string or a number never needs it.)
    */
-  place(value: unknown, path: string, top: string, depth: number, replaced?: unknown): unknown
+  place(value: unknown, path: () => string, top: string, depth: number, replaced?: unknown): unknown
   /** Top-level `key` changed (set, delete, or a nested mutation under it). */
   change(key: string): void
   /**
@@ -268,7 +269,7 @@ class Tracker implements ProxyHandler<Data> {
     const proxy = this.views?.get(target)?.proxy
     const { hooks } = this
     const insert = (values: unknown[], from: number) =>
-      values.map((value, i) => hooks.place(value, childPath(via.path, from + i), via.top, depthOf(via) + 1))
+      values.map((value, i) => hooks.place(value, () => childPath(via.path, from + i), via.top, depthOf(via) + 1))
     return function (this: unknown, ...args: unknown[]): unknown {
       if (this !== proxy) return native.apply(this, args)
       hooks.writable(via.top)
@@ -312,7 +313,7 @@ class Tracker implements ProxyHandler<Data> {
     }
     const index = isArray && isIndex(key) ? Number(key) : -1
     const depth = typeof value === 'object' && value !== null ? depthOf(via) + 1 : 0 // only objects nest
-    const at = index >= 0 ? childPath(path, index) : childPath(path, key)
+    const at = () => (index >= 0 ? childPath(path, index) : childPath(path, key))
     const stored = this.hooks.place(value, at, top, depth, has ? before : undefined)
     if (index > (target as unknown as unknown[]).length) fill(target as unknown as unknown[], index)
     put(target, key, stored)

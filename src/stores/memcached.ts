@@ -179,7 +179,8 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
   ): Promise<{ result: WriteResult; cas?: string }> {
     // No version (a read without one) or not a cas unique: it cannot be the current one.
     if (mode === 'cas' && (version === undefined || !/^\d+$/.test(version))) return { result: 'exists' }
-    if (await speaksMeta(key)) {
+    const meta = speaksMeta(key)
+    if (meta === true || (meta !== false && (await meta))) {
       const reply = await principal.metaSet(key, value, {
         mode: mode === 'cas' ? 'set' : mode,
         ttl: exptime(ttl),
@@ -336,8 +337,8 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
       // write-through: the new version goes to local too, tagged with its cas, so that the next read
       // on this host is served there; without a cas (no meta commands) the old copy is dropped.
       // Concurrent writers may leave an older copy: it is never served (see memcached-local.ts).
-      if (result === 'stored' && cas !== undefined && cache !== undefined && (await cache.usable(key)))
-        await cache.put(key, value, cas, opts.flags)
+      if (cache === undefined) return result
+      if (result === 'stored' && cas !== undefined && (await cache.usable(key))) await cache.put(key, value, cas, opts.flags)
       else if (result !== 'exists') await dropLocal(key)
       return result
     },
