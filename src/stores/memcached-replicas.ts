@@ -27,7 +27,6 @@
  */
 import { isUtf8 } from 'node:buffer'
 import { SessionError } from '../errors.js'
-import { RETRY_MS } from './memcached-connection.js'
 import type { Crc32Buckets } from './memcached-crc32.js'
 import {
   copyOf,
@@ -42,7 +41,8 @@ import {
   type Look,
 } from './memcached-copies.js'
 import { Suspects } from './memcached-suspects.js'
-import { WireClient, type MetaSetOptions } from './memcached-wire.js'
+import { ReplicaServers } from './memcached-replica-servers.js'
+import type { MetaSetOptions } from './memcached-wire.js'
 import type { Entry, Value, WriteOptions, WriteResult } from './store.js'
 
 /** How far a tombstone's stamp leaps past the newest copy that answered: a copy that missed more writes than this while down can outlive a destroy. */
@@ -67,29 +67,23 @@ const copyAt = (looks: readonly Look[], i: number): Copy => (looks[i] as Hit).co
 
 /** The keys of a memcached store with replicas: see the module comment. */
 export class Replicas {
-  private readonly clients = new Map<string, WireClient>()
-  /** Server -> until when (performance.now()) it counts as down after a failure. */
-  private readonly downUntil = new Map<string, number>()
+  private readonly pool: ReplicaServers
   private readonly copiesOf: (key: string) => string[]
-  /** The errors that say a server lacks meta commands: a configuration error, never taken for a down copy. */
-  private readonly noMeta = new WeakSet<object>()
-  /** Servers that answered the meta probe. */
-  private readonly speaksMeta = new Set<string>()
   /** Servers that may hold an old copy: while none of a key's is, a read trusts its own server alone. */
   private readonly suspects: Suspects
 
   constructor(private readonly o: ReplicaOptions) {
-    for (const server of o.servers) this.clients.set(server, new WireClient([server], o.requestTimeout))
+    this.pool = new ReplicaServers(o.servers, o.requestTimeout)
     this.copiesOf = copyServers(o.servers, o.replicas, o.crc32)
-    this.suspects = new Suspects(o.servers, this.clients, o.exptime)
+    this.suspects = new Suspects(o.servers, this.pool.clients, o.exptime)
   }
 
   /** The newest live copy of `key`, or undefined; the copies that lack it get it. */
   async get(key: string): Promise<Entry | undefined> {
     const servers = this.copiesOf(key)
-    if (this.suspects.trusts(servers) && this.firstUp(servers) === 0) {
+    if (this.suspects.trusts(servers) && this.pool.firstUp(servers) === 0) {
       // no server of the key is suspect: its own server's copy is the newest there is
-      const own = await this.look(servers[0]!, key, true)
+      const own = await this.pool.look(servers[0]!, key, true)
       if (own.state === 'hit' && own.copy.value !== undefined) {
         if (own.copy.tombstone) return undefined
         const cas = servers.map((_, i) => (i === 0 ? own.copy.cas : UNKNOWN_CAS))
@@ -98,7 +92,7 @@ export class Replicas {
       // a miss (no such key, or the server restarted empty) or a failure: every copy decides
     }
     for (let round = 0; round < ROUNDS; round++) {
-      const looks = await this.lookAll(key, servers, this.firstUp(servers))
+      const looks = await this.pool.lookAll(key, servers, this.pool.firstUp(servers))
       const best = newest(looks)
       if (best < 0) return undefined
       let copy = copyAt(looks, best)
@@ -107,7 +101,7 @@ export class Replicas {
         return undefined
       }
       if (copy.value === undefined) {
-        const again = await this.look(servers[best]!, key, true)
+        const again = await this.pool.look(servers[best]!, key, true)
         if (again.state !== 'hit' || again.copy.stamp !== copy.stamp || again.copy.tombstone) continue // changed meanwhile: look again
         copy = again.copy
         looks[best] = again
@@ -131,7 +125,7 @@ export class Replicas {
     if (opts.mode === 'cas') return this.casWrite(key, servers, value, own, opts.ttl, opts.version)
     for (let round = 0; round < ROUNDS; round++) {
       // set, add, replace: the stamps of every copy first, so the new one is newer than all of them
-      const looks = await this.lookAll(key, servers, -1)
+      const looks = await this.pool.lookAll(key, servers, -1)
       const best = newest(looks)
       const live = best >= 0 && !copyAt(looks, best).tombstone
       if (opts.mode === 'add' && live) return 'exists'
@@ -139,11 +133,14 @@ export class Replicas {
       const authority = looks.findIndex((look) => look.state !== 'failed')
       const cas = looks.map((look) => (look.state === 'hit' ? look.copy.cas : ''))
       const stamp = nextStamp(key, best < 0 ? 0 : copyAt(looks, best).stamp)
+      await this.markSkipped(servers, authority, opts.ttl)
       let reply
       try {
-        reply = await this.on(servers[authority]!, (c) => c.metaSet(key, value, writeAt(cas[authority]!, exptime, flagsOf(stamp, own))))
+        reply = await this.pool.on(servers[authority]!, (c) =>
+          c.metaSet(key, value, writeAt(cas[authority]!, exptime, flagsOf(stamp, own))),
+        )
       } catch (err) {
-        if (this.unsent(err)) continue // the authority went down since the look: the next look finds the next one
+        if (this.pool.unsent(err)) continue // the authority went down since the look: the next look finds the next one
         throw await this.markOthers(err, servers, authority, opts.ttl)
       }
       if (reply.result !== 'stored') continue // another writer came between the look and the write
@@ -156,13 +153,15 @@ export class Replicas {
   /** Removes every copy of `key`; a copy that does not answer is outlived by tombstones on the others. */
   async delete(key: string): Promise<boolean> {
     const servers = this.copiesOf(key)
-    const looks = await this.lookAll(key, servers, -1)
+    const looks = await this.pool.lookAll(key, servers, -1)
     const best = newest(looks)
     const existed = best >= 0 && !copyAt(looks, best).tombstone
     if (looks.every((look) => look.state !== 'failed')) {
       // Every copy answered: with them all gone, no server can bring the key back.
       const deleted = await Promise.allSettled(
-        servers.map((server, i) => (looks[i]!.state === 'hit' ? this.on(server, (c) => c.metaDelete(key)) : Promise.resolve('not_found'))),
+        servers.map((server, i) =>
+          looks[i]!.state === 'hit' ? this.pool.on(server, (c) => c.metaDelete(key)) : Promise.resolve('not_found'),
+        ),
       )
       if (deleted.every((d) => d.status === 'fulfilled')) return existed
     }
@@ -172,10 +171,10 @@ export class Replicas {
     const ttl = left.length === 0 ? TOMBSTONE_TTL : left.includes(-1) ? 0 : Math.max(...left) + 1
     const flags = flagsOf(stamp, 0, true)
     const written = await Promise.allSettled(
-      servers.map((server) => this.on(server, (c) => c.metaSet(key, '', { mode: 'set', ttl: this.o.exptime(ttl), flags }))),
+      servers.map((server) => this.pool.on(server, (c) => c.metaSet(key, '', { mode: 'set', ttl: this.o.exptime(ttl), flags }))),
     )
     const failed = written.filter((w) => w.status === 'rejected')
-    if (failed.length === servers.length) throw this.noneAnswered(key, servers, failed[0]!.reason)
+    if (failed.length === servers.length) throw this.pool.noneAnswered(key, servers, failed[0]!.reason)
     // a server without the tombstone may hold the live copy: no read trusts it alone while the tombstone lives
     await Promise.all(servers.flatMap((server, i) => (written[i]!.status === 'rejected' ? [this.suspects.mark(server, ttl)] : [])))
     return existed
@@ -184,7 +183,7 @@ export class Replicas {
   /** Sets a new TTL on the current copies of `key`; false when it has none. */
   async touch(key: string, ttl: number): Promise<boolean> {
     const servers = this.copiesOf(key)
-    const looks = await this.lookAll(key, servers, -1)
+    const looks = await this.pool.lookAll(key, servers, -1)
     const best = newest(looks)
     if (best < 0 || copyAt(looks, best).tombstone) return false
     // only the copies at the newest stamp: an older one is not kept alive, nor is a tombstone cut short
@@ -193,7 +192,7 @@ export class Replicas {
       servers.map((server, i) => {
         const look = looks[i]!
         if (look.state !== 'hit' || look.copy.stamp !== stamp || look.copy.tombstone) return Promise.resolve('NOT_FOUND')
-        return this.on(server, (c) => c.touch(key, this.o.exptime(ttl)))
+        return this.pool.on(server, (c) => c.touch(key, this.o.exptime(ttl)))
       }),
     )
     if (touched.some((t) => t.status === 'fulfilled' && t.value === 'TOUCHED')) return true
@@ -204,7 +203,7 @@ export class Replicas {
 
   /** Fails the calls in flight and every later one with `error`. */
   close(error: SessionError): void {
-    for (const client of this.clients.values()) client.close(error)
+    this.pool.close(error)
   }
 
   /** A `cas` write at the version a read handed out (see the module comment). */
@@ -219,19 +218,20 @@ export class Replicas {
     const read = parseVersion(version, servers.length)
     // not a version of ours: it cannot be the current one
     if (read === undefined) return (await this.get(key)) === undefined ? 'not_found' : 'exists'
-    const authority = this.firstUp(servers)
+    const authority = this.pool.firstUp(servers)
     const cas = read.cas[authority]
     // the authority changed since the read (a server went down or came back): read again
     if (authority !== read.authority || !cas) return 'exists'
     const stamp = nextStamp(key, read.stamp)
     const flags = flagsOf(stamp, own)
+    await this.markSkipped(servers, authority, ttl)
     // the copies a read that trusted the key's own server did not ask: asked now, alongside the write
-    const asked = read.cas.map((c, i) => (i !== authority && c === UNKNOWN_CAS ? this.look(servers[i]!, key, false) : undefined))
+    const asked = read.cas.map((c, i) => (i !== authority && c === UNKNOWN_CAS ? this.pool.look(servers[i]!, key, false) : undefined))
     let reply
     try {
-      reply = await this.on(servers[authority]!, (c) => c.metaSet(key, value, { mode: 'set', cas, ttl: this.o.exptime(ttl), flags }))
+      reply = await this.pool.on(servers[authority]!, (c) => c.metaSet(key, value, { mode: 'set', cas, ttl: this.o.exptime(ttl), flags }))
     } catch (err) {
-      if (this.unsent(err)) return 'exists' // not sent: the authority went down since the read, and the next read finds the next one
+      if (this.pool.unsent(err)) return 'exists' // not sent: the authority went down since the read, and the next read finds the next one
       throw await this.markOthers(err, servers, authority, ttl)
     }
     if (reply.result === 'exists') return 'exists'
@@ -269,11 +269,11 @@ export class Replicas {
           for (let tries = 0; tries < 3; tries++) {
             if (expected === UNKNOWN_CAS) {
               // a read that trusted the key's own server alone did not ask this copy
-              const there = await this.on(server, (c) => c.metaGet(key, { cas: true, flags: true }))
+              const there = await this.pool.on(server, (c) => c.metaGet(key, { cas: true, flags: true }))
               if (there !== undefined && copyOf(there).stamp >= stamp) return // as new or newer there already
               expected = there?.cas ?? ''
             }
-            const reply = await this.on(server, (c) => c.metaSet(key, value, writeAt(expected, exptime, flags)))
+            const reply = await this.pool.on(server, (c) => c.metaSet(key, value, writeAt(expected, exptime, flags)))
             if (reply.result === 'stored') return
             expected = UNKNOWN_CAS // changed since it was seen: look again
           }
@@ -286,6 +286,16 @@ export class Replicas {
         await this.suspects.mark(server, ttl)
       }),
     )
+  }
+
+  /**
+   * Before a write to an authority that is not the key's own server (which this process saw fail):
+   * the servers before it are marked suspect first. Another process that still reaches the key's
+   * own server would otherwise trust its copy alone, and write there at the old version, while this
+   * write lands on the next one.
+   */
+  private async markSkipped(servers: string[], authority: number, ttl: number): Promise<void> {
+    if (authority > 0) await Promise.all(servers.slice(0, authority).map((server) => this.suspects.mark(server, ttl)))
   }
 
   /**
@@ -318,7 +328,7 @@ export class Replicas {
         if (look.state === 'hit' && look.copy.stamp >= copy.stamp) return look.copy.cas
         const had = look.state === 'hit' ? look.copy.cas : ''
         try {
-          const reply = await this.on(servers[i]!, (c) => c.metaSet(key, copy.value!, writeAt(had, ttl, flags)))
+          const reply = await this.pool.on(servers[i]!, (c) => c.metaSet(key, copy.value!, writeAt(had, ttl, flags)))
           return reply.result === 'stored' ? (reply.cas ?? '') : ''
         } catch {
           return '' // harmless: the copy stays as it was, and the next read tries again; '' makes a cas write read again
@@ -333,78 +343,9 @@ export class Replicas {
       looks.map(async (look, i) => {
         if (look.state !== 'hit' || look.copy.tombstone) return
         // harmless if it fails: the tombstone wins every read while it lives, and outlives this copy
-        await this.on(servers[i]!, (c) => c.metaDelete(key, { cas: look.copy.cas })).catch(() => undefined)
+        await this.pool.on(servers[i]!, (c) => c.metaDelete(key, { cas: look.copy.cas })).catch(() => undefined)
       }),
     )
-  }
-
-  /** Asks every server of `key` for its copy's stamp (and at index `valueAt`, its value), in parallel. */
-  private async lookAll(key: string, servers: string[], valueAt: number): Promise<Look[]> {
-    const looks = await Promise.all(servers.map((server, i) => this.look(server, key, i === valueAt)))
-    const failed = looks.filter((look) => look.state === 'failed')
-    for (const f of failed) if (this.noMeta.has(f.error as object)) throw f.error
-    if (failed.length === looks.length) throw this.noneAnswered(key, servers, failed[0]!.error)
-    return looks
-  }
-
-  private async look(server: string, key: string, value: boolean): Promise<Look> {
-    try {
-      const item = await this.on(server, (c) => c.metaGet(key, { value, cas: true, flags: true, ttl: true }))
-      return item === undefined ? { state: 'miss' } : { state: 'hit', copy: copyOf(item) }
-    } catch (error) {
-      return { state: 'failed', error }
-    }
-  }
-
-  /**
-   * Runs `call` on `server`, first checking that it speaks meta. A server that fails counts as
-   * down for RETRY_MS, as long as its connection refuses it; one that answers is up again.
-   */
-  private async on<T>(server: string, call: (client: WireClient) => Promise<T>): Promise<T> {
-    const client = this.clients.get(server)!
-    try {
-      // asked once per server: a server that answered meta once is not asked again (one await less per call)
-      if (!this.speaksMeta.has(server)) {
-        if (!(await client.supportsMeta(server))) throw this.metaMissing(server)
-        this.speaksMeta.add(server)
-      }
-      const result = await call(client)
-      this.downUntil.delete(server)
-      return result
-    } catch (err) {
-      if (!this.noMeta.has(err as object)) this.downUntil.set(server, performance.now() + RETRY_MS)
-      throw err
-    }
-  }
-
-  /** The index of the first server of a key not known to be down (0 when all are). */
-  private firstUp(servers: readonly string[]): number {
-    const now = performance.now()
-    const up = servers.findIndex((server) => (this.downUntil.get(server) ?? 0) <= now)
-    return up < 0 ? 0 : up
-  }
-
-  /** True for a failure that left the request unsent: nothing was applied. */
-  private unsent(err: unknown): boolean {
-    return err instanceof SessionError && err.code === 'ERR_STORE_UNAVAILABLE' && !err.outcomeUnknown && !this.noMeta.has(err)
-  }
-
-  private metaMissing(server: string): SessionError {
-    const error = new SessionError(
-      'ERR_STORE_UNAVAILABLE',
-      `memcached ${server} does not speak the meta protocol, which replicas needs on every server (memcached 1.6 and later do); ` +
-        'behind a proxy such as twemproxy, leave replication to the proxy and set replicas: 0',
-    )
-    this.noMeta.add(error)
-    return error
-  }
-
-  private noneAnswered(key: string, servers: readonly string[], cause: unknown): SessionError {
-    const said = cause instanceof Error ? cause.message.replace(/^tied-session: /, '') : String(cause)
-    return new SessionError('ERR_STORE_UNAVAILABLE', `no server holding "${key}" answered (${servers.join(', ')}): ${said}`, {
-      cause,
-      outcomeUnknown: cause instanceof SessionError && cause.outcomeUnknown,
-    })
   }
 }
 

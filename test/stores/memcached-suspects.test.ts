@@ -163,3 +163,20 @@ test('a check that was clean just before the outage is not trusted after the wri
   // without the writer's wait, the reader's clean check would still be current here, and it would read 'old'
   t.is((await reader.get(key))?.value, 'new')
 })
+
+test('a write to the next copy, past a key own server this process saw fail, marks that server before it writes', async (t) => {
+  const { nodes, logs, servers } = await threeLogged(t)
+  const key = keyOn(servers, 0, 1)
+  const store = open(t, { servers, replicas: 1, requestTimeout: 300 })
+  await store.write(key, 'old', { ttl: 60, mode: 'set' })
+  await nodes[0]!.pause()
+  t.teardown(() => nodes[0]!.resume())
+  const read = await store.get(key) // waits out the deadline on the frozen server: served by the replica
+  for (const log of logs) log.clear()
+  t.is(await store.write(key, 'new', { ttl: 60, mode: 'cas', version: read!.version! }), 'stored')
+  // on the replica, now the authority: first the marker of the frozen server, then the write
+  const order = logs[1]!.lines().map((line) => line.split(' ').slice(0, 2).join(' '))
+  const marked = order.indexOf(`set ${MARKER_PREFIX}${servers[0]}`)
+  const written = order.findIndex((line) => line === `ms ${key}`)
+  t.true(marked >= 0 && written > marked, order.join(' | '))
+})
