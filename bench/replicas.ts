@@ -2,10 +2,11 @@
  * replicas (issue 16): what `replicas: 1` costs on three memcached servers, measured side by side
  * with `replicas: 0` on the same servers, 64 concurrent requests on a ~1 KB JSON session.
  *
- * - write: tie + read 3 + change 1 + untie. replicas 0: 1 `gets` + 1 `cas`. replicas 1: the read
- *   asks both copies (`mg` with the value from one, stamp only from the other), the write is an
- *   `ms` at the cas on the key's own server, then one on its replica.
- * - read: tie + read 3 + untie (nothing changed, nothing written): 1 `gets`, or 2 `mg` in parallel.
+ * - write: tie + read 3 + change 1 + untie. replicas 0: 1 `gets` + 1 `cas`. replicas 1, no server
+ *   suspect (src/stores/memcached-suspects.ts): the read is one `mg` on the key's own server; the
+ *   write an `ms` at the cas there, with an `mg` of the replica's version alongside, then an `ms`
+ *   on the replica.
+ * - read: tie + read 3 + untie (nothing changed, nothing written): 1 `gets`, or 1 `mg`.
  */
 import { lib } from './lib/tied.js'
 import { sessionData, type BenchSession, type Loaded } from './lib/data.js'

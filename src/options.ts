@@ -134,6 +134,41 @@ function seconds(name: string, value: unknown): number {
   return value as number
 }
 
+type Resolved = ReturnType<typeof resolveOptions>
+
+/** The options of the last {@link resolveTieOptions} call (a shallow copy), and what they resolved to; forgotten by closeStores(). */
+let lastTie: { opts: Record<string, unknown>; env: unknown; config: Resolved } | undefined
+
+/**
+ * {@link resolveOptions} for tieSession, which runs it on every tie: options with the same values
+ * as the last call's (a new object literal each time, as callers write them) give the same config,
+ * already checked. Values compare by identity, arrays (servers) element by element.
+ */
+export function resolveTieOptions(opts: TieOptions = {}): Resolved {
+  const env = currentEnvironment()
+  if (lastTie !== undefined && lastTie.env === env && sameValues(lastTie.opts, opts as Record<string, unknown>)) return lastTie.config
+  const config = resolveOptions(opts)
+  const copy: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(opts)) copy[k] = Array.isArray(v) ? [...(v as unknown[])] : v
+  lastTie = { opts: copy, env, config }
+  return config
+}
+
+/** Same keys, and the same values: identical, or arrays of identical elements. */
+function sameValues(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  if (typeof b !== 'object' || b === null) return false
+  let count = 0
+  for (const k in b) {
+    if (!Object.hasOwn(b, k)) continue
+    count++
+    const u = a[k]
+    const v = b[k]
+    if (u === v && !Array.isArray(v)) continue
+    if (!Array.isArray(u) || !Array.isArray(v) || u.length !== v.length || u.some((e, i) => e !== v[i])) return false
+  }
+  return count === Object.keys(a).length
+}
+
 /**
  * Checks options once at the boundary and merges the defaults: an option not given comes from its
  * TIED_SESSION_* environment variable, then from the built-in default. `storeGiven` says whether
@@ -287,6 +322,7 @@ function memcachedFrom(o: Record<string, unknown>): Store | undefined {
  */
 export async function closeStores(): Promise<void> {
   forgetEnvironment() // the TIED_SESSION_* variables are read again by the next call
+  lastTie = undefined // its config names a store closed below
   await flushScheduled()
   await closeMemcachedStores()
   const stores: Store[] = [...(defaultStore ? [defaultStore] : []), ...directoryStores.values()]

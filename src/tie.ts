@@ -7,7 +7,7 @@ import { SessionError } from './errors.js'
 import { checkId, newId } from './ids.js'
 import { md5Hex, planIndex, uidOf } from './index-plan.js'
 import { applyIndex, destroyAll, liveSessions } from './principal.js'
-import { resolveOptions, type TieOptions } from './options.js'
+import { resolveOptions, resolveTieOptions, type TieOptions } from './options.js'
 import { checkDepth, type JSON_ONLY, type JsonSafe, type Serializer } from './serializers.js'
 import { Session, type SessionConfig } from './session.js'
 import { bookId, bookNewId, notFound, parseData } from './stored.js'
@@ -59,8 +59,9 @@ export async function tieSession<T extends object = Record<string, unknown>>(
 ): Promise<Tied<T>> {
   const fresh = id === undefined || id === null || id === ''
   if (!fresh) checkId(id)
-  // the session keeps this object as its config (updateOnly included): no copy per tie
-  const config = resolveOptions(opts)
+  // the session keeps this object as its config (updateOnly included): no copy per tie, and
+  // ties with the same options share one (nothing writes to a config)
+  const config = resolveTieOptions(opts)
   let session: Session
   if (fresh) {
     session = await create(config, config.updateOnly)

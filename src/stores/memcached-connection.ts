@@ -38,7 +38,7 @@ export class Connection {
   private socket: net.Socket | undefined
   /** True once the current socket connected: from then on, what was written may have reached the server. */
   private connected = false
-  private readonly parser = new ReplyParser()
+  private readonly parser: ReplyParser
   /** Requests written, oldest first, from `head` on. */
   private queue: Request[] = []
   private head = 0
@@ -70,8 +70,11 @@ export class Connection {
     readonly address: string,
     private readonly timeout: number,
     private readonly protocol: Protocol = 'auto',
+    /** The client-flag bits that mark a value as bytes (ReplyParser). */
+    bytesFlags?: number,
   ) {
     if (protocol !== 'auto') this.meta = protocol === 'meta'
+    this.parser = new ReplyParser(bytesFlags)
   }
 
   /** Sends one command whose reply is of `kind`; resolves the reply. A meta command to a server without meta rejects unsent. */

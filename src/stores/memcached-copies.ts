@@ -12,7 +12,8 @@
 import { createRequire } from 'node:module'
 import type { Crc32Buckets } from './memcached-crc32.js'
 
-const OWN_BITS = 3
+/** The value's own flag bits (Perl's Storable and gzip); the others carry the copy's stamp and tombstone mark. */
+export const OWN_BITS = 3
 const TOMBSTONE_BIT = 4
 const STAMP_SHIFT = 3
 /** The largest stamp: 29 bits. A key written more often than this stops taking writes (ERR_CONFLICT). */

@@ -6,7 +6,7 @@
  */
 import { SessionError } from '../errors.js'
 import { RETRY_MS } from './memcached-connection.js'
-import { copyOf, type Look } from './memcached-copies.js'
+import { copyOf, OWN_BITS, type Look } from './memcached-copies.js'
 import { WireClient } from './memcached-wire.js'
 
 /** The servers of a replicated pool: see the module comment. */
@@ -20,7 +20,8 @@ export class ReplicaServers {
   private readonly speaksMeta = new Set<string>()
 
   constructor(servers: readonly string[], requestTimeout: number) {
-    for (const server of servers) this.clients.set(server, new WireClient([server], requestTimeout))
+    // a copy's flags carry its stamp above the value's own two bits: only those make it bytes
+    for (const server of servers) this.clients.set(server, new WireClient([server], requestTimeout, undefined, 'auto', OWN_BITS))
   }
 
   /** Fails the calls in flight and every later one with `error`. */

@@ -25,7 +25,6 @@
  * the value, and `ms` reports the new cas. A server without them (an old memcached, a proxy such
  * as twemproxy) fails every call with a message that says so.
  */
-import { isUtf8 } from 'node:buffer'
 import { SessionError } from '../errors.js'
 import type { Crc32Buckets } from './memcached-crc32.js'
 import {
@@ -369,12 +368,10 @@ function nextStamp(key: string, stamp: number): number {
   return stamp + 1
 }
 
-/** The entry a read returns: the value (text again when it is flags-0 UTF-8), its own flags, the version. */
+/** The entry a read returns: the value, its own flags, the version. */
 function entryOf(copy: Copy, version: string): Entry {
-  const raw = copy.value!
-  // the wire client keeps a flagged value as bytes, and every copy is flagged (its stamp)
-  const value = copy.own === 0 && typeof raw !== 'string' && isUtf8(raw) ? raw.toString('utf8') : raw
-  const entry: Entry = { value }
+  // the wire client hands a copy whose own bits are 0 as text when it is valid UTF-8 (its stamp bits do not count)
+  const entry: Entry = { value: copy.value! }
   if (copy.own !== 0) entry.flags = copy.own
   entry.version = version
   return entry

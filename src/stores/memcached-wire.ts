@@ -121,8 +121,10 @@ export class WireClient implements Pool {
     timeout: number,
     private readonly crc32?: Crc32Buckets,
     protocol: Protocol = 'auto',
+    /** The client-flag bits that mark a value as bytes, not text: all of them, unless the flags carry something else too (replicas' stamps). */
+    bytesFlags?: number,
   ) {
-    for (const server of servers) this.connections.set(server, new Connection(server, timeout, protocol))
+    for (const server of servers) this.connections.set(server, new Connection(server, timeout, protocol, bytesFlags))
     if (servers.length === 1) this.only = this.connections.get(servers[0]!)
     else if (crc32 === undefined) this.ring = new HashRingClass(servers, 'md5', { compatibility: 'ketama', 'default port': 11211 })
   }

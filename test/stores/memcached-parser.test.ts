@@ -155,3 +155,25 @@ test('a large value and a long dump parse whole from many small chunks', (t) => 
   const [reply] = parse(['dump'], pieces)
   t.is(reply?.kind === 'dump' && reply.entries.length, 5000)
 })
+
+test('bytesFlags: only the flag bits that say "bytes" keep a value from being text (replicas stamp the others)', (t) => {
+  const parse = (parser: ReplyParser, kind: ReplyKind, text: string) => {
+    parser.expect(kind)
+    return parser.push(Buffer.from(text))[0]
+  }
+  const stamped = new ReplyParser(3)
+  t.deepEqual(parse(stamped, 'items', 'VALUE k 8 2\r\nv1\r\nEND\r\n'), {
+    kind: 'items',
+    items: [{ value: 'v1', flags: 8, cas: undefined }],
+  })
+  t.deepEqual(parse(stamped, 'items', 'VALUE k 9 2\r\nv1\r\nEND\r\n'), {
+    kind: 'items',
+    items: [{ value: Buffer.from('v1'), flags: 9, cas: undefined }],
+  })
+  const meta = parse(stamped, 'meta', 'VA 2 f16 c5\r\nv1\r\n')
+  t.is(meta?.kind === 'meta' ? meta.value : undefined, 'v1')
+  t.deepEqual(parse(new ReplyParser(), 'items', 'VALUE k 8 2\r\nv1\r\nEND\r\n'), {
+    kind: 'items',
+    items: [{ value: Buffer.from('v1'), flags: 8, cas: undefined }],
+  })
+})
