@@ -108,7 +108,7 @@ class Nested implements ProxyHandler<Data> {
   }
   set(target: Data, key: string | symbol, value: unknown) {
     this.live()
-    return this.tracker.write(target, key, value, this.top, this.path, this)
+    return this.tracker.write(target, key, value, this.top, undefined, this)
   }
   deleteProperty(target: Data, key: string | symbol) {
     this.live()
@@ -214,15 +214,16 @@ class Tracker implements ProxyHandler<Data> {
       return value
     }
     const owner = via === undefined ? key : via.top
-    if (!isTrackable(value)) {
+    // an object with a view is trackable: the common read asks the map only
+    let view = this.views?.get(value)
+    if (view === undefined && !isTrackable(value)) {
       // a Date, Map or Set (rich serializer) is handed out as it is: its key is compared at each flush
       this.hooks.loosen(owner)
       return value
     }
     const at = via !== undefined && Array.isArray(target) ? Number(key) : key
-    const views = (this.views ??= new WeakMap())
-    let view = views.get(value)
     if (view === undefined) {
+      const views = (this.views ??= new WeakMap())
       const handler = new Nested(this, owner, via, at)
       if (via?.stale) handler.stale = true
       view = { proxy: new Proxy(value as Data, handler), handler }
@@ -297,11 +298,13 @@ class Tracker implements ProxyHandler<Data> {
     }
   }
 
-  write(target: Data, key: string | symbol, value: unknown, top: string, path: string, via?: Nested): boolean {
+  /** A write of `value` to `target[key]`, under top-level `top`, reached through `via`; `path`: where `target` is (when undefined, via's path, spelled out only if needed). */
+  write(target: Data, key: string | symbol, value: unknown, top: string, path: string | undefined, via?: Nested): boolean {
     this.hooks.writable(top)
-    if (typeof key === 'symbol') throw new TypeError(`tied-session: cannot store a symbol-keyed property at ${path}`)
+    const where = () => path ?? via?.path ?? ''
+    if (typeof key === 'symbol') throw new TypeError(`tied-session: cannot store a symbol-keyed property at ${where()}`)
     const isArray = Array.isArray(target)
-    if (isArray && key === 'length') return this.resize(target as unknown as unknown[], value, top, path)
+    if (isArray && key === 'length') return this.resize(target as unknown as unknown[], value, top, where())
     if (value === undefined && !isArray) return this.remove(target, key, top)
     const before = target[key]
     const has = Object.hasOwn(target, key)
@@ -313,7 +316,7 @@ class Tracker implements ProxyHandler<Data> {
     }
     const index = isArray && isIndex(key) ? Number(key) : -1
     const depth = typeof value === 'object' && value !== null ? depthOf(via) + 1 : 0 // only objects nest
-    const at = () => (index >= 0 ? childPath(path, index) : childPath(path, key))
+    const at = () => (index >= 0 ? childPath(where(), index) : childPath(where(), key))
     const stored = this.hooks.place(value, at, top, depth, has ? before : undefined)
     if (index > (target as unknown as unknown[]).length) fill(target as unknown as unknown[], index)
     put(target, key, stored)
