@@ -160,13 +160,15 @@ function sameValues(a: Record<string, unknown>, b: Record<string, unknown>): boo
   let count = 0
   for (const k in b) {
     if (!Object.hasOwn(b, k)) continue
+    if (!Object.hasOwn(a, k)) return false
     count++
     const u = a[k]
     const v = b[k]
     if (u === v && !Array.isArray(v)) continue
     if (!Array.isArray(u) || !Array.isArray(v) || u.length !== v.length || u.some((e, i) => e !== v[i])) return false
   }
-  return count === Object.keys(a).length
+  for (const k in a) if (Object.hasOwn(a, k)) count-- // no array of keys: this runs on every tie
+  return count === 0
 }
 
 /**

@@ -1,5 +1,5 @@
 import test from 'ava'
-import { closeStores, resolveTieOptions } from '../src/options.js'
+import { closeStores, resolveTieOptions, type TieOptions } from '../src/options.js'
 import { useMemcached } from './helpers/memcached.js'
 
 test.after.always(() => closeStores())
@@ -17,6 +17,13 @@ test('ties with the same option values share one checked config; any change, or 
   t.not(changed, again, 'an array changed in place is seen')
   t.not(changed.store, again.store, 'other servers: another store')
   t.throws(() => resolveTieOptions({ servers, expires: -1 }), { instanceOf: TypeError })
+  // as many keys, one of them undefined: still other options
+  // (JavaScript callers can pass undefined where the types do not let TypeScript ones)
+  const loose = (o: Record<string, unknown>) => resolveTieOptions(o as TieOptions)
+  const plain = loose({ servers, expires: undefined, namespace: 'a:' })
+  t.is(loose({ servers, expires: undefined, namespace: 'a:' }), plain)
+  t.is(loose({ servers, namespace: 'b:' }).namespace, 'b:')
+  t.is(loose({ servers, expires: undefined }).namespace, '', 'as many keys, the other one undefined: not the same options')
   const kept = resolveTieOptions({ servers, expires: 60 })
   await closeStores()
   const after = resolveTieOptions({ servers, expires: 60 })

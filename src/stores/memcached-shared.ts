@@ -30,16 +30,20 @@ let last: { options: MemcachedStoreOptions; store: MemcachedStore } | undefined
 function sameOptions(a: MemcachedStoreOptions, b: MemcachedStoreOptions): boolean {
   const x = a as Record<string, unknown>
   const y = b as Record<string, unknown>
-  const keys = Object.keys(y)
-  if (keys.length !== Object.keys(x).length) return false
-  for (const k of keys) {
+  // no arrays of keys: tieSession calls this on every tie
+  let count = 0
+  for (const k in x) if (Object.hasOwn(x, k)) count++
+  for (const k in y) {
+    if (!Object.hasOwn(y, k)) continue
+    if (!Object.hasOwn(x, k)) return false
+    count--
     const u = x[k]
     const v = y[k]
     if (u === v && typeof v !== 'object') continue
     if (!Array.isArray(u) || !Array.isArray(v) || u.length !== v.length || u.some((e, i) => typeof e === 'object' || e !== v[i]))
       return false
   }
-  return true
+  return count === 0
 }
 
 function sharedStoreFor(options: MemcachedStoreOptions): MemcachedStore {

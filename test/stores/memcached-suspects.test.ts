@@ -129,7 +129,7 @@ test('a process that kept reading other keys through the outage does not trust t
   const loop = (async () => {
     // keeps the reader's checks going (they fail on the frozen server: nothing is trusted then)
     for (let i = 0; reading && i < 500; i++) {
-      await reader.get(other)
+      await reader.get(other).catch(() => undefined) // on a loaded machine even a live server can miss a 300 ms deadline
       await sleep(10)
     }
   })()
