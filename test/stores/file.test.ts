@@ -341,15 +341,18 @@ test('file store: the stale lock of a dead process is taken over', async (t) => 
 test('file store: four processes doing get + cas on one key lose no write', async (t) => {
   const store = await open(t)
   await store.write('shared', '{}', { ttl: 600, mode: 'set' })
-  const startAt = String(Date.now() + 2000) // after every worker has loaded, so that they race
   const ids = ['1', '2', '3', '4']
-  const workers = ids.map((id) => runFixture(t, 'file-store-cas.ts', [store.directory, 'shared', id, '50', startAt]))
+  const workers = ids.map((id) => runFixture(t, 'file-store-cas.ts', [store.directory, 'shared', id, '50']))
+  // started together once every one has loaded (a start time fixed in advance failed on a loaded
+  // CI machine: the workers loaded one after another and never overlapped)
+  await Promise.all(workers.map((w) => w.line('ready')))
+  for (const w of workers) w.process.kill('SIGUSR2')
   const exits = await Promise.all(workers.map((w) => w.exited))
   for (const exit of exits) t.is(exit.code, 0, exit.stderr)
   const object = JSON.parse(String((await store.get('shared'))!.value)) as Record<string, number>
   t.is(Object.keys(object).length, 200)
   for (const id of ids) for (let i = 0; i < 50; i++) t.is(object[`w${id}_${i}`], i)
-  const conflicts = exits.map((e) => (JSON.parse(e.stdout) as { conflicts: number }).conflicts)
+  const conflicts = exits.map((e) => (JSON.parse(e.stdout.trim().split('\n').pop()!) as { conflicts: number }).conflicts)
   t.log(`cas conflicts per worker: ${conflicts.join(', ')}`)
   t.true(
     conflicts.some((n) => n > 0),
