@@ -16,7 +16,8 @@
  * - A marker lives as long as the write it was set for, plus MARKER_SLACK: the newest copy it
  *   protects lives that long at most, and once that copy is gone a read of every copy would serve
  *   the stale one as well. Until then every key with a copy on the suspect is read from every copy
- *   (and repaired). Later writes that miss the server make its markers longer, with no new wait.
+ *   (and repaired). Later writes that miss the server make its markers longer, with no new wait;
+ *   none makes one shorter (another process's keys may live longer).
  */
 import { SessionError } from '../errors.js'
 import type { WireClient } from './memcached-wire.js'
@@ -98,10 +99,8 @@ export class Suspects {
   /** Sets `server`'s markers for `ttl` seconds; with `wait`, resolves only once every current check has seen them. */
   private async placeMarkers(server: string, ttl: number, wait: boolean): Promise<void> {
     const others = this.servers.filter((s) => s !== server)
-    const placed = await Promise.allSettled(
-      others.map((s) => this.clients.get(s)!.store('set', markerKey(server), server, this.exptime(ttl))),
-    )
-    if (!placed.some((p) => p.status === 'fulfilled' && p.value === 'STORED')) {
+    const placed = await Promise.allSettled(others.map((s) => this.placeMarker(this.clients.get(s)!, server, ttl)))
+    if (!placed.some((p) => p.status === 'fulfilled' && p.value)) {
       const failed = placed.find((p) => p.status === 'rejected')
       throw new SessionError(
         'ERR_STORE_UNAVAILABLE',
@@ -111,6 +110,26 @@ export class Suspects {
     }
     // every check started from now on sees the markers; the ones started before expire within the lease
     if (wait) await new Promise((resolve) => setTimeout(resolve, SUSPECT_LEASE_MS))
+  }
+
+  /**
+   * Sets `server`'s marker on `client` for at least `ttl` seconds (0: for good), never shortening
+   * one that lives longer: it protects other keys, written with a longer TTL by other processes.
+   * Compare-and-swap, so that two processes marking at once cannot leave the shorter one.
+   */
+  private async placeMarker(client: WireClient, server: string, ttl: number): Promise<boolean> {
+    const key = markerKey(server)
+    for (let tries = 0; tries < 3; tries++) {
+      const there = await client.metaGet(key, { cas: true, ttl: true })
+      if (there !== undefined && (there.ttl === -1 || (ttl !== 0 && there.ttl !== undefined && there.ttl >= ttl))) return true
+      const reply = await client.metaSet(
+        key,
+        server,
+        there === undefined ? { mode: 'add', ttl: this.exptime(ttl) } : { mode: 'set', cas: there.cas!, ttl: this.exptime(ttl) },
+      )
+      if (reply.result === 'stored') return true
+    }
+    return false // changed under each try: another process is marking it too
   }
 
   /** Starts a check (every server: its markers) unless one is running or a failed one is too recent. */

@@ -176,7 +176,25 @@ test('a write to the next copy, past a key own server this process saw fail, mar
   t.is(await store.write(key, 'new', { ttl: 60, mode: 'cas', version: read!.version! }), 'stored')
   // on the replica, now the authority: first the marker of the frozen server, then the write
   const order = logs[1]!.lines().map((line) => line.split(' ').slice(0, 2).join(' '))
-  const marked = order.indexOf(`set ${MARKER_PREFIX}${servers[0]}`)
+  const marked = order.indexOf(`ms ${MARKER_PREFIX}${servers[0]}`)
   const written = order.findIndex((line) => line === `ms ${key}`)
   t.true(marked >= 0 && written > marked, order.join(' | '))
+})
+
+test('a marker is never made shorter: a write with a short TTL that misses the server leaves a longer marker as it is', async (t) => {
+  const { nodes, servers } = await threeLogged(t)
+  const long = keyOn(servers, 0, 1)
+  const short = keyOn(servers, 2, 1)
+  const a = open(t, { servers, replicas: 1, requestTimeout: 300 })
+  const b = open(t, { servers, replicas: 1, requestTimeout: 300 })
+  await a.write(long, 'x', { ttl: 600, mode: 'set' })
+  await b.write(short, 'y', { ttl: 5, mode: 'set' })
+  await nodes[1]!.pause() // the replica of both keys
+  t.teardown(() => nodes[1]!.resume())
+  t.is(await a.write(long, 'x2', { ttl: 600, mode: 'set' }), 'stored') // marks it for 600 + MARKER_SLACK
+  t.is(await b.write(short, 'y2', { ttl: 5, mode: 'set' }), 'stored') // would mark it for 5 + MARKER_SLACK
+  for (const node of [nodes[0]!, nodes[2]!]) {
+    const reply = await rawCommand(node.port, `mg ${MARKER_PREFIX}${servers[1]} t\r\n`)
+    t.true(Number(/ t(\d+)/.exec(reply)?.[1]) > 600, reply)
+  }
 })
