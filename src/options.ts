@@ -10,6 +10,7 @@ import { flushScheduled } from './autosave.js'
 import type { SessionConfig } from './session.js'
 import { fileStore, type FileStore } from './stores/file.js'
 import type { MemcachedStoreOptions } from './stores/memcached.js'
+import { OPTION_NAMES as MEMCACHED_OPTIONS } from './stores/memcached-options.js'
 import { closeStores as closeMemcachedStores, sharedMemcachedStore } from './stores/memcached-shared.js'
 import type { Store } from './stores/store.js'
 import { ID_FIELD } from './tracker.js'
@@ -89,17 +90,8 @@ export interface TieOptions {
 }
 
 const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '' } as const
-const MEMCACHED = [
-  'servers',
-  'local',
-  'distribution',
-  'localTtl',
-  'trustLocal',
-  'requestTimeout',
-  'maxValueBytes',
-  'replicas',
-  'protocol',
-] as const
+/** The memcachedStore options a tie passes on to its shared store (an injected client is given as `store`). */
+const MEMCACHED = MEMCACHED_OPTIONS.filter((k) => k !== 'client' && k !== 'localClient')
 const KNOWN = new Set([
   'store',
   ...MEMCACHED,

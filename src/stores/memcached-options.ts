@@ -5,7 +5,8 @@ import { normalizeServer } from './address.js'
 import type { WeightedServer } from './memcached-crc32.js'
 import { CLIENT_METHODS, type MemcachedClient } from './memcached-injected.js'
 
-const OPTION_NAMES = [
+/** Every option memcachedStore takes; all but `client` and `localClient` are tie options too (options.ts). */
+export const OPTION_NAMES = [
   'servers',
   'local',
   'distribution',
