@@ -122,40 +122,38 @@ async function run(t: ExecutionContext<unknown>, replicas: number, kind: 'kill' 
   return outcome
 }
 
+/** Logs what a run did. */
+function report(t: ExecutionContext<unknown>, o: Outcome, label: string, notFoundNote = ''): void {
+  t.log(
+    `${label}: ${o.acknowledged} acknowledged writes on ${o.sessions} sessions; ${o.notFound} ERR_SESSION_NOT_FOUND${notFoundNote}, ` +
+      `${o.behind} behind, ${o.failed} other failures; slowest call ${Math.round(o.slowest)} ms`,
+  )
+}
+
+/** A run with replicas: many writes, no session lost, no acknowledged write behind, no call past its deadline (+ slack). */
+function nothingLost(t: ExecutionContext<unknown>, o: Outcome, label: string): void {
+  report(t, o, label)
+  t.true(o.acknowledged > 1000)
+  t.is(o.notFound, 0)
+  t.is(o.behind, 0)
+  t.true(o.slowest <= REQUEST_TIMEOUT + SLACK, `a call took ${Math.round(o.slowest)} ms`)
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)))
 
 test('replicas: 1: a node SIGKILLed and restarted empty loses no session and no acknowledged write', async (t) => {
   t.timeout(40_000)
-  const o = await run(t, 1)
-  t.log(
-    `replicas 1: ${o.acknowledged} acknowledged writes on ${o.sessions} sessions; ${o.notFound} ERR_SESSION_NOT_FOUND, ` +
-      `${o.behind} behind, ${o.failed} other failures; slowest call ${Math.round(o.slowest)} ms`,
-  )
-  t.true(o.acknowledged > 1000)
-  t.is(o.notFound, 0)
-  t.is(o.behind, 0)
-  t.true(o.slowest <= REQUEST_TIMEOUT + SLACK, `a call took ${Math.round(o.slowest)} ms`)
+  nothingLost(t, await run(t, 1), 'replicas 1')
 })
 
 test('replicas: 1: a node frozen for 3 s comes back with its old copies, and no read serves one', async (t) => {
   t.timeout(40_000)
-  const o = await run(t, 1, 'freeze')
-  t.log(
-    `replicas 1, frozen: ${o.acknowledged} acknowledged writes on ${o.sessions} sessions; ${o.notFound} ERR_SESSION_NOT_FOUND, ` +
-      `${o.behind} behind, ${o.failed} other failures; slowest call ${Math.round(o.slowest)} ms`,
-  )
-  t.true(o.acknowledged > 1000)
-  t.is(o.notFound, 0)
-  t.is(o.behind, 0)
-  t.true(o.slowest <= REQUEST_TIMEOUT + SLACK, `a call took ${Math.round(o.slowest)} ms`)
+  nothingLost(t, await run(t, 1, 'freeze'), 'replicas 1, frozen')
 })
 
 test('replicas: 0: the same run loses sessions (what replicas prevents)', async (t) => {
   t.timeout(40_000)
   const o = await run(t, 0)
-  t.log(
-    `replicas 0: ${o.acknowledged} acknowledged writes on ${o.sessions} sessions; ${o.notFound} ERR_SESSION_NOT_FOUND (lost sessions), ` +
-      `${o.behind} behind, ${o.failed} other failures; slowest call ${Math.round(o.slowest)} ms`,
-  )
+  report(t, o, 'replicas 0', ' (lost sessions)')
   t.true(o.notFound > 0)
 })
