@@ -5,7 +5,7 @@
  */
 import { lib } from './lib/tied.js'
 import { benchId, sessionData, type BenchSession, type Loaded } from './lib/data.js'
-import { emit, fmt, verdict } from './lib/measure.js'
+import { emit, fmt, medianNsPerOp, verdict } from './lib/measure.js'
 
 const { memoryStore, tieSession, untie } = lib
 const QUICK = process.env.BENCH_QUICK === '1'
@@ -36,26 +36,13 @@ const ops: Array<[name: string, make: () => Loop, target?: number]> = [
 ]
 
 /** ns per op: the median over batches; each batch runs about BATCH_MS, then yields (the autoSave flush runs). */
-async function nsPerOp(loop: Loop, o: BenchSession): Promise<number> {
-  let n = 1000
-  for (;;) {
-    const t0 = performance.now()
-    loop(o, n)
-    const ms = performance.now() - t0
-    if (ms > BATCH_MS / 4) {
-      n = Math.ceil((n * BATCH_MS) / ms)
-      break
-    }
-    n *= 4
-  }
-  const per: number[] = []
-  for (let b = 0; b < BATCHES; b++) {
-    const t0 = process.hrtime.bigint()
-    loop(o, n)
-    per.push(Number(process.hrtime.bigint() - t0) / n)
-    await new Promise((resolve) => setImmediate(resolve))
-  }
-  return per.sort((a, b) => a - b)[Math.floor(per.length / 2)]!
+function nsPerOp(loop: Loop, o: BenchSession): Promise<number> {
+  return medianNsPerOp((n) => loop(o, n), {
+    start: 1000,
+    batches: BATCHES,
+    batchMs: BATCH_MS,
+    between: () => new Promise((resolve) => setImmediate(resolve)),
+  })
 }
 
 for (const [name, make, target] of ops) {

@@ -6,7 +6,7 @@
  */
 import { lib } from './lib/tied.js'
 import { benchId, sessionData } from './lib/data.js'
-import { emit } from './lib/measure.js'
+import { emit, medianNsPerOp } from './lib/measure.js'
 
 const { json, storable } = lib
 const QUICK = process.env.BENCH_QUICK === '1'
@@ -17,25 +17,14 @@ const ascii = sessionData(benchId('serializers', 1), 1)
 const wide = JSON.parse(JSON.stringify(ascii).replace(/"(Item number|Ada Lovelace)/g, '"José 中文 😀 $1')) as typeof ascii
 
 /** µs per call of `op`: the median over batches of about BATCH_MS each. */
-function usPerOp(op: () => unknown): number {
-  let n = 100
-  for (;;) {
-    const t0 = performance.now()
-    for (let i = 0; i < n; i++) op()
-    const ms = performance.now() - t0
-    if (ms > BATCH_MS / 4) {
-      n = Math.ceil((n * BATCH_MS) / ms)
-      break
-    }
-    n *= 4
-  }
-  const per: number[] = []
-  for (let b = 0; b < BATCHES; b++) {
-    const t0 = process.hrtime.bigint()
-    for (let i = 0; i < n; i++) op()
-    per.push(Number(process.hrtime.bigint() - t0) / n / 1000)
-  }
-  return per.sort((a, b) => a - b)[Math.floor(per.length / 2)]!
+async function usPerOp(op: () => unknown): Promise<number> {
+  const ns = await medianNsPerOp(
+    (n) => {
+      for (let i = 0; i < n; i++) op()
+    },
+    { start: 100, batches: BATCHES, batchMs: BATCH_MS },
+  )
+  return ns / 1000
 }
 
 for (const [label, data] of [
@@ -50,8 +39,8 @@ for (const [label, data] of [
   const frozen = storable.stringify(data)
   contestants.push(['storable (nfreeze/thaw)', () => storable.stringify(data), () => storable.parse(frozen), frozen.length])
   for (const [name, encode, decode, bytes] of contestants) {
-    const enc = usPerOp(encode)
-    const dec = usPerOp(decode)
+    const enc = await usPerOp(encode)
+    const dec = await usPerOp(decode)
     emit({
       bench: `serializers, 1 KB session, ${label}`,
       name,

@@ -103,6 +103,36 @@ export async function sideBySide(
   return new Map([...samples].map(([k, v]) => [k, summarize(v)]))
 }
 
+/**
+ * ns per op of `runN` (which runs `n` ops): `n` is grown from `start` until a batch takes about
+ * `batchMs`, then the median of `batches` batches; `between` runs after each batch (a yield, so
+ * that an autoSave flush runs outside the timing).
+ */
+export async function medianNsPerOp(
+  runN: (n: number) => void,
+  o: { start: number; batches: number; batchMs: number; between?: () => Promise<unknown> },
+): Promise<number> {
+  let n = o.start
+  for (;;) {
+    const t0 = performance.now()
+    runN(n)
+    const ms = performance.now() - t0
+    if (ms > o.batchMs / 4) {
+      n = Math.ceil((n * o.batchMs) / ms)
+      break
+    }
+    n *= 4
+  }
+  const per: number[] = []
+  for (let b = 0; b < o.batches; b++) {
+    const t0 = process.hrtime.bigint()
+    runN(n)
+    per.push(Number(process.hrtime.bigint() - t0) / n)
+    await o.between?.()
+  }
+  return per.sort((a, b) => a - b)[Math.floor(per.length / 2)]!
+}
+
 export const fmt = {
   int: (n: number) => Math.round(n).toLocaleString('en-US'),
   us: (n: number) => (n >= 100 ? n.toFixed(0) : n.toFixed(1)) + ' µs',
