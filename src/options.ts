@@ -8,11 +8,9 @@ import { Lease } from './lease.js'
 import { json, type Serializer } from './serializers.js'
 import { flushScheduled } from './autosave.js'
 import type { SessionConfig } from './session.js'
-import { fileStore, type FileStore } from './stores/file.js'
 import type { MemcachedStoreOptions } from './stores/memcached.js'
-import { OPTION_NAMES as MEMCACHED_OPTIONS } from './stores/memcached-options.js'
-import { closeStores as closeMemcachedStores, sharedMemcachedStore } from './stores/memcached-shared.js'
 import type { Store } from './stores/store.js'
+import { closeTieStores, MEMCACHED, storeFor } from './tie-stores.js'
 import { ID_FIELD } from './tracker.js'
 
 /** Options of {@link tieSession}. Unknown keys are a TypeError. */
@@ -90,8 +88,6 @@ export interface TieOptions {
 }
 
 const DEFAULTS = { expires: 86400, updateOnly: false, autoSave: true, serializer: json, namespace: '' } as const
-/** The memcachedStore options a tie passes on to its shared store (an injected client is given as `store`). */
-const MEMCACHED = MEMCACHED_OPTIONS.filter((k) => k !== 'client' && k !== 'localClient')
 const KNOWN = new Set([
   'store',
   ...MEMCACHED,
@@ -112,10 +108,6 @@ const KNOWN = new Set([
   'maxSessions',
   'onError',
 ])
-
-let defaultStore: Store | undefined
-/** The file stores opened for TIED_SESSION_DIR, one per directory. */
-const directoryStores = new Map<string, FileStore>()
 
 function option(name: string, ok: boolean, expected: string): void {
   if (!ok) throw new TypeError(`tied-session: option ${name} must be ${expected}`)
@@ -226,7 +218,7 @@ export function resolveOptions(opts: TieOptions = {}): SessionConfig & { updateO
     )
   }
   const dir = o[DIR] as string | undefined
-  const store = opts.store ?? memcachedFrom(o) ?? (dir === undefined ? (defaultStore ??= fileStore()) : directoryStore(dir))
+  const store = opts.store ?? storeFor(o, dir)
   let acquire: SessionConfig['acquire']
   if (o.lock === 'exclusive') {
     const { lock } = store
@@ -289,26 +281,6 @@ function withEnvironment(o: Record<string, unknown>): Record<string | symbol, un
   return merged
 }
 
-/** The file store of TIED_SESSION_DIR, one per directory, closed by closeStores(). */
-function directoryStore(dir: string): FileStore {
-  let store = directoryStores.get(dir)
-  if (store === undefined) directoryStores.set(dir, (store = fileStore({ directory: dir })))
-  return store
-}
-
-/** The shared memcached store for `servers` + `local` (+ tuning), or undefined without `servers`. */
-function memcachedFrom(o: Record<string, unknown>): Store | undefined {
-  const given = MEMCACHED.filter((k) => o[k] !== undefined)
-  if (o.servers === undefined) {
-    if (given.length > 0) throw new TypeError(`tied-session: option ${given[0]} needs servers (the principal memcached servers)`)
-    return undefined
-  }
-  if (o.store !== undefined) throw new TypeError('tied-session: give either store or servers, not both')
-  const options: Record<string, unknown> = {}
-  for (const k of given) options[k] = o[k]
-  return sharedMemcachedStore(options as MemcachedStoreOptions)
-}
-
 /**
  * Closes every store tieSession made from `servers` options (and the default file store), so that
  * a script can exit at once, and has the TIED_SESSION_* variables read again by the next call. Automatic saves still scheduled run first: a write is never dropped
@@ -318,9 +290,5 @@ export async function closeStores(): Promise<void> {
   forgetEnvironment() // the TIED_SESSION_* variables are read again by the next call
   lastTie = undefined // its config names a store closed below
   await flushScheduled()
-  await closeMemcachedStores()
-  const stores: Store[] = [...(defaultStore ? [defaultStore] : []), ...directoryStores.values()]
-  defaultStore = undefined
-  directoryStores.clear()
-  await Promise.all(stores.map((store) => store.close()))
+  await closeTieStores()
 }
