@@ -1,40 +1,27 @@
 /**
  * The bases of a tied session's three-way merges (merge.ts `mergeChanged`): for each top-level key
  * changed since the last read or write, its stored value before the change, as text or as a
- * {@link BaseCopy} (null: absent; undefined: not known, the key is then this session's as a
+ * {@link StoredText} (null: absent; undefined: not known, the key is then this session's as a
  * whole). Taken at a key's first change, so that an unchanged session keeps no copy of its text.
  */
-export type BaseText = string | BaseCopy | null | undefined
+export type BaseText = string | StoredText | null | undefined
 
 /**
- * A base kept as a deep copy of plain JSON data rather than as its text: what the `json`
- * serializer's sessions keep. Copying objects and arrays costs a fraction of writing their text
- * (numbers, doubles above all, are slow to write out), and this runs at the first change of every
- * key a tie changes, whether or not a merge ever needs it.
+ * The whole session's text that every key a session has not changed since still holds (the
+ * text it read, or the last it wrote or sent): the base of a key changed for the first time,
+ * without copying or writing out anything at the change. Parsed only when a merge needs it,
+ * once.
  */
-export class BaseCopy {
-  constructor(readonly value: unknown) {}
-}
+export class StoredText {
+  private parsed: Record<string, unknown> | undefined
 
-/**
- * A deep copy of `value`, plain JSON data (objects with Object.prototype or none, arrays,
- * strings, finite numbers, booleans, null), as JSON.parse(JSON.stringify(value)) gives it.
- */
-export function copyJson(value: unknown): unknown {
-  if (typeof value !== 'object' || value === null) return value
-  if (Array.isArray(value)) {
-    const out = new Array<unknown>(value.length)
-    for (let i = 0; i < value.length; i++) out[i] = copyJson(value[i])
-    return out
+  constructor(readonly text: string) {}
+
+  /** `key`'s value in the text, parsed with `parse` (`absent` when the text has no such key). Never changed by a merge. */
+  at<A>(key: string, parse: (text: string) => unknown, absent: A): unknown {
+    const parsed = (this.parsed ??= parse(this.text) as Record<string, unknown>)
+    return Object.hasOwn(parsed, key) ? parsed[key] : absent
   }
-  const out: Record<string, unknown> = {}
-  for (const key of Object.keys(value)) {
-    const v = copyJson((value as Record<string, unknown>)[key])
-    // a key named __proto__ is data, as JSON.parse makes it (an assignment would set the prototype)
-    if (key === '__proto__') Object.defineProperty(out, key, { value: v, writable: true, enumerable: true, configurable: true })
-    else out[key] = v
-  }
-  return out
 }
 
 export class MergeBases {

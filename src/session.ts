@@ -13,7 +13,7 @@ import { newId } from './ids.js'
 import type { Lease } from './lease.js'
 import { stampCreation, ttlNow, UTIME_FIELD } from './lifetime.js'
 import { LooseKeys } from './loose.js'
-import { BaseCopy, MergeBases, copyJson, type BaseText } from './merge-bases.js'
+import { MergeBases, StoredText, type BaseText } from './merge-bases.js'
 import { containers, mergeChanged, takeTheirs, reconcile } from './merge.js'
 import type { AddOptions } from './principal.js'
 import { SessionIndex } from './session-index.js'
@@ -67,6 +67,12 @@ export class Session implements TrackerHooks {
   private readonly changed = new Set<string>()
   /** Each changed key's stored text before its first change: the bases of a merge. */
   private readonly bases = new MergeBases()
+  /**
+   * The text every key holds that has not changed since it was taken (a `json` session's, else
+   * undefined): the text read, or the last one a write made. A key's first change keeps this as
+   * its base instead of copying the key.
+   */
+  private source: StoredText | undefined
   /** keys that can change without passing a trap; made on first use */
   private loose: LooseKeys | undefined
   private state: 'open' | 'untied' | 'destroyed' = 'open'
@@ -91,6 +97,7 @@ export class Session implements TrackerHooks {
     this.text = loaded.version === undefined ? loaded.text : undefined
     this.stored = loaded.stored
     this.form = loaded.form ?? formFor(config.serializer)
+    this.hold(loaded.text)
     this.index = new SessionIndex(
       { place: { store: config.store, namespace: config.namespace }, ttl: config.ttl, principal: config.principal },
       data,
@@ -209,6 +216,7 @@ export class Session implements TrackerHooks {
     this.text = entry !== undefined && entry.version === undefined ? text : undefined
     this.changed.clear()
     this.bases.clear()
+    this.hold(text)
     if (this.config.principal !== undefined) this.index.loaded(this.data)
     this.loose?.stored(this.loose.keys())
   }
@@ -237,6 +245,7 @@ export class Session implements TrackerHooks {
     this.version = undefined
     this.changed.clear()
     this.bases.clear()
+    this.hold(text)
     if (texts) this.loose!.settle(texts)
     if (lease !== undefined) {
       const old = this.lease
@@ -284,19 +293,27 @@ export class Session implements TrackerHooks {
   }
 
   /**
-   * `top`'s stored value, before a change: a loose key's text is known; another's is its value now,
-   * a copy of it for JSON (plain data, and a copy is cheaper than its text), else its text.
+   * `top`'s stored value, before a change: a loose key's text is known; a key unchanged since the
+   * session's source text holds that text's value; another's is its value now, as text.
    */
   private storedText(top: string): BaseText {
     const loose = this.loose?.storedText(top)
     if (loose !== undefined || this.loose?.has(top) === true) return loose
     if (!Object.hasOwn(this.data, top)) return null
-    if (this.form.serializer === json) return new BaseCopy(copyJson(this.data[top]))
+    if (this.source !== undefined && !this.changed.has(top)) return this.source
     try {
       return this.form.serializer.stringify(this.data[top])
     } catch {
       return undefined // a value its serializer cannot write alone: merged as a whole
     }
+  }
+
+  /**
+   * `text` (the data's whole text, in the session's form) is what every key now holds: the
+   * source of the bases of the keys not changed since. Kept for `json` sessions only.
+   */
+  private hold(text: string | undefined): void {
+    this.source = text !== undefined && this.form.serializer === json ? new StoredText(text) : undefined
   }
 
   private setId(id: string): void {
@@ -454,6 +471,8 @@ export class Session implements TrackerHooks {
       if (attempt === 0) listRead = this.index.readAhead(plan)
       const texts = this.loose?.snapshot()
       const text = serializer.stringify(this.data)
+      // every key not changed from here on holds its value in `text`, whether or not the write lands
+      this.hold(text)
       if (!this.stored || this.version !== undefined) {
         const opts: WriteOptions = this.stored ? { ttl, mode: 'cas', version: this.version as string } : { ttl, mode: 'add' }
         let written: string | undefined
@@ -496,6 +515,8 @@ export class Session implements TrackerHooks {
         // another writer under our lock: the next holder's, if the lock was lost (fenced, not merged over)
         await this.lease?.assertHeld()
         this.merge(read.text, dirty)
+        // the keys taken from theirs hold their values in it; the merged ones have bases
+        this.hold(read.text)
       }
       this.text = read.text
     }

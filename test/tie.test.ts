@@ -569,6 +569,42 @@ test("a removal from an array merges with the other tie's appends; a delete wins
   t.false('gone' in data, 'a delete wins over a change made to what it deleted')
 })
 
+test('a merge after an earlier save of the same tie starts from what that save wrote', async (t) => {
+  const { a, b } = twoHandles(t)
+  const first = await tieSession<Any>(undefined, { store: a })
+  first.list = [1]
+  await untie(first)
+  const one = await tieSession<Any>(first._session_id, { store: a, autoSave: false })
+  one.list.push(2)
+  await save(one)
+  const two = await tieSession<Any>(first._session_id, { store: b, autoSave: false })
+  two.list.push(3)
+  await save(two)
+  one.list.push(4) // its base is [1, 2], what one's save wrote, not [1], what one read
+  await save(one)
+  t.deepEqual((await stored(a, first._session_id))!.list, [1, 2, 3, 4])
+})
+
+test('a key first changed while a save is in flight merges from the text that save sent', async (t) => {
+  const { a, b } = twoHandles(t)
+  const first = await tieSession<Any>(undefined, { store: a })
+  first.list = [1]
+  first.other = { n: 0 }
+  await untie(first)
+  const one = await tieSession<Any>(first._session_id, { store: a, autoSave: false })
+  const two = await tieSession<Any>(first._session_id, { store: b, autoSave: false })
+  two.list.push('two')
+  await save(two)
+  one.other.n = 1
+  const saving = save(one) // sent: one's cas meets two's write, re-reads and merges
+  one.list.push('one')
+  await saving
+  await untie(one)
+  const data = (await stored(a, first._session_id))!
+  t.deepEqual(data.list, [1, 'two', 'one'])
+  t.deepEqual(data.other, { n: 1 })
+})
+
 test('many concurrent saves of different keys on one session lose nothing', async (t) => {
   const { a, b } = twoHandles(t)
   const first = await tieSession<Any>(undefined, { store: a })
