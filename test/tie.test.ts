@@ -393,6 +393,32 @@ test('autoSave: one synchronous burst of writes is one store write', async (t) =
   t.is(t.context.writes.callCount, after + 1, 'untie of an unchanged session writes nothing')
 })
 
+test('autoSave: sessions changed in one tick each get their automatic write; one saved by hand is not written twice', async (t) => {
+  const [one, two, three] = await Promise.all([1, 2, 3].map(() => tieSession<Any>(undefined, { store: t.context.store })))
+  const after = t.context.writes.callCount
+  one!.n = 1
+  two!.n = 2
+  three!.n = 3
+  await save(two!) // its scheduled automatic save is cancelled: it was written here
+  t.is(t.context.writes.callCount, after + 1)
+  await tick()
+  await tick()
+  t.is(t.context.writes.callCount, after + 3, 'one and three were written by their automatic saves')
+  for (const [s, n] of [
+    [one, 1],
+    [two, 2],
+    [three, 3],
+  ] as const)
+    t.is((await stored(t.context.store, s!._session_id))!.n, n)
+  one!.n = 10 // a change after its automatic save ran schedules another
+  await tick()
+  await tick()
+  t.is(t.context.writes.callCount, after + 4)
+  t.is((await stored(t.context.store, one!._session_id))!.n, 10)
+  await Promise.all([one, two, three].map((s) => untie(s!)))
+  t.is(t.context.writes.callCount, after + 4, 'nothing left to write at untie')
+})
+
 test('autoSave: false writes only on save and untie', async (t) => {
   const s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
   const after = t.context.writes.callCount
