@@ -188,8 +188,11 @@ export class ReplyParser {
       case 'meta': {
         // memcached before 1.6 answers a bare ERROR to mn (one line: still in step); "ERROR <words>" is something else
         if (kind === 'probe' && (line === 'ERROR' || line.startsWith('CLIENT_ERROR'))) return { kind: 'refused', line }
-        const [code = '', ...rest] = line.split(' ')
-        if (META_CODES.has(code)) return { kind: 'meta', code: code as MetaCode, flags: metaFlags(rest.join(' ')), value: undefined }
+        // "<code> <flags>*": sliced, not split and joined again (this runs for every meta reply)
+        const space = line.indexOf(' ')
+        const code = space < 0 ? line : line.slice(0, space)
+        if (META_CODES.has(code))
+          return { kind: 'meta', code: code as MetaCode, flags: metaFlags(space < 0 ? '' : line.slice(space + 1)), value: undefined }
         break
       }
       case 'dump': {
@@ -252,7 +255,7 @@ function valueOf(buf: Buffer, start: number, end: number, flags: number): string
 function metaFlags(text: string): Record<string, string> {
   // a scan, not split(' '): this runs for every meta reply, and the array of tokens cost half its time
   const flags: Record<string, string> = {}
-  for (let at = 0; at < text.length; ) {
+  for (let at = 0; at < text.length;) {
     if (text.charCodeAt(at) === 0x20) {
       at++
       continue

@@ -97,6 +97,9 @@ export interface Pool {
   close(error: SessionError): void
 }
 
+/** What memcached's cas unique looks like: a version that is not one cannot be the item's. */
+export const CAS_UNIQUE = /^\d+$/
+
 type HashRing = { get(key: string): string }
 const HashRingClass = createRequire(import.meta.url)('hashring') as new (
   servers: readonly string[],
@@ -240,7 +243,7 @@ export class WireClient implements Pool {
 
   async metaSet(key: string, value: string | Buffer, opts: MetaSetOptions): Promise<MetaSetResult> {
     // A cas that is not a number cannot be the item's: nothing to send.
-    if (opts.cas !== undefined && !/^\d+$/.test(opts.cas)) return { result: 'exists' }
+    if (opts.cas !== undefined && !CAS_UNIQUE.test(opts.cas)) return { result: 'exists' }
     // ms <key> <datalen> <flags>*: c returns the new cas, T sets the exptime, F the client flags,
     // C writes only at that cas; the mode token ME is add, MR replace, MS (the default) set.
     let command = `ms ${key} ${Buffer.byteLength(value)} c T${integer(opts.ttl, 'ttl')}`
@@ -263,7 +266,7 @@ export class WireClient implements Pool {
   }
 
   async metaDelete(key: string, opts: { cas?: string } = {}): Promise<'deleted' | 'not_found' | 'exists'> {
-    if (opts.cas !== undefined && !/^\d+$/.test(opts.cas)) return 'exists'
+    if (opts.cas !== undefined && !CAS_UNIQUE.test(opts.cas)) return 'exists'
     const command = `md ${key}${opts.cas === undefined ? '' : ` C${opts.cas}`}\r\n`
     const reply = meta(await this.send(key, command, 'meta', true), this.serverOf(key))
     if (reply.code === 'HD') return 'deleted'

@@ -19,7 +19,7 @@ import { LateLocks } from './memcached-late-locks.js'
 import { resolveOptions, THIRTY_DAYS, type Config, type MemcachedStoreOptions } from './memcached-options.js'
 import { Replicas } from './memcached-replicas.js'
 import { MARKER_PREFIX } from './memcached-suspects.js'
-import { WireClient, type Pool } from './memcached-wire.js'
+import { CAS_UNIQUE, WireClient, type MetaSetOptions, type Pool } from './memcached-wire.js'
 
 export type { MemcachedCallback, MemcachedClient } from './memcached-injected.js'
 export type { MemcachedStoreOptions } from './memcached-options.js'
@@ -178,15 +178,12 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
     { mode, ttl, version, flags = 0 }: WriteOptions,
   ): Promise<{ result: WriteResult; cas?: string }> {
     // No version (a read without one) or not a cas unique: it cannot be the current one.
-    if (mode === 'cas' && (version === undefined || !/^\d+$/.test(version))) return { result: 'exists' }
+    if (mode === 'cas' && (version === undefined || !CAS_UNIQUE.test(version))) return { result: 'exists' }
     const meta = speaksMeta(key)
     if (meta === true || (meta !== false && (await meta))) {
-      const reply = await principal.metaSet(key, value, {
-        mode: mode === 'cas' ? 'set' : mode,
-        ttl: exptime(ttl),
-        flags,
-        ...(mode === 'cas' ? { cas: version! } : {}),
-      })
+      const opts: MetaSetOptions = { mode: mode === 'cas' ? 'set' : mode, ttl: exptime(ttl), flags }
+      if (mode === 'cas') opts.cas = version!
+      const reply = await principal.metaSet(key, value, opts)
       // NS: an add of an existing item, a replace of a missing one
       const result: WriteResult = reply.result === 'not_stored' ? (mode === 'replace' ? 'not_found' : 'exists') : reply.result
       return reply.cas === undefined ? { result } : { result, cas: reply.cas }
