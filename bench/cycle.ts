@@ -7,6 +7,12 @@
  *   const s = await tieSession(id, { servers })   // 1 `gets` (the version for cas)
  *   s.uid; s.email; s.prefs.theme; s.cart.updated = n
  *   await untie(s)                                 // 1 `cas`
+ *
+ * "tied-session's store alone" does the same cycle on the memcachedStore a tie uses, without the
+ * session (store.get, JSON.parse, the same reads and write, JSON.stringify, store.write with the
+ * version read): it splits the distance to the floor into the store's part (wire client, key and
+ * value checks, cas versions) and the session's (proxy, tracking, merge bases, autosave, index
+ * and lifetime plans, the await layers of tieSession and untie).
  */
 import { lib } from './lib/tied.js'
 import { benchId, sessionText, type BenchSession, type Loaded } from './lib/data.js'
@@ -14,7 +20,7 @@ import { connectMemcachedClient, floorClient, memjsClient, rawClient, touch, typ
 import { countPerOp, startMemcached } from './lib/memcached.js'
 import { emit, fmt, sideBySide, verdict, type Contestant, type Summary } from './lib/measure.js'
 
-const { closeStores, save, tieSession, untie } = lib
+const { closeStores, memcachedStore, save, tieSession, untie } = lib
 const QUICK = process.env.BENCH_QUICK === '1'
 const ROUNDS = QUICK ? 2 : 10
 const SLICE_MS = QUICK ? 300 : 600
@@ -35,9 +41,23 @@ const tied: Client = {
   close: () => closeStores(),
 }
 
+const alone = memcachedStore({ servers })
+const storeAlone: Client = {
+  seed: async () => undefined, // seeded by the raw client
+  async cycle(id, n) {
+    const entry = await alone.get(id)
+    const s = JSON.parse(String(entry!.value)) as BenchSession
+    touch(s, n)
+    const result = await alone.write(id, JSON.stringify(s), { mode: 'cas', version: entry!.version!, ttl: 86400 })
+    if (result !== 'stored') throw new Error(`store alone: ${result}`)
+  },
+  close: () => alone.close(),
+}
+
 const clients: Array<[string, Client]> = [
   ['memcached (raw)', rawClient(server.address)],
   ['tied-session', tied],
+  ["tied-session's store alone", storeAlone],
   ['floor (1 socket)', await floorClient(server.port)],
   ['memjs', memjsClient(server.address)],
   ['connect-memcached', connectMemcachedClient(server.address)],
@@ -47,7 +67,7 @@ const keysOf = new Map<string, string[]>()
 for (const [name, client] of clients) {
   const keys = Array.from({ length: WORKERS }, (_, w) => benchId(name, w))
   keysOf.set(name, keys)
-  for (const [w, key] of keys.entries()) await (client === tied ? seeder : client).seed(key, sessionText(key, w))
+  for (const [w, key] of keys.entries()) await (client === tied || client === storeAlone ? seeder : client).seed(key, sessionText(key, w))
 }
 await seeder.close()
 
@@ -105,6 +125,17 @@ for (const mode of MODES) {
     ratio: seq ? `${fmt.x(toFloor)} the floor's time` : `${fmt.x(toFloor)} the floor's throughput`,
     target: seq ? '<= 1.2x' : '>= 0.85x',
     result: verdict(seq ? toFloor <= 1.2 : toFloor >= 0.85),
+  })
+  // where that distance is: the store's part, then the session's on top of it
+  const store = results.get("tied-session's store alone")!
+  const part = (a: Summary, b: Summary) => (seq ? `${fmt.x(a.meanUs / b.meanUs)} the time` : `${fmt.x(a.perSec / b.perSec)} the throughput`)
+  emit({
+    bench,
+    name: 'where the distance is: store, then session',
+    figure: seq
+      ? `floor ${fmt.us(floor.meanUs)}, store alone ${fmt.us(store.meanUs)}, tied-session ${fmt.us(tiedResult.meanUs)} per cycle`
+      : `floor ${fmt.int(floor.perSec)}, store alone ${fmt.int(store.perSec)}, tied-session ${fmt.int(tiedResult.perSec)} cycles/s`,
+    ratio: `store alone: ${part(store, floor)} of the floor; tied-session: ${part(tiedResult, store)} of its store alone`,
   })
 }
 if (MODES.includes('seq')) {
