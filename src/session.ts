@@ -495,7 +495,7 @@ export class Session implements TrackerHooks {
           this.version = written
           this.text = written === undefined ? text : undefined
           if (texts) this.loose!.settle(texts)
-          await this.index.write(this.id, plan, undefined, listRead)
+          if (plan !== undefined) await this.index.write(this.id, plan, undefined, listRead)
           return
         }
         if (result === 'not_found') throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')

@@ -320,7 +320,8 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
     async get(key, opts): Promise<Entry | undefined> {
       checkKey(key)
       if (replicas) return replicas.get(key)
-      if (cache === undefined || opts?.consistent === true || !(await cache.usable(key))) return readPrincipal(key)
+      // awaited: one microtask step, where returning the promise takes three
+      if (cache === undefined || opts?.consistent === true || !(await cache.usable(key))) return await readPrincipal(key)
       return cache.get(key)
     },
 
