@@ -7,21 +7,54 @@
 /** What the registry needs of a session. */
 export interface AutoSaved {
   readonly id: string
+  /** Its automatic save is scheduled and has not started (a save or untie since clears it). */
+  readonly due: boolean
   /** Runs the scheduled automatic save now (a failure is kept, as the automatic save's would be). */
   flushScheduled(): Promise<void>
+  /** Starts the scheduled automatic save (its failure is kept, not thrown); returns when it ends. */
+  runScheduled(): Promise<void>
   /** The failed automatic save no one has seen. */
   readonly unseenError: unknown
 }
 
-/** Sessions with an automatic save scheduled or running. */
-export const scheduled = new Set<AutoSaved>()
+/**
+ * Sessions whose automatic save was scheduled in this tick, started together from one
+ * setImmediate. A request changes its session and unties it in one tick: a session cancels by
+ * clearing its own `due` flag, and this list only skips it. (An immediate, or a Set entry, made and
+ * removed per session was 6-7% of a tie + change + untie on an in-memory store: CPU profiles.)
+ */
+let due: AutoSaved[] = []
+let tick: NodeJS.Immediate | undefined
+/** Sessions whose automatic save is running. */
+const running = new Set<AutoSaved>()
+
+/** Starts `session`'s automatic save at the next check phase, as its own setImmediate would; `session.due` must be set. */
+export function schedule(session: AutoSaved): void {
+  due.push(session)
+  tick ??= setImmediate(runDue)
+}
+
+function runDue(): void {
+  const now = due
+  due = []
+  tick = undefined
+  for (const session of now) {
+    if (!session.due) continue // saved or untied meanwhile, or listed twice
+    running.add(session)
+    void session.runScheduled().finally(() => running.delete(session))
+  }
+}
 /** Sessions holding a failed automatic save that no onError, save or untie has seen. */
 const unseen = new Set<AutoSaved>()
 let reporting = false
 
 /** Runs every scheduled automatic save now and waits for them (closeStores calls it before closing stores). */
 export async function flushScheduled(): Promise<void> {
-  while (scheduled.size > 0) await Promise.all([...scheduled].map((session) => session.flushScheduled()))
+  for (;;) {
+    const pending = new Set([...due.filter((session) => session.due), ...running])
+    if (pending.size === 0) return
+    await Promise.all([...pending].map((session) => session.flushScheduled()))
+  }
 }
 
 /**

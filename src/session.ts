@@ -17,7 +17,7 @@ import { MergeBases, StoredText, type BaseText } from './merge-bases.js'
 import { containers, mergeChanged, takeTheirs, reconcile } from './merge.js'
 import type { AddOptions } from './principal.js'
 import { SessionIndex } from './session-index.js'
-import { scheduled, seen, unseenFailure } from './autosave.js'
+import { schedule, seen, unseenFailure } from './autosave.js'
 import { checkDepth, json, viewTarget, type Serializer } from './serializers.js'
 import { formFor, readForm, toStored, type StoredForm } from './stored-form.js'
 import { bookNewId, notFound, parseData, releasing } from './stored.js'
@@ -76,7 +76,8 @@ export class Session implements TrackerHooks {
   /** keys that can change without passing a trap; made on first use */
   private loose: LooseKeys | undefined
   private state: 'open' | 'untied' | 'destroyed' = 'open'
-  private timer: NodeJS.Immediate | undefined
+  /** An automatic save is scheduled (autosave.ts) and has not started. */
+  due = false
   private flushing: Promise<void> | undefined
   private pendingError: unknown
   /** The exclusive lock held from tie to untie (lock: 'exclusive'); writes check it first (a fence). */
@@ -361,17 +362,20 @@ export class Session implements TrackerHooks {
   }
 
   private schedule(): void {
-    if (!this.config.autoSave || this.timer !== undefined || this.state !== 'open') return
+    if (!this.config.autoSave || this.due || this.state !== 'open') return
     // the writes of one synchronous burst become one store write
-    scheduled.add(this)
-    this.timer = setImmediate(() => {
-      this.timer = undefined
-      this.flush()
-        .catch((err: unknown) => this.fail(err))
-        .finally(() => {
-          if (this.timer === undefined) scheduled.delete(this)
-        })
-    })
+    this.due = true
+    schedule(this)
+  }
+
+  /** The scheduled automatic flush starts (autosave.ts); its failure is kept, as {@link fail} says. */
+  async runScheduled(): Promise<void> {
+    this.due = false
+    try {
+      await this.flush()
+    } catch (err) {
+      this.fail(err)
+    }
   }
 
   /** Runs a scheduled automatic flush now (closeStores); a failure is kept as the automatic flush's would be. */
@@ -385,9 +389,7 @@ export class Session implements TrackerHooks {
   }
 
   private cancel(): void {
-    if (this.timer !== undefined) clearImmediate(this.timer)
-    this.timer = undefined
-    scheduled.delete(this)
+    this.due = false
   }
 
   /** A failed automatic flush: kept for the next save/untie and given to onError; without onError, reported at exit if never thrown. */
