@@ -1,16 +1,16 @@
 /**
  * The bases of a tied session's three-way merges (merge.ts `mergeChanged`): for each top-level key
- * changed since the last read or write, its stored value before the change, as text or as a
- * {@link StoredText} (null: absent; undefined: not known, the key is then this session's as a
- * whole). Taken at a key's first change, so that an unchanged session keeps no copy of its text.
+ * changed since the last read or write, its stored value before the change, as text, as a
+ * {@link StoredText} or as a {@link BaseCopy} (null: absent; undefined: not known, the key is then
+ * this session's as a whole). Taken at a key's first change, so that an unchanged session keeps
+ * no copy of its text.
  */
-export type BaseText = string | StoredText | null | undefined
+export type BaseText = string | StoredText | BaseCopy | null | undefined
 
 /**
- * The whole session's text that every key a session has not changed since still holds (the
- * text it read, or the last it wrote or sent): the base of a key changed for the first time,
- * without copying or writing out anything at the change. Parsed only when a merge needs it,
- * once.
+ * The whole session's text that every key a session has not changed since still holds (the text
+ * it read, or the last one it wrote or sent): the base of a key changed for the first time, with
+ * nothing copied or written out at the change. Parsed only when a merge needs it, once.
  */
 export class StoredText {
   private parsed: Record<string, unknown> | undefined
@@ -22,6 +22,55 @@ export class StoredText {
     const parsed = (this.parsed ??= parse(this.text) as Record<string, unknown>)
     return Object.hasOwn(parsed, key) ? parsed[key] : absent
   }
+}
+
+/** Holders of a {@link StoredText} to let go of at the next check phase (one setImmediate for all). */
+let holding: Array<{ dropSource(): void }> = []
+let sweep: NodeJS.Immediate | undefined
+
+/**
+ * `holder` lets go of its source text at the next check phase: a request that ties, changes and
+ * unties in one go takes its bases from the text it read, and a session kept tied longer holds no
+ * second copy of its data (its later first changes copy the key, see {@link BaseCopy}).
+ */
+export function dropSoon(holder: { dropSource(): void }): void {
+  holding.push(holder)
+  sweep ??= setImmediate(() => {
+    const now = holding
+    holding = []
+    sweep = undefined
+    for (const h of now) h.dropSource()
+  })
+}
+
+/**
+ * A base kept as a deep copy of plain JSON data rather than as its text, when a `json` session
+ * has no source text any more: copying objects and arrays costs a fraction of writing their text
+ * (numbers, doubles above all, are slow to write out).
+ */
+export class BaseCopy {
+  constructor(readonly value: unknown) {}
+}
+
+/**
+ * A deep copy of `value`, plain JSON data (objects with Object.prototype or none, arrays,
+ * strings, finite numbers, booleans, null), as JSON.parse(JSON.stringify(value)) gives it.
+ */
+export function copyJson(value: unknown): unknown {
+  if (typeof value !== 'object' || value === null) return value
+  if (Array.isArray(value)) {
+    const out = new Array<unknown>(value.length)
+    for (let i = 0; i < value.length; i++) out[i] = copyJson(value[i])
+    return out
+  }
+  const out: Record<string, unknown> = {}
+  for (const key of Object.keys(value)) {
+    const v = copyJson((value as Record<string, unknown>)[key])
+    // a key named __proto__ is data, as JSON.parse makes it (an assignment would set the prototype)
+    if (key === '__proto__') Object.defineProperty(out, key, { value: v, writable: true, enumerable: true, configurable: true })
+    else out[key] = v
+  }
+  return out
 }
 
 export class MergeBases {

@@ -5,7 +5,7 @@
  * references keep writing into the session there; what is replaced leaves the session (its views
  * go stale, see tracker.ts).
  */
-import { StoredText, type BaseText } from './merge-bases.js'
+import { BaseCopy, StoredText, type BaseText } from './merge-bases.js'
 import { isPlainObject, put, type Serializer } from './serializers.js'
 
 type Data = Record<string, unknown>
@@ -183,7 +183,9 @@ export function mergeChanged(o: {
         ? ABSENT
         : baseText instanceof StoredText
           ? baseText.at(key, (text) => serializer.parse(text), ABSENT)
-          : serializer.parse(baseText)
+          : baseText instanceof BaseCopy
+            ? baseText.value
+            : serializer.parse(baseText)
     const merged = merge3(base, at(mine, key), at(theirs, key), equal)
     if (merged === ABSENT) {
       detach(data[key])

@@ -13,7 +13,7 @@ import { newId } from './ids.js'
 import type { Lease } from './lease.js'
 import { stampCreation, ttlNow, UTIME_FIELD } from './lifetime.js'
 import { LooseKeys } from './loose.js'
-import { MergeBases, StoredText, type BaseText } from './merge-bases.js'
+import { BaseCopy, MergeBases, StoredText, copyJson, dropSoon, type BaseText } from './merge-bases.js'
 import { containers, mergeChanged, takeTheirs, reconcile } from './merge.js'
 import type { AddOptions } from './principal.js'
 import { SessionIndex } from './session-index.js'
@@ -69,8 +69,8 @@ export class Session implements TrackerHooks {
   private readonly bases = new MergeBases()
   /**
    * The text every key holds that has not changed since it was taken (a `json` session's, else
-   * undefined): the text read, or the last one a write made. A key's first change keeps this as
-   * its base instead of copying the key.
+   * undefined): the text read, or the last one a write made, until the next check phase (see
+   * dropSoon). A key's first change keeps this as its base instead of copying the key.
    */
   private source: StoredText | undefined
   /** keys that can change without passing a trap; made on first use */
@@ -295,13 +295,15 @@ export class Session implements TrackerHooks {
 
   /**
    * `top`'s stored value, before a change: a loose key's text is known; a key unchanged since the
-   * session's source text holds that text's value; another's is its value now, as text.
+   * session's source text holds that text's value; another's is its value now, a copy of it for
+   * JSON (plain data, and a copy is cheaper than its text), else its text.
    */
   private storedText(top: string): BaseText {
     const loose = this.loose?.storedText(top)
     if (loose !== undefined || this.loose?.has(top) === true) return loose
     if (!Object.hasOwn(this.data, top)) return null
     if (this.source !== undefined && !this.changed.has(top)) return this.source
+    if (this.form.serializer === json) return new BaseCopy(copyJson(this.data[top]))
     try {
       return this.form.serializer.stringify(this.data[top])
     } catch {
@@ -311,10 +313,18 @@ export class Session implements TrackerHooks {
 
   /**
    * `text` (the data's whole text, in the session's form) is what every key now holds: the
-   * source of the bases of the keys not changed since. Kept for `json` sessions only.
+   * source of the bases of the keys not changed since. Kept for `json` sessions only, and only
+   * until the next check phase: a tied session holds no second copy of its data.
    */
   private hold(text: string | undefined): void {
+    const held = this.source !== undefined
     this.source = text !== undefined && this.form.serializer === json ? new StoredText(text) : undefined
+    if (this.source !== undefined && !held) dropSoon(this)
+  }
+
+  /** The check phase after {@link hold}: let go of the source text (dropSoon). */
+  dropSource(): void {
+    this.source = undefined
   }
 
   private setId(id: string): void {

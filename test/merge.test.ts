@@ -1,6 +1,6 @@
 import test from 'ava'
 import { ABSENT, merge3 } from '../src/merge.js'
-import { StoredText } from '../src/merge-bases.js'
+import { StoredText, copyJson } from '../src/merge-bases.js'
 
 const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 const merge = (base: unknown, ours: unknown, theirs: unknown) => merge3(base, ours, theirs, same)
@@ -53,4 +53,18 @@ test('StoredText: a base read from the whole text on demand, parsed once, never 
   t.is(source.at('gone', parse, ABSENT), ABSENT)
   t.is(source.at('toString', parse, ABSENT), ABSENT, 'only own keys')
   t.is(parses, 1)
+})
+
+test('copyJson: a base kept as a copy is what a round trip through JSON text gives, sharing nothing', (t) => {
+  const value = JSON.parse('{"a":[1,{"b":null,"c":"x"}],"n":-1.5,"__proto__":{"d":true},"e":{}}') as Record<string, unknown>
+  const copy = copyJson(value) as Record<string, unknown>
+  t.is(JSON.stringify(copy), JSON.stringify(value))
+  t.true(Object.hasOwn(copy, '__proto__'), 'a key named __proto__ stays data')
+  t.is(Object.getPrototypeOf(copy), Object.prototype)
+  t.not(copy.a, value.a)
+  t.not((copy.a as unknown[])[1], (value.a as unknown[])[1])
+  ;((value.a as unknown[])[1] as Record<string, unknown>).c = 'changed later'
+  t.is(((copy.a as unknown[])[1] as Record<string, unknown>).c, 'x', 'a later change of the session does not reach the base')
+  t.is(copyJson('s'), 's')
+  t.is(copyJson(null), null)
 })

@@ -595,21 +595,27 @@ test("a removal from an array merges with the other tie's appends; a delete wins
   t.false('gone' in data, 'a delete wins over a change made to what it deleted')
 })
 
-test('a merge after an earlier save of the same tie starts from what that save wrote', async (t) => {
-  const { a, b } = twoHandles(t)
-  const first = await tieSession<Any>(undefined, { store: a })
-  first.list = [1]
-  await untie(first)
-  const one = await tieSession<Any>(first._session_id, { store: a, autoSave: false })
-  one.list.push(2)
-  await save(one)
-  const two = await tieSession<Any>(first._session_id, { store: b, autoSave: false })
-  two.list.push(3)
-  await save(two)
-  one.list.push(4) // its base is [1, 2], what one's save wrote, not [1], what one read
-  await save(one)
-  t.deepEqual((await stored(a, first._session_id))!.list, [1, 2, 3, 4])
-})
+for (const [when, wait] of [
+  ['in the same tick (the base is the text the save wrote)', async () => undefined],
+  ['after a check phase (the base is a copy taken at the change)', () => new Promise((resolve) => setImmediate(resolve))],
+] as const) {
+  test(`a merge after an earlier save of the same tie starts from what that save wrote: a change ${when}`, async (t) => {
+    const store = memoryStore()
+    const first = await tieSession<Any>(undefined, { store })
+    first.list = [1]
+    await untie(first)
+    const one = await tieSession<Any>(first._session_id, { store, autoSave: false })
+    const two = await tieSession<Any>(first._session_id, { store, autoSave: false })
+    one.list.push(2)
+    await save(one)
+    two.list.push(3) // two's save merges with one's
+    await save(two)
+    await wait()
+    one.list.push(4) // its base is [1, 2], what one's save wrote, not [1], what one read
+    await save(one)
+    t.deepEqual((await stored(store, first._session_id))!.list, [1, 2, 3, 4])
+  })
+}
 
 test('a key first changed while a save is in flight merges from the text that save sent', async (t) => {
   const { a, b } = twoHandles(t)
