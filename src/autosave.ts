@@ -4,6 +4,8 @@
  * reported at exit. A write is never dropped without a word.
  */
 
+import { atCheckPhase } from './check-phase.js'
+
 /** What the registry needs of a session. */
 export interface AutoSaved {
   readonly id: string
@@ -18,26 +20,25 @@ export interface AutoSaved {
 }
 
 /**
- * Sessions whose automatic save was scheduled in this tick, started together from one
- * setImmediate. A request changes its session and unties it in one tick: a session cancels by
- * clearing its own `due` flag, and this list only skips it. (An immediate, or a Set entry, made and
- * removed per session was 6-7% of a tie + change + untie on an in-memory store: CPU profiles.)
+ * Sessions whose automatic save was scheduled in this tick, started together at the next check
+ * phase (check-phase.ts). A request changes its session and unties it in one tick: a session
+ * cancels by clearing its own `due` flag, and this list only skips it. (An immediate, or a Set
+ * entry, made and removed per session was 6-7% of a tie + change + untie on an in-memory store:
+ * CPU profiles.)
  */
 let due: AutoSaved[] = []
-let tick: NodeJS.Immediate | undefined
 /** Sessions whose automatic save is running. */
 const running = new Set<AutoSaved>()
 
 /** Starts `session`'s automatic save at the next check phase, as its own setImmediate would; `session.due` must be set. */
 export function schedule(session: AutoSaved): void {
+  if (due.length === 0) atCheckPhase(runDue)
   due.push(session)
-  tick ??= setImmediate(runDue)
 }
 
 function runDue(): void {
   const now = due
   due = []
-  tick = undefined
   for (const session of now) {
     if (!session.due) continue // saved or untied meanwhile, or listed twice
     running.add(session)

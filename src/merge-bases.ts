@@ -1,3 +1,5 @@
+import { atCheckPhase } from './check-phase.js'
+
 /**
  * The bases of a tied session's three-way merges (merge.ts `mergeChanged`): for each top-level key
  * changed since the last read or write, its stored value before the change, as text, as a
@@ -24,9 +26,8 @@ export class StoredText {
   }
 }
 
-/** Holders of a {@link StoredText} to let go of at the next check phase (one setImmediate for all). */
+/** Holders of a {@link StoredText} to let go of at the next check phase (check-phase.ts). */
 let holding: Array<{ dropSource(): void }> = []
-let sweep: NodeJS.Immediate | undefined
 
 /**
  * `holder` lets go of its source text at the next check phase: a request that ties, changes and
@@ -34,13 +35,14 @@ let sweep: NodeJS.Immediate | undefined
  * second copy of its data (its later first changes copy the key, see {@link BaseCopy}).
  */
 export function dropSoon(holder: { dropSource(): void }): void {
+  if (holding.length === 0) atCheckPhase(dropHeld)
   holding.push(holder)
-  sweep ??= setImmediate(() => {
-    const now = holding
-    holding = []
-    sweep = undefined
-    for (const h of now) h.dropSource()
-  })
+}
+
+function dropHeld(): void {
+  const now = holding
+  holding = []
+  for (const h of now) h.dropSource()
 }
 
 /**
