@@ -27,8 +27,8 @@ export interface AutoSaved {
  * CPU profiles.)
  */
 let due: AutoSaved[] = []
-/** Sessions whose automatic save is running. */
-const running = new Set<AutoSaved>()
+/** Sessions whose automatic save is running, with the latest one (a session changed while one runs gets another). */
+const running = new Map<AutoSaved, Promise<void>>()
 
 /** Starts `session`'s automatic save at the next check phase, as its own setImmediate would; `session.due` must be set. */
 export function schedule(session: AutoSaved): void {
@@ -41,8 +41,10 @@ function runDue(): void {
   due = []
   for (const session of now) {
     if (!session.due) continue // saved or untied meanwhile, or listed twice
-    running.add(session)
-    void session.runScheduled().finally(() => running.delete(session))
+    const run = session.runScheduled()
+    running.set(session, run)
+    // an earlier run that ends while a later one goes on leaves the session listed
+    void run.finally(() => running.get(session) === run && running.delete(session))
   }
 }
 /** Sessions holding a failed automatic save that no onError, save or untie has seen. */
@@ -52,7 +54,7 @@ let reporting = false
 /** Runs every scheduled automatic save now and waits for them (closeStores calls it before closing stores). */
 export async function flushScheduled(): Promise<void> {
   for (;;) {
-    const pending = new Set([...due.filter((session) => session.due), ...running])
+    const pending = new Set([...due.filter((session) => session.due), ...running.keys()])
     if (pending.size === 0) return
     await Promise.all([...pending].map((session) => session.flushScheduled()))
   }

@@ -5,6 +5,7 @@ import anyTest, { type TestFn } from 'ava'
 import sinon from 'sinon'
 import {
   SessionError,
+  closeStores,
   destroy,
   fileStore,
   isTied,
@@ -417,6 +418,27 @@ test('autoSave: sessions changed in one tick each get their automatic write; one
   t.is((await stored(t.context.store, one!._session_id))!.n, 10)
   await Promise.all([one, two, three].map((s) => untie(s!)))
   t.is(t.context.writes.callCount, after + 4, 'nothing left to write at untie')
+})
+
+test('closeStores waits for an automatic save that started while an earlier one of the same session was running', async (t) => {
+  const store = memoryStore()
+  const write = store.write.bind(store)
+  const slow = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+  store.write = async (key, value, opts) => {
+    await slow(60)
+    return write(key, value, opts)
+  }
+  const checkPhase = () => new Promise((resolve) => setImmediate(resolve))
+  const s = await tieSession<Any>(undefined, { store })
+  s.a = 1
+  await checkPhase() // the first automatic save starts (60 ms)
+  s.b = 2
+  await checkPhase() // the second is scheduled and waits for the first
+  await slow(80) // the first has ended, the second is writing
+  await closeStores()
+  const data = JSON.parse(String((await store.get(s._session_id))!.value)) as Any
+  t.is(data.b, 2, 'the second automatic save had landed when closeStores returned')
+  await untie(s)
 })
 
 test('autoSave: false writes only on save and untie', async (t) => {
