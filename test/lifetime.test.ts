@@ -23,6 +23,11 @@ import { tempDir } from './helpers/temp-dir.js'
 const test = anyTest as TestFn<unknown>
 type Any = Record<string, any>
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+/**
+ * Waits for the start of the next second: `_utime` and TTLs count whole seconds, so a session
+ * made late in a second has up to a second less to live than its test expects.
+ */
+const nextSecond = () => sleep(1000 - (Date.now() % 1000) + 20)
 
 anyTest.after.always(() => closeStores())
 
@@ -85,14 +90,15 @@ for (const kind of KINDS) {
 
   test(`${kind}: maxLifetime ends a session whatever its activity, also under rolling; the store drops it then`, async (t) => {
     const store = await storeOf(t, kind)
-    const opts = { store, expires: 60, rolling: true, maxLifetime: 2 }
+    const opts = { store, expires: 60, rolling: true, maxLifetime: 3 }
+    await nextSecond() // created at S + 0.02 s (_utime S), written with a TTL of 3 s
     const s = await tieSession<Any>(undefined, opts)
     s.n = 1
     await untie(s)
     t.is(typeof s._utime, 'number')
     const id = s._session_id
     await sleep(1000)
-    await readOnly(id, opts) // a rolling tie must not push the end past maxLifetime
+    await readOnly(id, opts) // at S + 1 s: a rolling tie must not push the end past S + 3 s
     await sleep(2100)
     t.true(notFound(await t.throwsAsync(tieSession(id, opts))), 'past maxLifetime: not found')
     t.is(await store.get(id), undefined, 'and gone from the store')
