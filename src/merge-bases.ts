@@ -26,23 +26,13 @@ export class StoredText {
   }
 }
 
-/** Holders of a {@link StoredText} to let go of at the next check phase (check-phase.ts). */
-let holding: Array<{ dropSource(): void }> = []
-
-/**
- * `holder` lets go of its source text at the next check phase: a request that ties, changes and
- * unties in one go takes its bases from the text it read, and a session kept tied longer holds no
- * second copy of its data (its later first changes copy the key, see {@link BaseCopy}).
- */
-export function dropSoon(holder: { dropSource(): void }): void {
-  if (holding.length === 0) atCheckPhase(dropHeld)
-  holding.push(holder)
-}
+/** Bases whose source text is let go of at the next check phase (check-phase.ts). */
+let holding: MergeBases[] = []
 
 function dropHeld(): void {
   const now = holding
   holding = []
-  for (const h of now) h.dropSource()
+  for (const bases of now) bases.letGo()
 }
 
 /**
@@ -79,6 +69,36 @@ export class MergeBases {
   private bases: Map<string, BaseText> | undefined
   /** The key of the last change: a loop of writes to one key costs one comparison. */
   private last: string | undefined
+  private held: StoredText | undefined
+
+  /**
+   * `text` (the session data's whole text) is what every key now holds: the base of each key's
+   * next first change, until the next check phase. Then it is let go of: a request that ties,
+   * changes and unties in one go takes its bases from the text it read, and a session kept tied
+   * longer holds no second copy of its data (its later first changes copy the key, see
+   * {@link BaseCopy}). undefined: no such text (a session never stored, or not kept as JSON).
+   */
+  hold(text: string | undefined): void {
+    const listed = this.held !== undefined
+    this.held = text === undefined ? undefined : new StoredText(text)
+    if (this.held !== undefined && !listed) {
+      if (holding.length === 0) atCheckPhase(dropHeld)
+      holding.push(this)
+    }
+  }
+
+  /**
+   * The text every key the session has not changed since holds (the text it read, or the last
+   * one a write made or sent), until the next check phase: see {@link hold}.
+   */
+  get source(): StoredText | undefined {
+    return this.held
+  }
+
+  /** The check phase after {@link hold}. */
+  letGo(): void {
+    this.held = undefined
+  }
 
   /** True when top-level `top` has no base yet: its first change since the last read or write. */
   needs(top: string): boolean {

@@ -13,7 +13,7 @@ import { newId } from './ids.js'
 import type { Lease } from './lease.js'
 import { stampCreation, ttlNow, UTIME_FIELD } from './lifetime.js'
 import { LooseKeys } from './loose.js'
-import { BaseCopy, MergeBases, StoredText, copyJson, dropSoon, type BaseText } from './merge-bases.js'
+import { BaseCopy, MergeBases, copyJson, type BaseText } from './merge-bases.js'
 import { containers, mergeChanged, takeTheirs, reconcile } from './merge.js'
 import type { AddOptions } from './principal.js'
 import { SessionIndex } from './session-index.js'
@@ -67,12 +67,6 @@ export class Session implements TrackerHooks {
   private readonly changed = new Set<string>()
   /** Each changed key's stored text before its first change: the bases of a merge. */
   private readonly bases = new MergeBases()
-  /**
-   * The text every key holds that has not changed since it was taken (a `json` session's, else
-   * undefined): the text read, or the last one a write made, until the next check phase (see
-   * dropSoon). A key's first change keeps this as its base instead of copying the key.
-   */
-  private source: StoredText | undefined
   /** keys that can change without passing a trap; made on first use */
   private loose: LooseKeys | undefined
   private state: 'open' | 'untied' | 'destroyed' = 'open'
@@ -302,7 +296,7 @@ export class Session implements TrackerHooks {
     const loose = this.loose?.storedText(top)
     if (loose !== undefined || this.loose?.has(top) === true) return loose
     if (!Object.hasOwn(this.data, top)) return null
-    if (this.source !== undefined && !this.changed.has(top)) return this.source
+    if (this.bases.source !== undefined && !this.changed.has(top)) return this.bases.source
     if (this.form.serializer === json) return new BaseCopy(copyJson(this.data[top]))
     try {
       return this.form.serializer.stringify(this.data[top])
@@ -311,20 +305,9 @@ export class Session implements TrackerHooks {
     }
   }
 
-  /**
-   * `text` (the data's whole text, in the session's form) is what every key now holds: the
-   * source of the bases of the keys not changed since. Kept for `json` sessions only, and only
-   * until the next check phase: a tied session holds no second copy of its data.
-   */
+  /** `text` (the data's whole text, in the session's form) is what every key now holds: the base of their first changes, for `json` sessions (MergeBases.hold). */
   private hold(text: string | undefined): void {
-    const held = this.source !== undefined
-    this.source = text !== undefined && this.form.serializer === json ? new StoredText(text) : undefined
-    if (this.source !== undefined && !held) dropSoon(this)
-  }
-
-  /** The check phase after {@link hold}: let go of the source text (dropSoon). */
-  dropSource(): void {
-    this.source = undefined
+    this.bases.hold(this.form.serializer === json ? text : undefined)
   }
 
   private setId(id: string): void {
