@@ -17,10 +17,14 @@ export function atCheckPhase(run: () => void): void {
 function runPending(): void {
   immediate = undefined
   // what these runs schedule goes to the next check phase
-  const count = pending.length
-  try {
-    for (let i = 0; i < count; i++) pending[i]!()
-  } finally {
-    pending.splice(0, count)
+  const runs = pending.splice(0, pending.length)
+  let failure: { error: unknown } | undefined
+  for (const run of runs) {
+    try {
+      run()
+    } catch (error) {
+      failure ??= { error } // the others still run; the first failure is thrown as a failed immediate's would be
+    }
   }
+  if (failure) throw failure.error
 }
