@@ -13,6 +13,7 @@ import { Session, type SessionConfig } from './session.js'
 import { bookId, bookNewId, notFound, parseData } from './stored.js'
 import { readForm, toStored } from './stored-form.js'
 import { HOOKS, ID_FIELD } from './tracker.js'
+import type { Entry } from './stores/store.js'
 import { nowSeconds, readTouching, stampCreation, ttlNow, UTIME_FIELD } from './lifetime.js'
 
 declare const tiedBrand: unique symbol
@@ -68,9 +69,16 @@ export async function tieSession<T extends object = Record<string, unknown>>(
   } else if (opts.create === true) {
     session = await createUnder(config, id)
   } else {
-    const lease = await config.acquire?.(config.namespace + id)
+    // (no `await` of an absent lock: each await suspends the tie once more)
+    const lease = config.acquire === undefined ? undefined : await config.acquire(config.namespace + id)
     try {
-      session = await load(config, id)
+      // the read (with `rolling`, touching it in the same step), here rather than in a function
+      // of its own: one async frame less per tie
+      const key = config.namespace + id
+      const entry = config.rolling ? await readTouching(config.store, key, config.ttl) : await config.store.get(key)
+      session = loaded(config, id, entry)
+      if (config.maxLifetime > 0) await session.checkLifetime()
+      if (config.rolling) await session.rolled()
     } catch (err) {
       await lease?.unlock()
       throw err
@@ -116,19 +124,14 @@ async function createUnder(config: SessionConfig, id: string): Promise<Session> 
 }
 
 /**
- * Reads session `id` (with `rolling`, touching it in the same step) and checks its lifetime: one
- * past `maxLifetime` is deleted and ERR_SESSION_NOT_FOUND.
+ * The session `id` whose stored entry was read (ERR_SESSION_NOT_FOUND when there is none). The
+ * tie then checks its lifetime: one past `maxLifetime` is deleted and ERR_SESSION_NOT_FOUND.
  */
-async function load(config: SessionConfig, id: string): Promise<Session> {
-  const key = config.namespace + id
-  const entry = config.rolling ? await readTouching(config.store, key, config.ttl) : await config.store.get(key)
+function loaded(config: SessionConfig, id: string, entry: Entry | undefined): Session {
   if (entry === undefined) throw notFound(id)
   const { form, text } = readForm(config.serializer, entry)
   const data = parseData(form.serializer, text, id)
-  const session = new Session(config, id, data, { version: entry.version, text, stored: true, form })
-  if (config.maxLifetime > 0) await session.checkLifetime()
-  if (config.rolling) await session.rolled()
-  return session
+  return new Session(config, id, data, { version: entry.version, text, stored: true, form })
 }
 
 /** The session behind a tied object (its root proxy answers HOOKS), or undefined. */
@@ -137,25 +140,34 @@ function sessionFrom(s: unknown): Session | undefined {
   return hooks instanceof Session ? hooks : undefined
 }
 
+const notTied = (verb: string) => new TypeError(`tied-session: ${verb}() takes an object returned by tieSession()`)
+
 function sessionOf(s: TiedSession, verb: string): Session {
   const session = sessionFrom(s)
-  if (session === undefined) throw new TypeError(`tied-session: ${verb}() takes an object returned by tieSession()`)
+  if (session === undefined) throw notTied(verb)
   return session
 }
 
+// save, untie and reload hand back the session's own promise (no async frame of their own,
+// and no extra microtask steps); an object that is not a tied session is a rejection, as from
+// an async function.
+
 /** Writes pending changes now and throws what went wrong (also a failed automatic flush). */
-export async function save(s: TiedSession): Promise<void> {
-  return await sessionOf(s, 'save').save() // awaited: one microtask step, where returning the promise takes three
+export function save(s: TiedSession): Promise<void> {
+  const session = sessionFrom(s)
+  return session === undefined ? Promise.reject(notTied('save')) : session.save()
 }
 
 /** Writes pending changes and releases the session; idempotent. Later writes to `s` throw. */
-export async function untie(s: TiedSession): Promise<void> {
-  return await sessionOf(s, 'untie').untie() // awaited: one microtask step, where returning the promise takes three
+export function untie(s: TiedSession): Promise<void> {
+  const session = sessionFrom(s)
+  return session === undefined ? Promise.reject(notTied('untie')) : session.untie()
 }
 
 /** Reads the session again from the store, skipping read caches; unsaved changes are dropped. */
-export async function reload(s: TiedSession): Promise<void> {
-  return sessionOf(s, 'reload').reload()
+export function reload(s: TiedSession): Promise<void> {
+  const session = sessionFrom(s)
+  return session === undefined ? Promise.reject(notTied('reload')) : session.reload()
 }
 
 /** Removes the session from the store now (Apache::Session's `tied(%s)->delete`) and releases it. */

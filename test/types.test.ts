@@ -4,7 +4,19 @@
  * test checks that what the types refuse is refused at run time too.
  */
 import test from 'ava'
-import { memoryStore, rich, save, snapshot, tieSession, untie, updateSession, type Tied } from '../src/index.js'
+import {
+  destroy,
+  memoryStore,
+  regenerate,
+  reload,
+  rich,
+  save,
+  snapshot,
+  tieSession,
+  untie,
+  updateSession,
+  type Tied,
+} from '../src/index.js'
 
 interface Cart {
   items: number[]
@@ -51,5 +63,11 @@ test('what the types refuse is refused at run time: the verbs take only tied ses
   await t.throwsAsync(save({ items: [] } as never), { instanceOf: TypeError, message: /takes an object returned by tieSession/ })
   const s = await tieSession<Cart>(undefined, { store: memoryStore() })
   await t.throwsAsync(untie({ ...s } as never), { instanceOf: TypeError })
+  // a rejected promise, never a synchronous throw (the verbs behave as async functions)
+  for (const verb of [save, untie, reload, destroy, regenerate]) {
+    const result = verb(null as never)
+    t.true(result instanceof Promise)
+    await t.throwsAsync(result, { instanceOf: TypeError, message: new RegExp(`${verb.name}\\(\\) takes an object returned by tieSession`) })
+  }
   await untie(s)
 })
