@@ -142,7 +142,8 @@ export class Session implements TrackerHooks {
     this.cancel()
     let error: unknown
     try {
-      await this.flush()
+      const flushing = this.startFlush()
+      if (flushing !== undefined) await flushing
     } catch (err) {
       error = err
     }
@@ -155,7 +156,9 @@ export class Session implements TrackerHooks {
     if (this.state !== 'open') return
     let error: unknown
     try {
-      await this.flush()
+      // nothing to write (a read-only request): no await at all
+      const flushing = this.startFlush()
+      if (flushing !== undefined) await flushing
     } catch (err) {
       error = err
     }
@@ -430,21 +433,33 @@ export class Session implements TrackerHooks {
   }
 
   private async flush(): Promise<void> {
-    if (this.flushing) await this.settle()
-    if (this.state !== 'open') return
+    await this.startFlush()
+  }
+
+  /**
+   * Starts writing the pending changes: the write's promise, or undefined when there is nothing
+   * to write. Not an async function: a tie + change + untie suspends once less (measured), and a
+   * read-only untie not at all. May throw (a loose value that cannot be stored).
+   */
+  private startFlush(): Promise<void> | undefined {
+    if (this.flushing) return this.settle().then(() => this.startFlush())
+    if (this.state !== 'open') return undefined
     this.loose?.adopt()
     const dirty = this.dirty()
-    if (dirty.size === 0 && !this.index.failed) return
+    if (dirty.size === 0 && !this.index.failed) return undefined
     this.changed.clear()
-    this.flushing = this.write(dirty)
-    try {
-      await this.flushing
-    } catch (err) {
-      for (const key of dirty) this.changed.add(key)
-      throw err
-    } finally {
-      this.flushing = undefined
-    }
+    const flushing: Promise<void> = this.write(dirty).then(
+      () => {
+        if (this.flushing === flushing) this.flushing = undefined
+      },
+      (err: unknown) => {
+        if (this.flushing === flushing) this.flushing = undefined
+        for (const key of dirty) this.changed.add(key)
+        throw err
+      },
+    )
+    this.flushing = flushing
+    return flushing
   }
 
   /**
