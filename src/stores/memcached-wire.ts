@@ -173,12 +173,13 @@ export class WireClient implements Pool {
     }
   }
 
-  async get(key: string): Promise<Item | undefined> {
-    return items(await this.send(key, `get ${key}\r\n`, 'items', false))
+  // get and gets: the connection's promise and one `.then` (no async frame: they run on every read)
+  get(key: string): Promise<Item | undefined> {
+    return this.send(key, `get ${key}\r\n`, 'items', false).then(items)
   }
 
-  async gets(key: string): Promise<Item | undefined> {
-    return items(await this.send(key, `gets ${key}\r\n`, 'items', false))
+  gets(key: string): Promise<Item | undefined> {
+    return this.send(key, `gets ${key}\r\n`, 'items', false).then(items)
   }
 
   /** One `get` of several keys, all on the server of the first (a client of one server: that one); the items found, in the order of `keys`. */

@@ -19,7 +19,7 @@ import { LateLocks } from './memcached-late-locks.js'
 import { resolveOptions, THIRTY_DAYS, type Config, type MemcachedStoreOptions } from './memcached-options.js'
 import { Replicas } from './memcached-replicas.js'
 import { MARKER_PREFIX } from './memcached-suspects.js'
-import { CAS_UNIQUE, WireClient, type MetaSetOptions, type Pool } from './memcached-wire.js'
+import { CAS_UNIQUE, WireClient, type Item, type MetaSetOptions, type Pool } from './memcached-wire.js'
 
 export type { MemcachedCallback, MemcachedClient } from './memcached-injected.js'
 export type { MemcachedStoreOptions } from './memcached-options.js'
@@ -150,8 +150,12 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
    */
   const speaksMeta = (key: string): boolean | Promise<boolean> => principal.knownMeta?.(key) ?? principal.supportsMeta(key)
 
-  async function readPrincipal(key: string): Promise<Entry | undefined> {
-    const item = await principal.gets(key)
+  /** `key` as the principal holds it, with its version (`gets`). A `.then`, not an async function: one frame less per read. */
+  function readPrincipal(key: string): Promise<Entry | undefined> {
+    return principal.gets(key).then((item) => entryOf(key, item))
+  }
+
+  function entryOf(key: string, item: Item | undefined): Entry | undefined {
     if (item === undefined) return undefined
     if (item.flags < 0) {
       throw new SessionError(
@@ -164,6 +168,11 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
     if (item.flags !== 0) entry.flags = item.flags
     if (item.cas !== undefined) entry.version = item.cas
     return entry
+  }
+
+  /** A read that may be served by `local` (see memcached-local.ts), else the principal's. */
+  async function readThroughLocal(copies: LocalCache, key: string): Promise<Entry | undefined> {
+    return (await copies.usable(key)) ? copies.get(key) : readPrincipal(key)
   }
 
   /**
@@ -317,12 +326,16 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
     servers: principal.servers,
     local: local?.servers ?? [],
 
-    async get(key, opts): Promise<Entry | undefined> {
-      checkKey(key)
+    // not an async function: a read of the principal is the wire client's promise and one `.then`
+    get(key, opts): Promise<Entry | undefined> {
+      try {
+        checkKey(key)
+      } catch (err) {
+        return Promise.reject(err as Error)
+      }
       if (replicas) return replicas.get(key)
-      // awaited: one microtask step, where returning the promise takes three
-      if (cache === undefined || opts?.consistent === true || !(await cache.usable(key))) return await readPrincipal(key)
-      return cache.get(key)
+      if (cache === undefined || opts?.consistent === true) return readPrincipal(key)
+      return readThroughLocal(cache, key)
     },
 
     async write(key, value, opts) {
