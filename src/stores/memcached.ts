@@ -170,6 +170,27 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
     return entry
   }
 
+  /** After a write to the principal: when the key expires is remembered, its new version told. */
+  function written(key: string, opts: WriteOptions, result: WriteResult, cas: string | undefined): WriteResult {
+    if (result !== 'exists') remember(key, result === 'stored' ? opts.ttl : undefined)
+    if (cas !== undefined) opts.onVersion?.(cas)
+    return result
+  }
+
+  /**
+   * A write with `local`: write-through, the new version goes to local too, tagged with its cas,
+   * so that the next read on this host is served there; without a cas (no meta commands) the old
+   * copy is dropped. Concurrent writers may leave an older copy: it is never served (see
+   * memcached-local.ts).
+   */
+  async function writeThroughLocal(copies: LocalCache, key: string, value: Value, opts: WriteOptions): Promise<WriteResult> {
+    const { result, cas } = await writePrincipal(key, value, opts)
+    written(key, opts, result, cas)
+    if (result === 'stored' && cas !== undefined && (await copies.usable(key))) await copies.put(key, value, cas, opts.flags)
+    else if (result !== 'exists') await dropLocal(key)
+    return result
+  }
+
   /** A read that may be served by `local` (see memcached-local.ts), else the principal's. */
   async function readThroughLocal(copies: LocalCache, key: string): Promise<Entry | undefined> {
     return (await copies.usable(key)) ? copies.get(key) : readPrincipal(key)
@@ -181,22 +202,39 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
    * `cas` needs no read first) and a local copy is tagged with it. The text protocol's set and cas
    * do not say it (twemproxy, memcached < 1.6, an injected client).
    */
-  async function writePrincipal(
+  function writePrincipal(key: string, value: Value, opts: WriteOptions): Promise<{ result: WriteResult; cas?: string }> {
+    const { mode, version } = opts
+    // No version (a read without one) or not a cas unique: it cannot be the current one.
+    if (mode === 'cas' && (version === undefined || !CAS_UNIQUE.test(version))) return Promise.resolve({ result: 'exists' })
+    // a server known to speak meta: the wire client's promise and one `.then` (no async frame)
+    const meta = speaksMeta(key)
+    if (meta === true) return metaWrite(key, value, opts)
+    return writeAsking(key, value, opts, meta)
+  }
+
+  function metaWrite(
     key: string,
     value: Value,
     { mode, ttl, version, flags = 0 }: WriteOptions,
   ): Promise<{ result: WriteResult; cas?: string }> {
-    // No version (a read without one) or not a cas unique: it cannot be the current one.
-    if (mode === 'cas' && (version === undefined || !CAS_UNIQUE.test(version))) return { result: 'exists' }
-    const meta = speaksMeta(key)
-    if (meta === true || (meta !== false && (await meta))) {
-      const opts: MetaSetOptions = { mode: mode === 'cas' ? 'set' : mode, ttl: exptime(ttl), flags }
-      if (mode === 'cas') opts.cas = version!
-      const reply = await principal.metaSet(key, value, opts)
+    const opts: MetaSetOptions = { mode: mode === 'cas' ? 'set' : mode, ttl: exptime(ttl), flags }
+    if (mode === 'cas') opts.cas = version!
+    return principal.metaSet(key, value, opts).then((reply) => {
       // NS: an add of an existing item, a replace of a missing one
       const result: WriteResult = reply.result === 'not_stored' ? (mode === 'replace' ? 'not_found' : 'exists') : reply.result
       return reply.cas === undefined ? { result } : { result, cas: reply.cas }
-    }
+    })
+  }
+
+  /** A write where the server's protocol is not known yet (`meta`: the answer to come), or has no meta commands. */
+  async function writeAsking(
+    key: string,
+    value: Value,
+    opts: WriteOptions,
+    meta: boolean | Promise<boolean>,
+  ): Promise<{ result: WriteResult; cas?: string }> {
+    const { mode, ttl, version, flags = 0 } = opts
+    if (await meta) return metaWrite(key, value, opts)
     if (mode === 'cas') {
       const reply = await principal.cas(key, value, version!, exptime(ttl), flags)
       return { result: reply === 'STORED' ? 'stored' : reply === 'NOT_FOUND' ? 'not_found' : 'exists' }
@@ -338,20 +376,17 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
       return readThroughLocal(cache, key)
     },
 
-    async write(key, value, opts) {
-      checkKey(key)
-      checkWrite(key, value, opts)
+    // not an async function: a write to the principal alone is the wire client's promise and `.then` steps
+    write(key, value, opts): Promise<WriteResult> {
+      try {
+        checkKey(key)
+        checkWrite(key, value, opts)
+      } catch (err) {
+        return Promise.reject(err as Error)
+      }
       if (replicas) return replicas.write(key, value, opts)
-      const { result, cas } = await writePrincipal(key, value, opts)
-      if (result !== 'exists') remember(key, result === 'stored' ? opts.ttl : undefined)
-      if (cas !== undefined) opts.onVersion?.(cas)
-      // write-through: the new version goes to local too, tagged with its cas, so that the next read
-      // on this host is served there; without a cas (no meta commands) the old copy is dropped.
-      // Concurrent writers may leave an older copy: it is never served (see memcached-local.ts).
-      if (cache === undefined) return result
-      if (result === 'stored' && cas !== undefined && (await cache.usable(key))) await cache.put(key, value, cas, opts.flags)
-      else if (result !== 'exists') await dropLocal(key)
-      return result
+      if (cache !== undefined) return writeThroughLocal(cache, key, value, opts)
+      return writePrincipal(key, value, opts).then(({ result, cas }) => written(key, opts, result, cas))
     },
 
     /** With meta commands an `mg <key> s` (no value sent); else a `get`, as the text protocol cannot tell less. */
