@@ -64,7 +64,7 @@ export class Session implements TrackerHooks {
   private text: string | undefined
   /** The form the session is kept in: as it was read (Perl's Storable, gzip, JSON), else the configured serializer's. */
   private form: StoredForm
-  private readonly changed = new Set<string>()
+  private changed = new Set<string>()
   /** Each changed key's stored text before its first change: the bases of a merge. */
   private readonly bases = new MergeBases()
   /** keys that can change without passing a trap; made on first use */
@@ -425,13 +425,6 @@ export class Session implements TrackerHooks {
     await lease?.unlock()
   }
 
-  /** The top-level keys changed since the last write, including loose keys whose text differs now. */
-  private dirty(): Set<string> {
-    const dirty = new Set(this.changed)
-    this.loose?.collect(dirty)
-    return dirty
-  }
-
   private async flush(): Promise<void> {
     await this.startFlush()
   }
@@ -445,9 +438,12 @@ export class Session implements TrackerHooks {
     if (this.flushing) return this.settle().then(() => this.startFlush())
     if (this.state !== 'open') return undefined
     this.loose?.adopt()
-    const dirty = this.dirty()
+    // the top-level keys changed since the last write, with the loose keys whose text differs now:
+    // the set itself is handed to the write (a new one takes the changes made meanwhile)
+    const dirty = this.changed
+    this.loose?.collect(dirty)
     if (dirty.size === 0 && !this.index.failed) return undefined
-    this.changed.clear()
+    this.changed = new Set()
     const flushing: Promise<void> = this.write(dirty).then(
       () => {
         if (this.flushing === flushing) this.flushing = undefined
