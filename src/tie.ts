@@ -140,34 +140,41 @@ function sessionFrom(s: unknown): Session | undefined {
   return hooks instanceof Session ? hooks : undefined
 }
 
-const notTied = (verb: string) => new TypeError(`tied-session: ${verb}() takes an object returned by tieSession()`)
-
 function sessionOf(s: TiedSession, verb: string): Session {
   const session = sessionFrom(s)
-  if (session === undefined) throw notTied(verb)
+  if (session === undefined) throw new TypeError(`tied-session: ${verb}() takes an object returned by tieSession()`)
   return session
 }
 
 // save, untie and reload hand back the session's own promise (no async frame of their own,
-// and no extra microtask steps); an object that is not a tied session is a rejection, as from
-// an async function.
+// and no extra microtask steps); whatever goes wrong before it (an object that is not a tied
+// session) is a rejection, as from an async function.
 
 /** Writes pending changes now and throws what went wrong (also a failed automatic flush). */
 export function save(s: TiedSession): Promise<void> {
-  const session = sessionFrom(s)
-  return session === undefined ? Promise.reject(notTied('save')) : session.save()
+  try {
+    return sessionOf(s, 'save').save()
+  } catch (err) {
+    return Promise.reject(err as Error)
+  }
 }
 
 /** Writes pending changes and releases the session; idempotent. Later writes to `s` throw. */
 export function untie(s: TiedSession): Promise<void> {
-  const session = sessionFrom(s)
-  return session === undefined ? Promise.reject(notTied('untie')) : session.untie()
+  try {
+    return sessionOf(s, 'untie').untie()
+  } catch (err) {
+    return Promise.reject(err as Error)
+  }
 }
 
 /** Reads the session again from the store, skipping read caches; unsaved changes are dropped. */
 export function reload(s: TiedSession): Promise<void> {
-  const session = sessionFrom(s)
-  return session === undefined ? Promise.reject(notTied('reload')) : session.reload()
+  try {
+    return sessionOf(s, 'reload').reload()
+  } catch (err) {
+    return Promise.reject(err as Error)
+  }
 }
 
 /** Removes the session from the store now (Apache::Session's `tied(%s)->delete`) and releases it. */
