@@ -242,10 +242,18 @@ async function repointLatest(place: IndexPlace, digest: string, gone: Set<string
  * dropped from the list.
  */
 export async function liveSessions(place: IndexPlace, digest: string, ttl: number): Promise<string[]> {
-  const [list, latest] = await Promise.all([
-    updateList(place, digest, (entries) => prune(place, entries, ttl, true)),
-    latestSession(place, digest),
-  ])
+  // the list and the latest-session key are read together; a latest session the list names is
+  // looked at once, by the list's prune, not a second time
+  const named = latestNamed(place, digest)
+  named.catch(() => undefined) // awaited in the prune below; unused if the list read fails
+  let latest: string | undefined
+  const list = await updateList(place, digest, async (entries) => {
+    const id = await named
+    const unlisted = id !== undefined && !entries.some((e) => e.id === id)
+    const [kept, alive] = await Promise.all([prune(place, entries, ttl, true), unlisted ? isSession(place, id) : false])
+    latest = alive ? id : undefined
+    return kept
+  })
   const ids = list.map((e) => e.id)
   // a session only Perl indexed (Memorycached writes md5_hex(uid) -> id and no list): the newest login
   return latest !== undefined && !ids.includes(latest) ? [latest, ...ids] : ids
@@ -257,18 +265,28 @@ export async function liveSessions(place: IndexPlace, digest: string, ttl: numbe
  * logged in are found too.
  */
 async function latestSession(place: IndexPlace, digest: string): Promise<string | undefined> {
+  const id = await latestNamed(place, digest)
+  return id !== undefined && (await isSession(place, id)) ? id : undefined
+}
+
+/** The id the bare `md5_hex(uid)` key names, when it holds one. */
+async function latestNamed(place: IndexPlace, digest: string): Promise<string | undefined> {
   const latest = await place.store.get(latestKey(place, digest), { consistent: true })
   const id = latest === undefined ? '' : asText(latest.value)
-  if (!/^[A-Za-z0-9_-]{1,128}$/.test(id)) return undefined
+  return /^[A-Za-z0-9_-]{1,128}$/.test(id) ? id : undefined
+}
+
+/** Whether `id` is a live session (not gone, and no index value). */
+async function isSession(place: IndexPlace, id: string): Promise<boolean> {
   const key = place.namespace + id
   const found = await head(place, key)
-  if (found === undefined) return undefined
+  if (found === undefined) return false
   // An index value is no session (a key that holds a digest, an id or the empty string): '' or 32
   // hex digits, so 0 or 32 bytes. A value of any other size cannot be one; only those two sizes
   // have their value read to tell, so the check stays exact without reading every session.
-  if (found.size !== 0 && found.size !== 32) return id
+  if (found.size !== 0 && found.size !== 32) return true
   const session = await place.store.get(key, { consistent: true })
-  return session !== undefined && !isIndexValue(asText(session.value)) ? id : undefined
+  return session !== undefined && !isIndexValue(asText(session.value))
 }
 
 /**
