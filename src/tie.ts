@@ -146,35 +146,32 @@ function sessionOf(s: TiedSession, verb: string): Session {
   return session
 }
 
-// save, untie and reload hand back the session's own promise (no async frame of their own,
-// and no extra microtask steps); whatever goes wrong before it (an object that is not a tied
-// session) is a rejection, as from an async function.
-
-/** Writes pending changes now and throws what went wrong (also a failed automatic flush). */
-export function save(s: TiedSession): Promise<void> {
+/**
+ * `verb` of the session behind `s`: the session's own promise (no async frame of its own, and no
+ * extra microtask steps); whatever goes wrong before it (an object that is not a tied session) is
+ * a rejection, as from an async function.
+ */
+function run(s: TiedSession, verb: 'save' | 'untie' | 'reload'): Promise<void> {
   try {
-    return sessionOf(s, 'save').save()
+    return sessionOf(s, verb)[verb]()
   } catch (err) {
     return Promise.reject(err as Error)
   }
+}
+
+/** Writes pending changes now and throws what went wrong (also a failed automatic flush). */
+export function save(s: TiedSession): Promise<void> {
+  return run(s, 'save')
 }
 
 /** Writes pending changes and releases the session; idempotent. Later writes to `s` throw. */
 export function untie(s: TiedSession): Promise<void> {
-  try {
-    return sessionOf(s, 'untie').untie()
-  } catch (err) {
-    return Promise.reject(err as Error)
-  }
+  return run(s, 'untie')
 }
 
 /** Reads the session again from the store, skipping read caches; unsaved changes are dropped. */
 export function reload(s: TiedSession): Promise<void> {
-  try {
-    return sessionOf(s, 'reload').reload()
-  } catch (err) {
-    return Promise.reject(err as Error)
-  }
+  return run(s, 'reload')
 }
 
 /** Removes the session from the store now (Apache::Session's `tied(%s)->delete`) and releases it. */
