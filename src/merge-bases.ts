@@ -26,6 +26,14 @@ export class StoredText {
   }
 }
 
+/** The value `base` (a known base of top-level `key`) stands for, texts parsed with `parse`; `absent` for a key that was not there. */
+export function baseValue<A>(base: Exclude<BaseText, undefined>, key: string, parse: (text: string) => unknown, absent: A): unknown {
+  if (base === null) return absent
+  if (base instanceof StoredText) return base.at(key, parse, absent)
+  if (base instanceof BaseCopy) return base.value
+  return parse(base)
+}
+
 /** Bases whose source text is let go of at the next check phase (check-phase.ts). */
 let holding: MergeBases[] = []
 

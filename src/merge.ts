@@ -5,7 +5,7 @@
  * references keep writing into the session there; what is replaced leaves the session (its views
  * go stale, see tracker.ts).
  */
-import { BaseCopy, StoredText, type BaseText } from './merge-bases.js'
+import { baseValue, type BaseText } from './merge-bases.js'
 import { isPlainObject, put, type Serializer } from './serializers.js'
 
 type Data = Record<string, unknown>
@@ -178,14 +178,7 @@ export function mergeChanged(o: {
     const baseText = o.baseOf(key)
     if (baseText === undefined) continue // no base known: this session's value, as a whole
     mine ??= serializer.parse(serializer.stringify(data)) as Record<string, unknown>
-    const base =
-      baseText === null
-        ? ABSENT
-        : baseText instanceof StoredText
-          ? baseText.at(key, (text) => serializer.parse(text), ABSENT)
-          : baseText instanceof BaseCopy
-            ? baseText.value
-            : serializer.parse(baseText)
+    const base = baseValue(baseText, key, (text) => serializer.parse(text), ABSENT)
     const merged = merge3(base, at(mine, key), at(theirs, key), equal)
     if (merged === ABSENT) {
       detach(data[key])
