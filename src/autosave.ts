@@ -4,7 +4,7 @@
  * reported at exit. A write is never dropped without a word.
  */
 
-import { atCheckPhase } from './check-phase.js'
+import { CheckPhaseBatch } from './check-phase.js'
 
 /** What the registry needs of a session. */
 export interface AutoSaved {
@@ -26,20 +26,17 @@ export interface AutoSaved {
  * entry, made and removed per session was 6-7% of a tie + change + untie on an in-memory store:
  * CPU profiles.)
  */
-let due: AutoSaved[] = []
+const due = new CheckPhaseBatch<AutoSaved>(runDue)
 /** Sessions whose automatic save is running, with the latest one (a session changed while one runs gets another). */
 const running = new Map<AutoSaved, Promise<void>>()
 
 /** Starts `session`'s automatic save at the next check phase, as its own setImmediate would; `session.due` must be set. */
 export function schedule(session: AutoSaved): void {
-  if (due.length === 0) atCheckPhase(runDue)
-  due.push(session)
+  due.add(session)
 }
 
-function runDue(): void {
-  const now = due
-  due = []
-  for (const session of now) {
+function runDue(sessions: AutoSaved[]): void {
+  for (const session of sessions) {
     if (!session.due) continue // saved or untied meanwhile, or listed twice
     const run = session.runScheduled()
     running.set(session, run)
@@ -54,7 +51,7 @@ let reporting = false
 /** Runs every scheduled automatic save now and waits for them (closeStores calls it before closing stores). */
 export async function flushScheduled(): Promise<void> {
   for (;;) {
-    const pending = new Set([...due.filter((session) => session.due), ...running.keys()])
+    const pending = new Set([...due.waiting.filter((session) => session.due), ...running.keys()])
     if (pending.size === 0) return
     await Promise.all([...pending].map((session) => session.flushScheduled()))
   }

@@ -8,8 +8,7 @@
 const pending: Array<() => void> = []
 let immediate: NodeJS.Immediate | undefined
 
-/** Runs `run` at the next check phase, once per call: pass a function made once, not a new closure each time. */
-export function atCheckPhase(run: () => void): void {
+function atCheckPhase(run: () => void): void {
   pending.push(run)
   immediate ??= setImmediate(runPending)
 }
@@ -18,13 +17,37 @@ function runPending(): void {
   immediate = undefined
   // what these runs schedule goes to the next check phase
   const runs = pending.splice(0, pending.length)
-  let failure: { error: unknown } | undefined
+  const failures: unknown[] = []
   for (const run of runs) {
     try {
       run()
     } catch (error) {
-      failure ??= { error } // the others still run; the first failure is thrown as a failed immediate's would be
+      failures.push(error) // the others still run; every failure is thrown, as a failed immediate's would be
     }
   }
-  if (failure) throw failure.error
+  if (failures.length === 1) throw failures[0]
+  if (failures.length > 1) throw new AggregateError(failures, 'tied-session: work of a check phase failed')
+}
+
+/** Items gathered during a tick and handed to `run` together at the next check phase. */
+export class CheckPhaseBatch<T> {
+  private items: T[] = []
+
+  constructor(private readonly run: (items: T[]) => void) {}
+
+  add(item: T): void {
+    if (this.items.length === 0) atCheckPhase(this.flush)
+    this.items.push(item)
+  }
+
+  /** The items added since the last check phase. */
+  get waiting(): readonly T[] {
+    return this.items
+  }
+
+  private readonly flush = (): void => {
+    const items = this.items
+    this.items = []
+    this.run(items)
+  }
 }

@@ -1,4 +1,4 @@
-import { atCheckPhase } from './check-phase.js'
+import { CheckPhaseBatch } from './check-phase.js'
 
 /**
  * The bases of a tied session's three-way merges (merge.ts `mergeChanged`): for each top-level key
@@ -34,14 +34,10 @@ export function baseValue<A>(base: Exclude<BaseText, undefined>, key: string, pa
   return parse(base)
 }
 
-/** Bases whose source text is let go of at the next check phase (check-phase.ts). */
-let holding: MergeBases[] = []
-
-function dropHeld(): void {
-  const now = holding
-  holding = []
-  for (const bases of now) bases.letGo()
-}
+/** Bases whose source text is let go of at the next check phase. */
+const holding = new CheckPhaseBatch<MergeBases>((held) => {
+  for (const bases of held) bases.letGo()
+})
 
 /**
  * A base kept as a deep copy of plain JSON data rather than as its text, when a `json` session
@@ -89,10 +85,7 @@ export class MergeBases {
   hold(text: string | undefined): void {
     const listed = this.held !== undefined
     this.held = text === undefined ? undefined : new StoredText(text)
-    if (this.held !== undefined && !listed) {
-      if (holding.length === 0) atCheckPhase(dropHeld)
-      holding.push(this)
-    }
+    if (this.held !== undefined && !listed) holding.add(this)
   }
 
   /**
