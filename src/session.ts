@@ -70,6 +70,11 @@ export class Session implements TrackerHooks {
   /** keys that can change without passing a trap; made on first use */
   private loose: LooseKeys | undefined
   private state: 'open' | 'untied' | 'destroyed' = 'open'
+  /**
+   * Set when untie or destroy is called: from then on writes throw, as they do once it is done (a
+   * write accepted while the last flush is in flight would be dropped silently when it ends).
+   */
+  private ending: 'being untied' | 'being destroyed' | undefined
   /** An automatic save is scheduled (autosave.ts) and has not started. */
   due = false
   private flushing: Promise<void> | undefined
@@ -154,6 +159,7 @@ export class Session implements TrackerHooks {
   async untie(): Promise<void> {
     this.cancel()
     if (this.state !== 'open') return
+    this.ending ??= 'being untied'
     let error: unknown
     try {
       // nothing to write (a read-only request): no await at all
@@ -174,6 +180,7 @@ export class Session implements TrackerHooks {
   /** Removes the session from the store now, and from its user's index, and releases it. */
   async destroy(): Promise<void> {
     this.cancel()
+    this.ending = 'being destroyed'
     await this.settle()
     this.changed.clear()
     this.pendingError = undefined
@@ -286,7 +293,10 @@ export class Session implements TrackerHooks {
 
   /** Tracker hook: throws once the session takes no writes; keeps `top`'s stored text before its first change. */
   writable(top?: string): void {
-    if (this.state !== 'open') throw new TypeError(`tied-session: session ${this.id} is ${this.state}; tie it again to change it`)
+    if (this.state !== 'open' || this.ending !== undefined)
+      throw new TypeError(
+        `tied-session: session ${this.id} is ${this.state === 'open' ? this.ending : this.state}; tie it again to change it`,
+      )
     if (top !== undefined && this.stored && this.bases.needs(top)) this.bases.keep(top, this.storedText(top))
   }
 

@@ -528,6 +528,25 @@ test('writes after untie or destroy throw; untie is idempotent', async (t) => {
   await t.throwsAsync(save({} as never), { instanceOf: TypeError })
 })
 
+test('a write made while untie or destroy is in flight throws: it is not dropped silently when they end', async (t) => {
+  const s = await tieSession<Any>(undefined, { store: t.context.store })
+  const id = s._session_id
+  s.a = 1
+  const untying = untie(s)
+  t.throws(() => (s.b = 2), { instanceOf: TypeError, message: /is being untied; tie it again/ })
+  t.throws(() => delete s.a, { instanceOf: TypeError, message: /is being untied/ })
+  await untying
+  t.throws(() => (s.b = 2), { instanceOf: TypeError, message: /is untied/ })
+  t.deepEqual(await stored(t.context.store, id), { _session_id: id, a: 1 })
+
+  const d = await tieSession<Any>(id, { store: t.context.store })
+  const destroying = destroy(d)
+  t.throws(() => (d.c = 3), { instanceOf: TypeError, message: /is being destroyed/ })
+  await destroying
+  t.throws(() => (d.c = 3), { instanceOf: TypeError, message: /is destroyed/ })
+  t.is(await stored(t.context.store, id), undefined)
+})
+
 // --- versions and concurrency -----------------------------------------------------------------
 
 function twoHandles(t: { teardown(fn: () => void): void }) {
