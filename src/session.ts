@@ -71,10 +71,12 @@ export class Session implements TrackerHooks {
   private loose: LooseKeys | undefined
   private state: 'open' | 'untied' | 'destroyed' = 'open'
   /**
-   * Set when untie or destroy is called: from then on writes throw, as they do once it is done (a
-   * write accepted while the last flush is in flight would be dropped silently when it ends).
+   * Why writes throw while the session is still open: untie or destroy was called (from then on
+   * writes throw, as they do once it is done: a write accepted while the last flush is in flight
+   * would be dropped when it ends), or a regenerate is moving the data (a write made meanwhile
+   * would miss the text it books).
    */
-  private ending: 'being untied' | 'being destroyed' | undefined
+  private refusing: 'being untied' | 'being destroyed' | 'being regenerated' | undefined
   /** An automatic save is scheduled (autosave.ts) and has not started. */
   due = false
   private flushing: Promise<void> | undefined
@@ -159,7 +161,7 @@ export class Session implements TrackerHooks {
   async untie(): Promise<void> {
     this.cancel()
     if (this.state !== 'open') return
-    this.ending ??= 'being untied'
+    if (this.refusing !== 'being destroyed') this.refusing = 'being untied'
     let error: unknown
     try {
       // nothing to write (a read-only request): no await at all
@@ -180,7 +182,7 @@ export class Session implements TrackerHooks {
   /** Removes the session from the store now, and from its user's index, and releases it. */
   async destroy(): Promise<void> {
     this.cancel()
-    this.ending = 'being destroyed'
+    this.refusing = 'being destroyed'
     await this.settle()
     this.changed.clear()
     this.pendingError = undefined
@@ -230,7 +232,24 @@ export class Session implements TrackerHooks {
   async regenerate(): Promise<void> {
     this.writable()
     this.cancel()
-    await this.settle()
+    // writes throw until it is done; save, untie, destroy and reload wait for it (as for a flush)
+    this.refusing = 'being regenerated'
+    try {
+      await this.settle()
+      const moving = this.move()
+      // (settles either way: its failure is the caller's, through `moving`)
+      const moved = () => {
+        if (this.flushing === flushing) this.flushing = undefined
+      }
+      const flushing: Promise<void> = moving.then(moved, moved)
+      this.flushing = flushing
+      await moving
+    } finally {
+      if (this.refusing === 'being regenerated') this.refusing = undefined
+    }
+  }
+
+  private async move(): Promise<void> {
     const oldKey = this.key
     const oldId = this.id
     this.lease?.assertFresh()
@@ -293,10 +312,10 @@ export class Session implements TrackerHooks {
 
   /** Tracker hook: throws once the session takes no writes; keeps `top`'s stored text before its first change. */
   writable(top?: string): void {
-    if (this.state !== 'open' || this.ending !== undefined)
-      throw new TypeError(
-        `tied-session: session ${this.id} is ${this.state === 'open' ? this.ending : this.state}; tie it again to change it`,
-      )
+    if (this.state !== 'open' || this.refusing !== undefined) {
+      const then = this.refusing === 'being regenerated' ? 'await regenerate(s) before changing it' : 'tie it again to change it'
+      throw new TypeError(`tied-session: session ${this.id} is ${this.state === 'open' ? this.refusing : this.state}; ${then}`)
+    }
     if (top !== undefined && this.stored && this.bases.needs(top)) this.bases.keep(top, this.storedText(top))
   }
 

@@ -811,6 +811,39 @@ test('regenerate moves the data to a new id and deletes the old one', async (t) 
   t.true((await stored(t.context.store, id))!.after)
 })
 
+test('a write made while regenerate is in flight throws; untie and save called meanwhile wait for it', async (t) => {
+  const { store } = t.context
+  t.context.writes.restore()
+  for (const autoSave of [true, false]) {
+    const s = await tieSession<Any>(undefined, { store, autoSave, lock: 'exclusive' })
+    s.a = 1
+    await save(s)
+    const old = s._session_id
+    // the booking of the new id is held until the writes below were tried
+    let book!: () => void
+    const booked = new Promise<void>((resolve) => (book = resolve))
+    const add = sinon.stub(store, 'write').callsFake(async (...args) => {
+      if (args[2].mode === 'add') await booked
+      return add.wrappedMethod.apply(store, args)
+    })
+    t.teardown(() => add.restore())
+    const regenerating = regenerate(s)
+    await tick()
+    t.throws(() => (s.b = 2), { instanceOf: TypeError, message: /is being regenerated; await regenerate\(s\) before changing it/ })
+    const saving = save(s)
+    const untying = untie(s)
+    book()
+    const id = await regenerating
+    add.restore()
+    await saving
+    await untying
+    t.deepEqual(await stored(store, id), { _session_id: id, a: 1 }, `autoSave ${autoSave}`)
+    t.is(await store.get(old), undefined)
+    t.true(await lockIsFree(store, id), 'untie waited for the new id, and released its lock')
+    t.true(await lockIsFree(store, old))
+  }
+})
+
 test('reload reads the store again and drops unsaved changes', async (t) => {
   const s = await tieSession<Any>(undefined, { store: t.context.store, autoSave: false })
   s.a = 1
