@@ -21,7 +21,7 @@ import { schedule, seen, unseenFailure } from './autosave.js'
 import { checkDepth, json, viewTarget, type Serializer } from './serializers.js'
 import { formFor, readForm, toStored, type StoredForm } from './stored-form.js'
 import { bookNewId, notFound, parseData, releasing } from './stored.js'
-import type { Store, WriteOptions } from './stores/store.js'
+import type { Store, WriteOptions, WriteResult } from './stores/store.js'
 import { ID_FIELD, track, type TrackerHooks } from './tracker.js'
 
 type Data = Record<string, unknown>
@@ -157,26 +157,38 @@ export class Session implements TrackerHooks {
     this.throwPending(error)
   }
 
-  /** Writes pending changes and releases the session; later writes to it throw. */
-  async untie(): Promise<void> {
+  /**
+   * Writes pending changes and releases the session; later writes to it throw. Not an async
+   * function: a read-only untie awaits nothing, a writing one is its flush and one `.then`.
+   */
+  untie(): Promise<void> {
     this.cancel()
-    if (this.state !== 'open') return
+    if (this.state !== 'open') return Promise.resolve()
     if (this.refusing !== 'being destroyed') this.refusing = 'being untied'
-    let error: unknown
+    let flushing: Promise<void> | undefined
     try {
-      // nothing to write (a read-only request): no await at all
-      const flushing = this.startFlush()
-      if (flushing !== undefined) await flushing
+      flushing = this.startFlush()
     } catch (err) {
-      error = err
+      return this.untied(err) ?? Promise.resolve()
     }
+    if (flushing === undefined) return this.untied(undefined) ?? Promise.resolve()
+    return flushing.then(
+      () => this.untied(undefined),
+      (err: unknown) => this.untied(err),
+    )
+  }
+
+  /** The end of an untie, after its last flush (`error`: what the flush threw): a promise only when there is a lock to release. */
+  private untied(error: unknown): Promise<void> | undefined {
     this.state = 'untied'
     try {
       this.throwPending(error)
     } catch (err) {
-      throw await releasing(err, () => this.release())
+      return releasing(err, () => this.release()).then((thrown) => {
+        throw thrown
+      })
     }
-    if (this.lease !== undefined) await this.release()
+    return this.lease === undefined ? undefined : this.release()
   }
 
   /** Removes the session from the store now, and from its user's index, and releases it. */
@@ -491,58 +503,90 @@ export class Session implements TrackerHooks {
    * Writes the data with the version read at load (compare-and-swap). When another writer came
    * first, re-reads from the store's principal, keeps their changes to other keys, re-applies
    * ours and tries again, a bounded number of times.
+   *
+   * Not an async function: the first attempt is the store's write and one `.then` (this runs on
+   * every save); only a write that did not land goes on in {@link retry}.
    */
-  private async write(dirty: Set<string>): Promise<void> {
+  private write(dirty: Set<string>): Promise<void> {
+    try {
+      // a session from before maxLifetime (or from Perl) starts its lifetime at its first save
+      if (this.config.maxLifetime > 0 && stampCreation(this.data)) dirty.add(UTIME_FIELD)
+      return this.attempt(dirty, 0, {})
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /**
+   * Attempt number `attempt` of a write: the data's text now, written with the version known
+   * (or added, never stored yet). Resolves once it landed (and the user index was written);
+   * when another writer came first, or the version is unknown, goes on with {@link retry}.
+   * Throws (synchronously) what fails before the store is asked.
+   */
+  private attempt(dirty: Set<string>, attempt: number, round: { listRead?: AddOptions['listRead'] }): Promise<void> {
     const { store } = this.config
-    const { serializer } = this.form
-    let listRead: AddOptions['listRead']
-    // a session from before maxLifetime (or from Perl) starts its lifetime at its first save
-    if (this.config.maxLifetime > 0 && stampCreation(this.data)) dirty.add(UTIME_FIELD)
-    for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
-      const ttl = ttlNow(this.config, this.data, this.id)
-      const plan = this.index.prepare(this.data, this.changed)
-      for (const key of this.changed) dirty.add(key)
-      this.changed.clear()
-      if (attempt === 0) listRead = this.index.readAhead(plan)
-      const texts = this.loose?.snapshot()
-      const text = serializer.stringify(this.data)
-      // every key not changed from here on holds its value in `text`, whether or not the write lands
-      this.hold(text)
-      if (!this.stored || this.version !== undefined) {
-        const opts: WriteOptions = this.stored ? { ttl, mode: 'cas', version: this.version as string } : { ttl, mode: 'add' }
-        let written: string | undefined
-        opts.onVersion = (version) => (written = version)
-        this.lease?.assertFresh()
-        const { value, flags } = toStored(this.form, text)
-        if (flags !== 0) opts.flags = flags
-        // the bases of what this write replaces; changes made while it is in flight take new ones
-        const sent = this.bases.take()
-        let result
-        try {
-          result = await store.write(this.key, value, opts)
-        } finally {
-          if (result !== 'stored') this.bases.restore(sent)
+    const ttl = ttlNow(this.config, this.data, this.id)
+    const plan = this.index.prepare(this.data, this.changed)
+    for (const key of this.changed) dirty.add(key)
+    this.changed.clear()
+    if (attempt === 0) round.listRead = this.index.readAhead(plan)
+    const texts = this.loose?.snapshot()
+    const text = this.form.serializer.stringify(this.data)
+    // every key not changed from here on holds its value in `text`, whether or not the write lands
+    this.hold(text)
+    // the version is not known (a read served by `local`, a store that does not tell it): read it
+    if (this.stored && this.version === undefined) return this.retry(dirty, attempt, round, false)
+    const opts: WriteOptions = this.stored ? { ttl, mode: 'cas', version: this.version as string } : { ttl, mode: 'add' }
+    let written: string | undefined
+    opts.onVersion = (version) => (written = version)
+    this.lease?.assertFresh()
+    const { value, flags } = toStored(this.form, text)
+    if (flags !== 0) opts.flags = flags
+    // the bases of what this write replaces; changes made while it is in flight take new ones
+    const sent = this.bases.take()
+    let writing: Promise<WriteResult>
+    try {
+      writing = store.write(this.key, value, opts)
+    } catch (err) {
+      this.bases.restore(sent)
+      throw err
+    }
+    return writing.then(
+      (result) => {
+        if (result !== 'stored') {
+          this.bases.restore(sent)
+          if (result === 'not_found') throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')
+          return this.retry(dirty, attempt, round, true)
         }
-        if (result === 'stored') {
-          this.stored = true
-          // the version written, when the store tells it (memcached's `ms … c`): the next save is
-          // one cas; else (the text protocol's cas does not say it) the next save reads it again
-          this.version = written
-          this.text = written === undefined ? text : undefined
-          if (texts) this.loose!.settle(texts)
-          if (plan !== undefined) await this.index.write(this.id, plan, undefined, listRead)
-          return
-        }
-        if (result === 'not_found') throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')
-        // another writer came first, again: wait a little, at random, before reading theirs, so
-        // that competing writers spread out instead of colliding on the next round too
-        if (attempt > 0) await backoff(attempt, 5, 100)
-      }
-      const entry = await store.get(this.key, { consistent: true })
-      if (entry === undefined) {
-        if (this.stored) throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')
-        continue
-      }
+        this.stored = true
+        // the version written, when the store tells it (memcached's `ms … c`): the next save is
+        // one cas; else (the text protocol's cas does not say it) the next save reads it again
+        this.version = written
+        this.text = written === undefined ? text : undefined
+        if (texts) this.loose!.settle(texts)
+        return plan === undefined ? undefined : this.index.write(this.id, plan, undefined, round.listRead)
+      },
+      (err: unknown) => {
+        this.bases.restore(sent)
+        throw err
+      },
+    )
+  }
+
+  /**
+   * After attempt number `attempt` did not land (`collided`: another writer came first; else the
+   * version was unknown): reads theirs from the principal, merges, and makes the next attempt, up
+   * to MAX_TRIES in all.
+   */
+  private async retry(dirty: Set<string>, attempt: number, round: { listRead?: AddOptions['listRead'] }, collided: boolean): Promise<void> {
+    const { store } = this.config
+    // another writer came first, again: wait a little, at random, before reading theirs, so
+    // that competing writers spread out instead of colliding on the next round too
+    if (collided && attempt > 0) await backoff(attempt, 5, 100)
+    const entry = await store.get(this.key, { consistent: true })
+    if (entry === undefined) {
+      if (this.stored) throw notFound(this.id, 'it was destroyed or expired while tied, and is not written back')
+    } else {
       this.stored = true
       this.version = entry.version
       const read = readForm(this.config.serializer, entry)
@@ -555,7 +599,9 @@ export class Session implements TrackerHooks {
       }
       this.text = read.text
     }
-    throw new SessionError('ERR_CONFLICT', `session ${this.id} kept changing under this save (${MAX_TRIES} tries); save again`)
+    if (attempt + 1 >= MAX_TRIES)
+      throw new SessionError('ERR_CONFLICT', `session ${this.id} kept changing under this save (${MAX_TRIES} tries); save again`)
+    return this.attempt(dirty, attempt + 1, round)
   }
 
   /**
