@@ -47,6 +47,8 @@ export class Connection {
   /** Meta requests made while probing, and every request after them: written once the probe is answered. */
   private held: Request[] = []
   private corked = false
+  /** performance.now() at the first write of the current tick (while corked). */
+  private tickStart = 0
   /** The deadline sweep: a timer, or after a deadline passed, a look again once pending I/O is in. */
   private timer: NodeJS.Timeout | undefined
   private recheck: NodeJS.Immediate | undefined
@@ -135,17 +137,19 @@ export class Connection {
 
   private write(socket: net.Socket, request: Request, command: string | Buffer): void {
     if (this.head === this.queue.length) socket.ref() // a call in flight keeps the process alive; an idle store does not
-    if (request.deadline === 0) request.deadline = performance.now() + this.timeout
-    this.queue.push(request)
-    this.parser.expect(request.kind)
-    if (this.timer === undefined && this.recheck === undefined)
-      this.timer = setTimeout(this.sweep, Math.min(request.deadline - performance.now() + 1, MAX_TIMER)).unref()
     // The commands of one tick leave in one system call, as a pipelining client sends them.
     if (!this.corked) {
       this.corked = true
+      this.tickStart = performance.now()
       socket.cork()
       process.nextTick(this.uncork)
     }
+    // deadlines count from the tick's first write (one clock read per tick, not per command)
+    if (request.deadline === 0) request.deadline = this.tickStart + this.timeout
+    this.queue.push(request)
+    this.parser.expect(request.kind)
+    if (this.timer === undefined && this.recheck === undefined)
+      this.timer = setTimeout(this.sweep, Math.min(request.deadline - this.tickStart + 1, MAX_TIMER)).unref()
     socket.write(command)
   }
 

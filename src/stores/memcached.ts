@@ -95,9 +95,16 @@ export function createStore(config: Config, onClose: (() => void) | undefined): 
   /** Keys that need no closer look (session ids always are): 1-250 word characters, '.', ':' and '-'. */
   const PLAIN_KEY = /^[\w.:-]{1,250}$/
 
+  /** No injected client: a plain key needs no look at the pools (the check runs on every call). */
+  const wireOnly = pools.every((pool) => !pool.injected)
+
   function checkKey(key: string, on: Pool[] = pools): void {
     if (typeof key !== 'string') throw new TypeError(`tied-session: a store key must be a string, got ${typeof key}`)
-    if (PLAIN_KEY.test(key) && on.every((pool) => !pool.injected || (pool.namespace === '' && key !== 'cas' && key !== '__proto__'))) return
+    if (
+      PLAIN_KEY.test(key) &&
+      (wireOnly || on.every((pool) => !pool.injected || (pool.namespace === '' && key !== 'cas' && key !== '__proto__')))
+    )
+      return
     for (const pool of on) {
       const full = pool.namespace + key
       const bytes = Buffer.byteLength(full)

@@ -118,6 +118,10 @@ test('out-of-step and garbage replies are reported once, and the parser is spent
     ['probe', 'ERROR Too many open connections\r\n', 'ERROR Too many open connections'],
     ['items', 'VALUE k 0 2\r\nabc\r\nEND\r\n', 'VALUE k 0 2'], // a wrong byte count
     ['items', 'VALUE k x 2\r\nab\r\nEND\r\n', 'VALUE k x 2'],
+    // VALUE lines that are not <key> <flags> <bytes>[ <cas>], every part digits where digits go
+    ...['VALUE k 0', 'VALUE  0 2', 'VALUE k 0 2 ', 'VALUE k 0 2 x', 'VALUE k 0 -2', 'VALUE k 0 2 7 7', 'VALUE k 0x1 2', 'VALUE k  2'].map(
+      (header): [ReplyKind, string, string] => ['items', `${header}\r\nab\r\nEND\r\n`, header],
+    ),
     ['meta', 'VA 1\r\nabc\r\n', 'VA 1'],
     ['dump', 'key=%E0%A4%A exp=1 la=1\nEND\r\n', 'key=%E0%A4%A exp=1 la=1'],
     ['dump', 'hello\r\n', 'hello'],
@@ -176,4 +180,27 @@ test('bytesFlags: only the flag bits that say "bytes" keep a value from being te
     kind: 'items',
     items: [{ value: Buffer.from('v1'), flags: 8, cas: undefined }],
   })
+})
+
+test('a flags-0 value is text only when its bytes are UTF-8: other bytes stay bytes, a real U+FFFD stays text', (t) => {
+  const item = (kind: ReplyKind, value: Buffer) => {
+    const parser = new ReplyParser()
+    parser.expect(kind)
+    const head = kind === 'items' ? `VALUE k 0 ${value.length}\r\n` : `VA ${value.length}\r\n`
+    const [reply] = parser.push(Buffer.concat([Buffer.from(head), value, Buffer.from(kind === 'items' ? '\r\nEND\r\n' : '\r\n')]))
+    return reply?.kind === 'items' ? reply.items[0]?.value : reply?.kind === 'meta' ? reply.value : reply
+  }
+  for (const kind of ['items', 'meta'] as const) {
+    // Latin-1 "café", a lone continuation byte, a truncated sequence, an encoded surrogate (CESU-8)
+    for (const bytes of [
+      [0x63, 0x61, 0x66, 0xe9],
+      [0x61, 0x80],
+      [0xe2, 0x82],
+      [0xed, 0xa0, 0x80],
+    ]) {
+      t.deepEqual(item(kind, Buffer.from(bytes)), Buffer.from(bytes), `${kind} ${bytes.join(',')}`)
+    }
+    t.is(item(kind, Buffer.from('a\uFFFDb é€𝄞')), 'a\uFFFDb é€𝄞', kind)
+    t.is(item(kind, Buffer.from('\uFEFFbom')), '\uFEFFbom', `${kind}: a byte order mark is kept`)
+  }
 })
