@@ -4,6 +4,8 @@
  * shows after a write exactly what a reload will show, and a value the format cannot keep is
  * refused with a `TypeError` naming its path, before anything changes.
  */
+import { noteAscii } from './ascii.js'
+
 export interface Serializer {
   /** Shown in error messages. */
   readonly name: string
@@ -280,7 +282,8 @@ export function asciiOnly(text: string): string {
   // JSON.stringify gives undefined for undefined, a function or a symbol: passed through
   // UTF-8 takes one byte per character exactly when every character is ASCII: a native count,
   // 4-5x faster than a regular expression over the text (this runs on every save)
-  return text !== undefined && Buffer.byteLength(text) !== text.length ? text.replace(NON_ASCII_ALL, escapeUnit) : text
+  if (text === undefined) return text
+  return Buffer.byteLength(text) !== text.length ? text.replace(NON_ASCII_ALL, escapeUnit) : noteAscii(text)
 }
 
 /** Marks the `json` serializer's type, so that tieSession's types refuse data JSON cannot keep. */

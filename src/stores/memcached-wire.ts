@@ -10,6 +10,7 @@
  * framed by their byte count (./memcached-parser.ts).
  */
 import { createRequire } from 'node:module'
+import { utf8Length } from '../ascii.js'
 import { SessionError } from '../errors.js'
 import { Connection, type Answer, type Protocol } from './memcached-connection.js'
 import type { Crc32Buckets } from './memcached-crc32.js'
@@ -191,12 +192,12 @@ export class WireClient implements Pool {
 
   /** set, add or replace; the value is sent byte for byte (a string as UTF-8) with its flags. */
   async store(mode: 'set' | 'add' | 'replace', key: string, value: string | Buffer, exptime: number, flags = 0): Promise<Reply> {
-    const head = `${mode} ${key} ${integer(flags, 'flags')} ${exptime} ${Buffer.byteLength(value)}`
+    const head = `${mode} ${key} ${integer(flags, 'flags')} ${exptime} ${byteLength(value)}`
     return status(await this.send(key, withData(head, value), 'status', true))
   }
 
   async cas(key: string, value: string | Buffer, cas: string, exptime: number, flags = 0): Promise<Reply> {
-    const head = `cas ${key} ${integer(flags, 'flags')} ${exptime} ${Buffer.byteLength(value)} ${cas}`
+    const head = `cas ${key} ${integer(flags, 'flags')} ${exptime} ${byteLength(value)} ${cas}`
     return status(await this.send(key, withData(head, value), 'status', true))
   }
 
@@ -250,7 +251,7 @@ export class WireClient implements Pool {
     // C writes only at that cas; the mode token ME is add, MR replace, MS (the default) set.
     let command: string
     try {
-      command = `ms ${key} ${Buffer.byteLength(value)} c T${integer(opts.ttl, 'ttl')}`
+      command = `ms ${key} ${byteLength(value)} c T${integer(opts.ttl, 'ttl')}`
       if (opts.flags !== undefined) command += ` F${integer(opts.flags, 'flags')}`
       if (opts.cas !== undefined) command += ` C${opts.cas}`
       if (opts.mode !== 'set') command += opts.mode === 'add' ? ' ME' : opts.mode === 'replace' ? ' MR' : badMode(opts.mode)
@@ -295,6 +296,9 @@ export class WireClient implements Pool {
 const CRLF = Buffer.from('\r\n')
 
 /** A command line and its data block: one string for text, bytes for a Buffer (never decoded). */
+/** A value's length in bytes as sent (a string as UTF-8). */
+const byteLength = (value: string | Buffer): number => (typeof value === 'string' ? utf8Length(value) : value.length)
+
 function withData(head: string, value: string | Buffer): string | Buffer {
   if (typeof value === 'string') return `${head}\r\n${value}\r\n`
   return Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), value, CRLF])
