@@ -73,10 +73,9 @@ export class Session implements TrackerHooks {
   /**
    * Why writes throw while the session is still open: untie or destroy was called (from then on
    * writes throw, as they do once it is done: a write accepted while the last flush is in flight
-   * would be dropped when it ends), or a regenerate is moving the data (a write made meanwhile
-   * would miss the text it books).
+   * would be dropped when it ends), or a regenerate or reload runs (see {@link alone}).
    */
-  private refusing: 'being untied' | 'being destroyed' | 'being regenerated' | undefined
+  private refusing: 'being untied' | 'being destroyed' | 'being regenerated' | 'being reloaded' | undefined
   /** An automatic save is scheduled (autosave.ts) and has not started. */
   due = false
   private flushing: Promise<void> | undefined
@@ -215,9 +214,11 @@ export class Session implements TrackerHooks {
    * Reads the session again from the store (skipping read caches); unsaved changes are dropped.
    * Objects stay in place where the stored data has the same kind of object at the same path.
    */
-  async reload(): Promise<void> {
-    this.cancel()
-    await this.settle()
+  reload(): Promise<void> {
+    return this.alone('being reloaded', () => this.readAgain())
+  }
+
+  private async readAgain(): Promise<void> {
     let next: Data = {}
     let entry
     let text: string | undefined
@@ -243,21 +244,31 @@ export class Session implements TrackerHooks {
   /** Moves the data to a new id (written at once unless never stored) and deletes the old one. */
   async regenerate(): Promise<void> {
     this.writable()
+    await this.alone('being regenerated', () => this.move())
+  }
+
+  /**
+   * Runs `work` alone, once the flush in flight is done: writes throw until it ends (a write made
+   * meanwhile would miss the text a regenerate books, or be dropped by a reload), and save,
+   * untie, destroy and reload called meanwhile wait for it, as for a flush.
+   */
+  private async alone(reason: 'being regenerated' | 'being reloaded', work: () => Promise<void>): Promise<void> {
     this.cancel()
-    // writes throw until it is done; save, untie, destroy and reload wait for it (as for a flush)
-    this.refusing = 'being regenerated'
+    // (an untie or destroy under way keeps refusing writes after it)
+    const mine = this.refusing === undefined
+    if (mine) this.refusing = reason
     try {
       await this.settle()
-      const moving = this.move()
-      // (settles either way: its failure is the caller's, through `moving`)
-      const moved = () => {
+      const running = work()
+      // settles either way: a failure is the caller's, through `running`
+      const done = () => {
         if (this.flushing === flushing) this.flushing = undefined
       }
-      const flushing: Promise<void> = moving.then(moved, moved)
+      const flushing: Promise<void> = running.then(done, done)
       this.flushing = flushing
-      await moving
+      await running
     } finally {
-      if (this.refusing === 'being regenerated') this.refusing = undefined
+      if (mine && this.refusing === reason) this.refusing = undefined
     }
   }
 
@@ -325,7 +336,12 @@ export class Session implements TrackerHooks {
   /** Tracker hook: throws once the session takes no writes; keeps `top`'s stored text before its first change. */
   writable(top?: string): void {
     if (this.state !== 'open' || this.refusing !== undefined) {
-      const then = this.refusing === 'being regenerated' ? 'await regenerate(s) before changing it' : 'tie it again to change it'
+      const then =
+        this.refusing === 'being regenerated'
+          ? 'await regenerate(s) before changing it'
+          : this.refusing === 'being reloaded'
+            ? 'await reload(s) before changing it'
+            : 'tie it again to change it'
       throw new TypeError(`tied-session: session ${this.id} is ${this.state === 'open' ? this.refusing : this.state}; ${then}`)
     }
     if (top !== undefined && this.stored && this.bases.needs(top)) this.bases.keep(top, this.storedText(top))

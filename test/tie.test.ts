@@ -856,6 +856,27 @@ test('reload reads the store again and drops unsaved changes', async (t) => {
   t.deepEqual({ ...s }, { _session_id: s._session_id, _utime: s._utime, a: 1, b: 2 })
 })
 
+test('a write made while reload is in flight throws (the reload would drop it); writes work again once it is done', async (t) => {
+  const { store } = t.context
+  const s = await tieSession<Any>(undefined, { store })
+  s.a = 1
+  await save(s)
+  const reloading = reload(s)
+  t.throws(() => (s.b = 2), { instanceOf: TypeError, message: /is being reloaded; await reload\(s\) before changing it/ })
+  const untying = untie(s)
+  await reloading
+  await untying
+  t.throws(() => (s.c = 3), { instanceOf: TypeError, message: /is untied/ }, 'an untie called meanwhile still refuses writes')
+
+  const again = await tieSession<Any>(s._session_id, { store, autoSave: false })
+  again.pending = true
+  await reload(again)
+  t.is(again.pending, undefined, 'a change made before reload was called is dropped, as documented')
+  again.after = 1
+  await untie(again)
+  t.deepEqual(await stored(store, s._session_id), { _session_id: s._session_id, a: 1, after: 1 })
+})
+
 test('namespace prefixes every key', async (t) => {
   const s = await tieSession<Any>(undefined, { store: t.context.store, namespace: 'app1:' })
   s.a = 1
