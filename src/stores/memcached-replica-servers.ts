@@ -7,7 +7,7 @@
 import { SessionError } from '../errors.js'
 import { RETRY_MS } from './memcached-connection.js'
 import { copyOf, OWN_BITS, type Look } from './memcached-copies.js'
-import { WireClient } from './memcached-wire.js'
+import { WireClient, type MetaItem } from './memcached-wire.js'
 
 /** The servers of a replicated pool: see the module comment. */
 export class ReplicaServers {
@@ -38,13 +38,25 @@ export class ReplicaServers {
     return looks
   }
 
-  async look(server: string, key: string, value: boolean): Promise<Look> {
-    try {
-      const item = await this.on(server, (c) => c.metaGet(key, { value, cas: true, flags: true, ttl: true }))
-      return item === undefined ? { state: 'miss' } : { state: 'hit', copy: copyOf(item) }
-    } catch (error) {
-      return { state: 'failed', error }
+  look(server: string, key: string, value: boolean): Promise<Look> {
+    const read = (c: WireClient) => c.metaGet(key, { value, cas: true, flags: true, ttl: true })
+    const looked = (item: MetaItem | undefined): Look => (item === undefined ? { state: 'miss' } : { state: 'hit', copy: copyOf(item) })
+    const failed = (error: unknown): Look => ({ state: 'failed', error })
+    // a server known to speak meta: the wire client's promise and one `.then` (no async frame:
+    // a replicated read is one look), with on()'s bookkeeping of servers that fail
+    if (this.speaksMeta.has(server)) {
+      return read(this.clients.get(server)!).then(
+        (item) => {
+          this.downUntil.delete(server)
+          return looked(item)
+        },
+        (error: unknown) => {
+          this.downUntil.set(server, performance.now() + RETRY_MS)
+          return failed(error)
+        },
+      )
     }
+    return this.on(server, read).then(looked, failed)
   }
 
   /**

@@ -78,18 +78,33 @@ export class Replicas {
   }
 
   /** The newest live copy of `key`, or undefined; the copies that lack it get it. */
-  async get(key: string): Promise<Entry | undefined> {
-    const servers = this.copiesOf(key)
-    if (this.suspects.trusts(servers) && this.pool.firstUp(servers) === 0) {
-      // no server of the key is suspect: its own server's copy is the newest there is
-      const own = await this.pool.look(servers[0]!, key, true)
-      if (own.state === 'hit' && own.copy.value !== undefined) {
-        if (own.copy.tombstone) return undefined
-        const cas = servers.map((_, i) => (i === 0 ? own.copy.cas : UNKNOWN_CAS))
-        return entryOf(own.copy, formatVersion({ stamp: own.copy.stamp, authority: 0, cas }))
-      }
-      // a miss (no such key, or the server restarted empty) or a failure: every copy decides
+  get(key: string): Promise<Entry | undefined> {
+    let servers: string[]
+    let trusted: boolean
+    try {
+      servers = this.copiesOf(key)
+      trusted = this.suspects.trusts(servers) && this.pool.firstUp(servers) === 0
+    } catch (err) {
+      return Promise.reject(err)
     }
+    if (trusted) {
+      // no server of the key is suspect: its own server's copy is the newest there is (one look
+      // and one `.then`, no async frame: this is every read while no server is suspect)
+      return this.pool.look(servers[0]!, key, true).then((own) => {
+        if (own.state === 'hit' && own.copy.value !== undefined) {
+          if (own.copy.tombstone) return undefined
+          const cas = servers.map((_, i) => (i === 0 ? own.copy.cas : UNKNOWN_CAS))
+          return entryOf(own.copy, formatVersion({ stamp: own.copy.stamp, authority: 0, cas }))
+        }
+        // a miss (no such key, or the server restarted empty) or a failure: every copy decides
+        return this.getFromAll(key, servers)
+      })
+    }
+    return this.getFromAll(key, servers)
+  }
+
+  /** The newest live copy of `key` as every server of it says (the copies that lack it get it). */
+  private async getFromAll(key: string, servers: string[]): Promise<Entry | undefined> {
     for (let round = 0; round < ROUNDS; round++) {
       const looks = await this.pool.lookAll(key, servers, this.pool.firstUp(servers))
       const best = newest(looks)

@@ -226,21 +226,28 @@ export class WireClient implements Pool {
     }
   }
 
-  async metaGet(key: string, opts: MetaGetOptions = {}): Promise<MetaItem | undefined> {
+  // the connection's promise and one `.then` (no async frame: a replicated read is one)
+  metaGet(key: string, opts: MetaGetOptions = {}): Promise<MetaItem | undefined> {
     // mg return flags: v value, c cas, t seconds left (-1: never), s size, f client flags; T<exptime> touches
     let command = `mg ${key}${opts.value ? ' v' : ''}${opts.cas ? ' c' : ''}${opts.ttl ? ' t' : ''}${opts.size ? ' s' : ''}${opts.flags ? ' f' : ''}`
-    if (opts.touch !== undefined) command += ` T${integer(opts.touch, 'touch')}`
-    const reply = meta(await this.send(key, `${command}\r\n`, 'meta', opts.touch !== undefined), this.serverOf(key))
-    if (reply.code === 'EN') return undefined
-    if (reply.code !== 'HD' && reply.code !== 'VA') throw answered(this.serverOf(key), reply.code, 'mg')
-    const found: MetaItem = {}
-    const { c, t, s, f } = reply.flags
-    if (reply.value !== undefined) found.value = reply.value
-    if (c !== undefined) found.cas = c
-    if (t !== undefined) found.ttl = Number(t)
-    if (s !== undefined) found.size = Number(s)
-    if (f !== undefined) found.flags = Number(f)
-    return found
+    try {
+      if (opts.touch !== undefined) command += ` T${integer(opts.touch, 'touch')}`
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.send(key, `${command}\r\n`, 'meta', opts.touch !== undefined).then((answer) => {
+      const reply = meta(answer, this.serverOf(key))
+      if (reply.code === 'EN') return undefined
+      if (reply.code !== 'HD' && reply.code !== 'VA') throw answered(this.serverOf(key), reply.code, 'mg')
+      const found: MetaItem = {}
+      const { c, t, s, f } = reply.flags
+      if (reply.value !== undefined) found.value = reply.value
+      if (c !== undefined) found.cas = c
+      if (t !== undefined) found.ttl = Number(t)
+      if (s !== undefined) found.size = Number(s)
+      if (f !== undefined) found.flags = Number(f)
+      return found
+    })
   }
 
   // the connection's promise and one `.then` (no async frame: it runs on every save)
