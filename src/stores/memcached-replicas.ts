@@ -50,6 +50,14 @@ export const TOMBSTONE_LEAP = 1024
 export const TOMBSTONE_TTL = 86_400
 /** Rounds of look-then-write before a write or read gives up (each is lost only to another writer). */
 const ROUNDS = 5
+/**
+ * Compare-and-swap tries of one copy in {@link Replicas.replicate} before its server is marked
+ * suspect. Losing to another writer of the key is no failure (a newer copy there ends the loop at
+ * once), but a mark sends every read of that server's keys to every copy for the write's TTL plus
+ * MARKER_SLACK: with 3 tries, 64 concurrent writers on 256 keys (bench/replicas.ts) left a mark in
+ * 2 of 6 runs (then 38% and 71% of the reads went to every copy), with 8 in none of 4.
+ */
+const REPLICA_TRIES = 8
 
 /** What the replicated keys need from their store. */
 export interface ReplicaOptions {
@@ -280,7 +288,7 @@ export class Replicas {
         let expected = cas[i]!
         if (expected === NEWER) return
         try {
-          for (let tries = 0; tries < 3; tries++) {
+          for (let tries = 0; tries < REPLICA_TRIES; tries++) {
             if (expected === UNKNOWN_CAS) {
               // a read that trusted the key's own server alone did not ask this copy
               const there = await this.pool.on(server, (c) => c.metaGet(key, { cas: true, flags: true }))
