@@ -55,7 +55,8 @@ const ROUNDS = 5
  * suspect. Losing to another writer of the key is no failure (a newer copy there ends the loop at
  * once), but a mark sends every read of that server's keys to every copy for the write's TTL plus
  * MARKER_SLACK: with 3 tries, 64 concurrent writers on 256 keys (bench/replicas.ts) left a mark in
- * 2 of 6 runs (then 38% and 71% of the reads went to every copy), with 8 in none of 4.
+ * 2 of 6 runs (then 38% and 71% of the reads went to every copy), with 8 in none of 4. (Test: a
+ * copy that loses 5 races in a row is written, and no marker set.)
  */
 const REPLICA_TRIES = 8
 

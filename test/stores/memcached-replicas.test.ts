@@ -1,8 +1,10 @@
 import anyTest, { type ExecutionContext, type TestFn } from 'ava'
 import net from 'node:net'
+import sinon from 'sinon'
 import { SessionError } from '../../src/errors.js'
 import { copyServers, flagsOf } from '../../src/stores/memcached-copies.js'
 import { memcachedStore, type MemcachedStore, type MemcachedStoreOptions } from '../../src/stores/memcached.js'
+import { WireClient } from '../../src/stores/memcached-wire.js'
 import { destroy, save, tieSession, untie } from '../../src/tie.js'
 import { startMemcached, type MemcachedServer } from '../helpers/memcached.js'
 import { storeContract } from '../helpers/store-contract.js'
@@ -103,6 +105,46 @@ test('every copy is stamped in flags above the two bits Perl reads, and the stam
     instanceOf: TypeError,
     message: /flags must be 0 to 3/,
   })
+})
+
+/** Writes `value` with client `flags` to `key` on `server` with a raw `ms` (another writer, as far as the store knows). */
+async function rawSet(server: MemcachedServer, key: string, value: string, flags: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const socket = net.connect(server.port, server.host)
+    socket.setTimeout(2000, () => socket.destroy(new Error(`no reply from ${server.address}`)))
+    socket.on('error', reject)
+    socket.on('data', (chunk: Buffer) => {
+      socket.destroy()
+      if (chunk.toString('latin1').startsWith('HD')) resolve()
+      else reject(new Error(`ms answered ${chunk.toString('latin1')}`))
+    })
+    socket.write(`ms ${key} ${Buffer.byteLength(value)} F${flags} T60\r\n${value}\r\n`)
+  })
+}
+
+test('a copy that loses the race to other writers a few times in a row is still written, and its server not marked suspect', async (t) => {
+  const key = 'contended'
+  const { own, replica, servers } = await twoServers(t, key)
+  const store = open(t, { servers, replicas: 1, requestTimeout: PATIENT })
+  await store.write(key, 'v1', { ttl: 60, mode: 'set' })
+  const read = await store.get(key)
+  // another writer changes the replica's copy (an older one: stamp 1) just before each of our
+  // first 5 writes of it lands, so that each finds a new cas there
+  let raced = 0
+  const metaSet = WireClient.prototype.metaSet
+  const stub = sinon.stub(WireClient.prototype, 'metaSet').callsFake(async function (this: WireClient, ...args) {
+    if (this.servers[0] === replica.address && args[0] === key && args[2].cas !== undefined && raced < 5) {
+      raced++
+      await rawSet(replica, key, `theirs${raced}`, flagsOf(1, 0))
+    }
+    return metaSet.apply(this, args)
+  })
+  t.teardown(() => stub.restore())
+  t.is(await store.write(key, 'v2', { ttl: 60, mode: 'cas', version: read!.version! }), 'stored')
+  stub.restore()
+  t.is(raced, 5)
+  t.deepEqual(await rawCopy(replica, key), { flags: flagsOf(2, 0), value: 'v2' }, 'our copy landed on the replica')
+  t.is(await rawCopy(own, `tied-session:suspect:${replica.address}`), undefined, 'no suspect marker for the replica')
 })
 
 test('read repair: a copy found only on a replica is served and written back to the restarted server', async (t) => {
