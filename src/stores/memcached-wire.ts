@@ -302,10 +302,10 @@ export class WireClient implements Pool {
 
 const CRLF = Buffer.from('\r\n')
 
-/** A command line and its data block: one string for text, bytes for a Buffer (never decoded). */
 /** A value's length in bytes as sent (a string as UTF-8). */
 const byteLength = (value: string | Buffer): number => (typeof value === 'string' ? utf8Length(value) : value.length)
 
+/** A command line and its data block: one string for text, bytes for a Buffer (never decoded). */
 function withData(head: string, value: string | Buffer): string | Buffer {
   if (typeof value === 'string') return `${head}\r\n${value}\r\n`
   return Buffer.concat([Buffer.from(`${head}\r\n`, 'latin1'), value, CRLF])
