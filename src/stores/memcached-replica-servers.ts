@@ -7,7 +7,7 @@
 import { SessionError } from '../errors.js'
 import { RETRY_MS } from './memcached-connection.js'
 import { copyOf, OWN_BITS, type Look } from './memcached-copies.js'
-import { WireClient, type MetaItem } from './memcached-wire.js'
+import { WireClient } from './memcached-wire.js'
 
 /** The servers of a replicated pool: see the module comment. */
 export class ReplicaServers {
@@ -39,45 +39,52 @@ export class ReplicaServers {
   }
 
   look(server: string, key: string, value: boolean): Promise<Look> {
-    const read = (c: WireClient) => c.metaGet(key, { value, cas: true, flags: true, ttl: true })
-    const looked = (item: MetaItem | undefined): Look => (item === undefined ? { state: 'miss' } : { state: 'hit', copy: copyOf(item) })
-    const failed = (error: unknown): Look => ({ state: 'failed', error })
-    // a server known to speak meta: the wire client's promise and one `.then` (no async frame:
-    // a replicated read is one look), with on()'s bookkeeping of servers that fail
-    if (this.speaksMeta.has(server)) {
-      return read(this.clients.get(server)!).then(
-        (item) => {
-          this.downUntil.delete(server)
-          return looked(item)
-        },
-        (error: unknown) => {
-          this.downUntil.set(server, performance.now() + RETRY_MS)
-          return failed(error)
-        },
-      )
-    }
-    return this.on(server, read).then(looked, failed)
+    return this.on(server, (c) => c.metaGet(key, { value, cas: true, flags: true, ttl: true })).then(
+      (item): Look => (item === undefined ? { state: 'miss' } : { state: 'hit', copy: copyOf(item) }),
+      (error: unknown): Look => ({ state: 'failed', error }),
+    )
   }
 
   /**
    * Runs `call` on `server`, first checking that it speaks meta. A server that fails counts as
-   * down for RETRY_MS, as long as its connection refuses it; one that answers is up again.
+   * down for RETRY_MS, as long as its connection refuses it; one that answers is up again. Not an
+   * async function: on a server known to speak meta it is the call and one `.then` (a replicated
+   * read is one such call).
    */
-  async on<T>(server: string, call: (client: WireClient) => Promise<T>): Promise<T> {
-    const client = this.clients.get(server)!
+  on<T>(server: string, call: (client: WireClient) => Promise<T>): Promise<T> {
+    // asked once per server: a server that answered meta once is not asked again
+    if (!this.speaksMeta.has(server)) return this.probe(server).then(() => this.on(server, call))
+    let calling: Promise<T>
     try {
-      // asked once per server: a server that answered meta once is not asked again (one await less per call)
-      if (!this.speaksMeta.has(server)) {
-        if (!(await client.supportsMeta(server))) throw this.metaMissing(server)
-        this.speaksMeta.add(server)
-      }
-      const result = await call(client)
-      this.downUntil.delete(server)
-      return result
+      calling = call(this.clients.get(server)!)
     } catch (err) {
-      if (!this.noMeta.has(err as object)) this.downUntil.set(server, performance.now() + RETRY_MS)
-      throw err
+      calling = Promise.reject(err)
     }
+    return calling.then(
+      (result) => {
+        this.downUntil.delete(server)
+        return result
+      },
+      (err: unknown) => {
+        throw this.failed(server, err)
+      },
+    )
+  }
+
+  /** Asks `server` whether it speaks meta (once it has said yes, {@link on} does not ask again). */
+  private async probe(server: string): Promise<void> {
+    try {
+      if (!(await this.clients.get(server)!.supportsMeta(server))) throw this.metaMissing(server)
+    } catch (err) {
+      throw this.failed(server, err)
+    }
+    this.speaksMeta.add(server)
+  }
+
+  /** `err` from `server`: unless it says the server lacks meta commands, the server counts as down for RETRY_MS. */
+  private failed(server: string, err: unknown): unknown {
+    if (!this.noMeta.has(err as object)) this.downUntil.set(server, performance.now() + RETRY_MS)
+    return err
   }
 
   /** The index of the first server of a key not known to be down (0 when all are). */
