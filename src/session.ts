@@ -45,6 +45,20 @@ export interface SessionConfig {
   acquire: ((key: string) => Promise<Lease>) | undefined
 }
 
+/** What the attempts of one write share: the user's list, read with the first attempt. */
+type WriteRound = { listRead?: AddOptions['listRead'] }
+
+/** Why an open session refuses writes (see Session.refusing). */
+type Refusal = 'being untied' | 'being destroyed' | 'being regenerated' | 'being reloaded'
+
+/** What a write made while the session refuses writes is told to do instead. */
+const INSTEAD: Record<Refusal, string> = {
+  'being untied': 'tie it again to change it',
+  'being destroyed': 'tie it again to change it',
+  'being regenerated': 'await regenerate(s) before changing it',
+  'being reloaded': 'await reload(s) before changing it',
+}
+
 /** Compare-and-swap rounds before a save gives up with ERR_CONFLICT. */
 const MAX_TRIES = 10
 
@@ -75,7 +89,7 @@ export class Session implements TrackerHooks {
    * writes throw, as they do once it is done: a write accepted while the last flush is in flight
    * would be dropped when it ends), or a regenerate or reload runs (see {@link alone}).
    */
-  private refusing: 'being untied' | 'being destroyed' | 'being regenerated' | 'being reloaded' | undefined
+  private refusing: Refusal | undefined
   /** An automatic save is scheduled (autosave.ts) and has not started. */
   due = false
   private flushing: Promise<void> | undefined
@@ -335,15 +349,8 @@ export class Session implements TrackerHooks {
 
   /** Tracker hook: throws once the session takes no writes; keeps `top`'s stored text before its first change. */
   writable(top?: string): void {
-    if (this.state !== 'open' || this.refusing !== undefined) {
-      const then =
-        this.refusing === 'being regenerated'
-          ? 'await regenerate(s) before changing it'
-          : this.refusing === 'being reloaded'
-            ? 'await reload(s) before changing it'
-            : 'tie it again to change it'
-      throw new TypeError(`tied-session: session ${this.id} is ${this.state === 'open' ? this.refusing : this.state}; ${then}`)
-    }
+    if (this.state !== 'open') throw new TypeError(`tied-session: session ${this.id} is ${this.state}; tie it again to change it`)
+    if (this.refusing !== undefined) throw new TypeError(`tied-session: session ${this.id} is ${this.refusing}; ${INSTEAD[this.refusing]}`)
     if (top !== undefined && this.stored && this.bases.needs(top)) this.bases.keep(top, this.storedText(top))
   }
 
@@ -425,7 +432,7 @@ export class Session implements TrackerHooks {
   async runScheduled(): Promise<void> {
     this.due = false
     try {
-      await this.flush()
+      await this.startFlush()
     } catch (err) {
       this.fail(err)
     }
@@ -435,7 +442,7 @@ export class Session implements TrackerHooks {
   async flushScheduled(): Promise<void> {
     this.cancel()
     try {
-      await this.flush()
+      await this.startFlush()
     } catch (err) {
       this.fail(err)
     }
@@ -480,10 +487,6 @@ export class Session implements TrackerHooks {
     const lease = this.lease
     this.lease = undefined
     await lease?.unlock()
-  }
-
-  private async flush(): Promise<void> {
-    await this.startFlush()
   }
 
   /**
@@ -539,7 +542,7 @@ export class Session implements TrackerHooks {
    * when another writer came first, or the version is unknown, goes on with {@link retry}.
    * Throws (synchronously) what fails before the store is asked.
    */
-  private attempt(dirty: Set<string>, attempt: number, round: { listRead?: AddOptions['listRead'] }): Promise<void> {
+  private attempt(dirty: Set<string>, attempt: number, round: WriteRound): Promise<void> {
     const { store } = this.config
     const ttl = ttlNow(this.config, this.data, this.id)
     const plan = this.index.prepare(this.data, this.changed)
@@ -594,7 +597,7 @@ export class Session implements TrackerHooks {
    * version was unknown): reads theirs from the principal, merges, and makes the next attempt, up
    * to MAX_TRIES in all.
    */
-  private async retry(dirty: Set<string>, attempt: number, round: { listRead?: AddOptions['listRead'] }, collided: boolean): Promise<void> {
+  private async retry(dirty: Set<string>, attempt: number, round: WriteRound, collided: boolean): Promise<void> {
     const { store } = this.config
     // another writer came first, again: wait a little, at random, before reading theirs, so
     // that competing writers spread out instead of colliding on the next round too
