@@ -1,4 +1,5 @@
 import { CheckPhaseBatch } from './check-phase.js'
+import type { Known } from './json-layout.js'
 
 /**
  * The bases of a tied session's three-way merges (merge.ts `mergeChanged`): for each top-level key
@@ -17,7 +18,11 @@ export type BaseText = string | StoredText | BaseCopy | null | undefined
 export class StoredText {
   private parsed: Record<string, unknown> | undefined
 
-  constructor(readonly text: string) {}
+  /** `known`: what this process knows of the text, when it wrote it itself (json-layout.ts). */
+  constructor(
+    readonly text: string,
+    readonly known?: Known,
+  ) {}
 
   /** `key`'s value in the text, parsed with `parse` (`absent` when the text has no such key). Never changed by a merge. */
   at<A>(key: string, parse: (text: string) => unknown, absent: A): unknown {
@@ -82,9 +87,9 @@ export class MergeBases {
    * longer holds no second copy of its data (its later first changes copy the key, see
    * {@link BaseCopy}). undefined: no such text (a session never stored, or not kept as JSON).
    */
-  hold(text: string | undefined): void {
+  hold(text: string | undefined, known?: Known): void {
     const listed = this.held !== undefined
-    this.held = text === undefined ? undefined : new StoredText(text)
+    this.held = text === undefined ? undefined : new StoredText(text, known)
     if (this.held !== undefined && !listed) holding.add(this)
   }
 

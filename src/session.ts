@@ -12,6 +12,8 @@ import { SessionError } from './errors.js'
 import { newId } from './ids.js'
 import type { Lease } from './lease.js'
 import { stampCreation, ttlNow, UTIME_FIELD } from './lifetime.js'
+import { noteAscii } from './ascii.js'
+import { forget, knownText, memberwise, spliced, wrote, type Known, type Layout } from './json-layout.js'
 import { LooseKeys } from './loose.js'
 import { BaseCopy, MergeBases, copyJson, type BaseText } from './merge-bases.js'
 import { containers, mergeChanged, takeTheirs, reconcile } from './merge.js'
@@ -112,7 +114,7 @@ export class Session implements TrackerHooks {
     this.text = loaded.version === undefined ? loaded.text : undefined
     this.stored = loaded.stored
     this.form = loaded.form ?? formFor(config.serializer)
-    this.hold(loaded.text)
+    this.hold(loaded.text, loaded.text === undefined ? undefined : knownText(config.store, this.key, loaded.text, loaded.version))
     this.index = new SessionIndex(
       { place: { store: config.store, namespace: config.namespace }, ttl: config.ttl, principal: config.principal },
       data,
@@ -213,6 +215,7 @@ export class Session implements TrackerHooks {
     this.pendingError = undefined
     try {
       this.lease?.assertFresh()
+      forget(this.config.store, this.key)
       if (this.stored) await this.config.store.delete(this.key)
       await this.index.remove(this.id)
     } catch (err) {
@@ -313,6 +316,7 @@ export class Session implements TrackerHooks {
       this.lease = lease
       await old?.unlock()
     }
+    forget(this.config.store, oldKey)
     await this.config.store.delete(oldKey)
     await this.index.write(this.id, plan, oldId, undefined)
   }
@@ -372,9 +376,13 @@ export class Session implements TrackerHooks {
     }
   }
 
-  /** `text` (the data's whole text, in the session's form) is what every key now holds: the base of their first changes, for `json` sessions (MergeBases.hold). */
-  private hold(text: string | undefined): void {
-    this.bases.hold(this.form.serializer === json ? text : undefined)
+  /**
+   * `text` (the data's whole text, in the session's form) is what every key now holds: the base of
+   * their first changes, for `json` sessions (MergeBases.hold), and the source of the next save's
+   * text when this process knows how it is laid out (`known`, json-layout.ts).
+   */
+  private hold(text: string | undefined, known?: Known): void {
+    this.bases.hold(this.form.serializer === json ? text : undefined, known)
   }
 
   private setId(id: string): void {
@@ -550,9 +558,9 @@ export class Session implements TrackerHooks {
     this.changed.clear()
     if (attempt === 0) round.listRead = this.index.readAhead(plan)
     const texts = this.loose?.snapshot()
-    const text = this.form.serializer.stringify(this.data)
+    const { text, layout } = this.textNow(dirty)
     // every key not changed from here on holds its value in `text`, whether or not the write lands
-    this.hold(text)
+    this.hold(text, layout)
     // the version is not known (a read served by `local`, a store that does not tell it): read it
     if (this.stored && this.version === undefined) return this.retry(dirty, attempt, round, false)
     const opts: WriteOptions = this.stored ? { ttl, mode: 'cas', version: this.version as string } : { ttl, mode: 'add' }
@@ -582,6 +590,7 @@ export class Session implements TrackerHooks {
         // one cas; else (the text protocol's cas does not say it) the next save reads it again
         this.version = written
         this.text = written === undefined ? text : undefined
+        if (this.form.serializer === json) wrote(store, this.key, written, text, layout)
         if (texts) this.loose!.settle(texts)
         return plan === undefined ? undefined : this.index.write(this.id, plan, undefined, round.listRead)
       },
@@ -590,6 +599,28 @@ export class Session implements TrackerHooks {
         throw err
       },
     )
+  }
+
+  /**
+   * The data's text now. A `json` session whose source text this process wrote copies the members
+   * of the keys not changed since from it (json-layout.ts); when it only knows the text is its own,
+   * or a key was added or deleted, it writes the text member by member to learn its layout. The
+   * keys changed (`dirty`), and loose keys (changed by the caller's own objects without a trap:
+   * one may change between the attempts of a write), are written again.
+   */
+  private textNow(dirty: Set<string>): { text: string; layout?: Layout } {
+    const { serializer } = this.form
+    const source = this.bases.source
+    if (serializer === json && source?.known !== undefined) {
+      const loose = this.loose
+      const changed = loose === undefined ? dirty : new Set([...dirty, ...loose.keys()])
+      const made =
+        (source.known === 'ours' ? undefined : spliced(source.text, source.known, this.data, changed, json.stringify)) ??
+        memberwise(this.data, json.stringify)
+      // ASCII: json.stringify escapes every other character, and the copied text is its own
+      if (made !== undefined) return { text: noteAscii(made.text), layout: made.layout }
+    }
+    return { text: serializer.stringify(this.data) }
   }
 
   /**
