@@ -13,7 +13,7 @@ import { newId } from './ids.js'
 import type { Lease } from './lease.js'
 import { stampCreation, ttlNow, UTIME_FIELD } from './lifetime.js'
 import { noteAscii } from './ascii.js'
-import { forget, knownText, memberwise, spliced, wrote, type Known, type Layout } from './json-layout.js'
+import { forget, memberwise, spliced, wrote, type Known, type Layout } from './json-layout.js'
 import { LooseKeys } from './loose.js'
 import { BaseCopy, MergeBases, copyJson, type BaseText } from './merge-bases.js'
 import { containers, mergeChanged, takeTheirs, reconcile } from './merge.js'
@@ -105,7 +105,7 @@ export class Session implements TrackerHooks {
     readonly config: SessionConfig,
     id: string,
     data: Data,
-    loaded: { version: string | undefined; text: string | undefined; stored: boolean; form?: StoredForm },
+    loaded: { version: string | undefined; text: string | undefined; stored: boolean; form?: StoredForm; known?: Known | undefined },
   ) {
     this.id = id
     this.data = data
@@ -114,7 +114,7 @@ export class Session implements TrackerHooks {
     this.text = loaded.version === undefined ? loaded.text : undefined
     this.stored = loaded.stored
     this.form = loaded.form ?? formFor(config.serializer)
-    this.hold(loaded.text, loaded.text === undefined ? undefined : knownText(config.store, this.key, loaded.text, loaded.version))
+    this.hold(loaded.text, loaded.known)
     this.index = new SessionIndex(
       { place: { store: config.store, namespace: config.namespace }, ttl: config.ttl, principal: config.principal },
       data,

@@ -8,7 +8,8 @@ import { checkId, newId } from './ids.js'
 import { md5Hex, planIndex, uidOf } from './index-plan.js'
 import { applyIndex, destroyAll, liveSessions } from './principal.js'
 import { resolveOptions, resolveTieOptions, type TieOptions } from './options.js'
-import { checkDepth, type JSON_ONLY, type JsonSafe, type Serializer } from './serializers.js'
+import { knownText } from './json-layout.js'
+import { checkDepth, json, type JSON_ONLY, type JsonSafe, type Serializer } from './serializers.js'
 import { Session, type SessionConfig } from './session.js'
 import { bookId, bookNewId, notFound, parseData } from './stored.js'
 import { readForm, toStored } from './stored-form.js'
@@ -130,8 +131,9 @@ async function createUnder(config: SessionConfig, id: string): Promise<Session> 
 function loaded(config: SessionConfig, id: string, entry: Entry | undefined): Session {
   if (entry === undefined) throw notFound(id)
   const { form, text } = readForm(config.serializer, entry)
-  const data = parseData(form.serializer, text, id)
-  return new Session(config, id, data, { version: entry.version, text, stored: true, form })
+  const known = form.serializer === json ? knownText(config.store, config.namespace + id, text, entry.version) : undefined
+  const data = parseData(form.serializer, text, id, known !== undefined)
+  return new Session(config, id, data, { version: entry.version, text, stored: true, form, known })
 }
 
 /** The session behind a tied object (its root proxy answers HOOKS), or undefined. */
