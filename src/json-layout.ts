@@ -9,7 +9,8 @@
  * wrote `source` holds its value in `source` (the invariant the merge bases already rest on,
  * merge-bases.ts), and a text this process wrote is `json.stringify`'s own, so parsing a member
  * and writing it out again gives the same text. Texts written by anyone else have no layout here:
- * a layout is only ever found for a text equal to one this process wrote (compared whole).
+ * a layout is only ever found for a text read at the version this process's own write got back
+ * (see {@link knownText}).
  */
 import { ID_FIELD } from './tracker.js'
 
@@ -35,6 +36,12 @@ type Write = (value: unknown) => string | undefined
 const hasToJson = (value: unknown): boolean =>
   typeof value === 'object' && value !== null && typeof (value as { toJSON?: unknown }).toJSON === 'function'
 
+/** `"key":value` as json writes it inside an object; undefined when it would be left out or written differently there. */
+function member(key: string, value: unknown, write: Write): string | undefined {
+  const text = hasToJson(value) ? undefined : write(value)
+  return text === undefined ? undefined : write(key)! + ':' + text
+}
+
 /**
  * `data`'s text member by member, with its layout; undefined when a member would be left out or
  * written differently inside the object (then the caller writes the whole object).
@@ -44,11 +51,9 @@ export function memberwise(data: Record<string, unknown>, write: Write): { text:
   const ends = new Array<number>(keys.length)
   let text = '{'
   for (let i = 0; i < keys.length; i++) {
-    const key = keys[i]!
-    const value = data[key]
-    const member = hasToJson(value) ? undefined : write(value)
-    if (member === undefined) return undefined
-    text += (i === 0 ? '' : ',') + write(key)! + ':' + member
+    const piece = member(keys[i]!, data[keys[i]!], write)
+    if (piece === undefined) return undefined
+    text += (i === 0 ? '' : ',') + piece
     ends[i] = text.length
   }
   return checked({ text: text + '}', layout: new Layout(keys, ends) }, data, write)
@@ -86,14 +91,12 @@ export function spliced(
       to = ends[i]!
       length += comma + ends[i]! - start
     } else {
-      const value = data[key]
-      const member = hasToJson(value) ? undefined : write(value)
-      if (member === undefined) return undefined
+      const piece = member(key, data[key], write)
+      if (piece === undefined) return undefined
       if (from >= 0) text += source.slice(from, to)
       from = -1
-      const piece = (comma === 1 ? ',' : '') + write(key)! + ':' + member
-      text += piece
-      length += piece.length
+      text += (comma === 1 ? ',' : '') + piece
+      length += comma + piece.length
     }
     out[i] = length
   }
@@ -120,9 +123,9 @@ const MAX_REMEMBERED = 5000
 
 /** A text this process wrote at a key: the version the store gave it, its length, and what is known of it. */
 interface Wrote {
-  version: string
-  length: number
-  known: Known
+  readonly version: string
+  readonly length: number
+  readonly known: Known
 }
 
 /**
@@ -158,16 +161,7 @@ export function wrote(store: object, key: string, version: string | undefined, t
     return
   }
   if (texts === undefined) remembered.set(store, (texts = new Map()))
-  const entry = texts.get(key)
-  if (entry !== undefined) {
-    // updated in place, and moved to the end (the most recent)
-    texts.delete(key)
-    entry.version = version
-    entry.length = text.length
-    entry.known = layout ?? 'ours'
-    texts.set(key, entry)
-    return
-  }
+  texts.delete(key) // set again: the most recent goes last
   texts.set(key, { version, length: text.length, known: layout ?? 'ours' })
   if (texts.size > MAX_REMEMBERED) texts.delete(texts.keys().next().value!)
 }

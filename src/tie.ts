@@ -77,7 +77,7 @@ export async function tieSession<T extends object = Record<string, unknown>>(
       // of its own: one async frame less per tie
       const key = config.namespace + id
       const entry = config.rolling ? await readTouching(config.store, key, config.ttl) : await config.store.get(key)
-      session = loaded(config, id, entry)
+      session = loaded(config, id, key, entry)
       if (config.maxLifetime > 0) await session.checkLifetime()
       if (config.rolling) await session.rolled()
     } catch (err) {
@@ -125,13 +125,13 @@ async function createUnder(config: SessionConfig, id: string): Promise<Session> 
 }
 
 /**
- * The session `id` whose stored entry was read (ERR_SESSION_NOT_FOUND when there is none). The
+ * The session `id` whose stored entry was read at `key` (ERR_SESSION_NOT_FOUND when there is none). The
  * tie then checks its lifetime: one past `maxLifetime` is deleted and ERR_SESSION_NOT_FOUND.
  */
-function loaded(config: SessionConfig, id: string, entry: Entry | undefined): Session {
+function loaded(config: SessionConfig, id: string, key: string, entry: Entry | undefined): Session {
   if (entry === undefined) throw notFound(id)
   const { form, text } = readForm(config.serializer, entry)
-  const known = form.serializer === json ? knownText(config.store, config.namespace + id, text, entry.version) : undefined
+  const known = form.serializer === json ? knownText(config.store, key, text, entry.version) : undefined
   const data = parseData(form.serializer, text, id, known !== undefined)
   return new Session(config, id, data, { version: entry.version, text, stored: true, form, known })
 }
