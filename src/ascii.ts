@@ -1,6 +1,6 @@
 /**
  * The UTF-8 length of a text known to be ASCII, without counting it again. A save's JSON text is
- * checked for non-ASCII characters once (serializers.ts asciiOnly, a native count over the whole
+ * checked for non-ASCII characters once (json.ts asciiOnly, a native count over the whole
  * text); the wire client then needs its UTF-8 length for the command line, which would count it
  * a second time (about 0.6 µs for 1 KB on the benchmark machine, on every save).
  */

@@ -5,7 +5,8 @@
  */
 import { ENVIRONMENT, currentEnvironment, forgetEnvironment } from './environment.js'
 import { Lease } from './lease.js'
-import { json, type Serializer } from './serializers.js'
+import { json } from './json.js'
+import type { Serializer } from './serializers.js'
 import { flushScheduled } from './autosave.js'
 import type { SessionConfig } from './session.js'
 import type { MemcachedStoreOptions } from './stores/memcached.js'

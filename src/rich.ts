@@ -2,7 +2,8 @@
  * The `rich` serializer: JSON that also keeps Date, Map, Set, BigInt, undefined, NaN, ±Infinity
  * and -0, as tagged objects that other tools still read as JSON.
  */
-import { asciiOnly, put, refuse, walker, type Recurse, type Serializer } from './serializers.js'
+import { asciiOnly } from './json.js'
+import { put, refuse, walker, type Recurse, type Serializer } from './serializers.js'
 
 /*
  * The rich format is JSON in which a value JSON cannot say is an object with one key "$":

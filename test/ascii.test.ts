@@ -1,6 +1,6 @@
 import test from 'ava'
 import { noteAscii, utf8Length } from '../src/ascii.js'
-import { json } from '../src/serializers.js'
+import { json } from '../src/json.js'
 
 test('utf8Length: the length of the text last noted as ASCII, the UTF-8 count of any other', (t) => {
   const text = noteAscii('{"a":"plain"}')

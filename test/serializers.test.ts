@@ -1,5 +1,6 @@
 import test from 'ava'
-import { json, childPath } from '../src/serializers.js'
+import { json } from '../src/json.js'
+import { childPath } from '../src/serializers.js'
 import { rich } from '../src/rich.js'
 
 test('childPath writes paths the way code does', (t) => {
